@@ -1,0 +1,282 @@
+"""The whole SomaAgent exception tree, shared by the SDK, the CLI and the server.
+
+::
+
+    SomaAgentError
+    ├── ConfigurationError            misuse: a missing extra, key, model file or setting
+    ├── APIError                      an HTTP problem (status_code, body, request_id, problem_type)
+    │   ├── BadRequestError           400
+    │   ├── AuthenticationError       401  bad or missing API key
+    │   ├── PermissionDeniedError     403  wrong scope
+    │   ├── NotFoundError             404  unknown, or another tenant's object
+    │   ├── ConflictError             409
+    │   ├── PayloadTooLargeError      413
+    │   ├── ValidationError           422  invalid input; ``errors`` names the fields
+    │   ├── RateLimitError            429  ``retry_after`` seconds
+    │   └── ServerError               5xx
+    │       ├── UpstreamError             502  a model provider failed or answered garbage
+    │       ├── ServiceUnavailableError   503  a provider or dependency is unavailable
+    │       └── UpstreamTimeoutError      504  a provider did not answer in time
+    ├── APIConnectionError            the SDK could not reach the gateway
+    │   └── APITimeoutError           the SDK's request timed out
+    └── ProviderError                 raised by LLM adapters (``provider``, ``retryable``)
+        ├── ProviderAuthenticationError
+        ├── ProviderBadRequestError
+        ├── ProviderRateLimitError    ``retry_after`` seconds
+        ├── ProviderOverloadedError
+        ├── ProviderTimeoutError
+        ├── ProviderConnectionError
+        └── ProviderResponseError     a malformed answer, or a stream cut short
+
+The server raises :class:`APIError` subclasses and one handler turns them into
+``application/problem+json``; the SDK turns problem+json back into the same classes
+with :func:`error_for_status`. Provider errors are mapped to 502/503/504 at the gateway.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+PROBLEM_BASE = "urn:somaagent:problem:"
+
+
+class SomaAgentError(Exception):
+    """Base class of every error SomaAgent raises."""
+
+
+class ConfigurationError(SomaAgentError):
+    """A setting, extra, key or file is missing or wrong; the message says how to fix it."""
+
+
+class APIError(SomaAgentError):
+    """An HTTP problem, raised by the server and re-raised by the SDK.
+
+    Attributes:
+        status_code: the HTTP status.
+        problem_type: the stable problem ``type`` (a URN under ``urn:somaagent:problem:``).
+        body: the decoded problem+json body, when there is one.
+        request_id: the gateway's request id, for support and logs.
+        errors: per-field details for validation problems.
+    """
+
+    status: ClassVar[int] = 500
+    slug: ClassVar[str] = "api-error"
+    title: ClassVar[str] = "API error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        body: Any = None,
+        request_id: str | None = None,
+        errors: list[dict[str, Any]] | None = None,
+        problem_type: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code if status_code is not None else self.status
+        self.body = body
+        self.request_id = request_id
+        self.errors = errors or []
+        self.problem_type = problem_type or PROBLEM_BASE + self.slug
+        self.headers = headers or {}
+
+    def __str__(self) -> str:
+        return f"{self.message} (HTTP {self.status_code})"
+
+
+class BadRequestError(APIError):
+    status, slug, title = 400, "bad-request", "Bad request"
+
+
+class AuthenticationError(APIError):
+    status, slug, title = 401, "unauthenticated", "Authentication required"
+
+
+class PermissionDeniedError(APIError):
+    status, slug, title = 403, "forbidden", "Permission denied"
+
+
+class NotFoundError(APIError):
+    status, slug, title = 404, "not-found", "Not found"
+
+
+class ConflictError(APIError):
+    status, slug, title = 409, "conflict", "Conflict"
+
+
+class PayloadTooLargeError(APIError):
+    status, slug, title = 413, "payload-too-large", "Payload too large"
+
+
+class ValidationError(APIError):
+    """Invalid input; ``errors`` lists ``{"loc": [...], "msg": ..., "type": ...}`` per field."""
+
+    status, slug, title = 422, "validation-error", "Invalid request"
+
+
+class RateLimitError(APIError):
+    """Too many requests; wait ``retry_after`` seconds before trying again."""
+
+    status, slug, title = 429, "rate-limited", "Too many requests"
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class ServerError(APIError):
+    status, slug, title = 500, "internal-error", "Internal server error"
+
+
+class UpstreamError(ServerError):
+    status, slug, title = 502, "upstream-error", "Upstream model failed"
+
+
+class ServiceUnavailableError(ServerError):
+    status, slug, title = 503, "unavailable", "Service unavailable"
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class UpstreamTimeoutError(ServerError):
+    status, slug, title = 504, "upstream-timeout", "Upstream model timed out"
+
+
+class APIConnectionError(SomaAgentError):
+    """The SDK could not connect to the gateway (refused, DNS, TLS, reset)."""
+
+
+class APITimeoutError(APIConnectionError):
+    """The SDK's request to the gateway timed out."""
+
+
+class ProviderError(SomaAgentError):
+    """A model provider failed. Raised by the adapters in ``somaagent.llm``.
+
+    Attributes:
+        provider: the provider id (``openai``, ``anthropic``, ``local``).
+        status_code: the provider's HTTP status, when there was one.
+        body: the provider's error body, when there was one.
+        retry_after: seconds the provider asked us to wait, when it said.
+        retryable: whether trying again (or another model) may succeed.
+    """
+
+    retryable: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        status_code: int | None = None,
+        body: Any = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.provider = provider
+        self.status_code = status_code
+        self.body = body
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        status = f" (HTTP {self.status_code})" if self.status_code else ""
+        return f"{self.provider}: {self.message}{status}"
+
+
+class ProviderAuthenticationError(ProviderError):
+    """The provider refused our credentials."""
+
+
+class ProviderBadRequestError(ProviderError):
+    """The provider rejected the request itself (bad parameters, context too long)."""
+
+
+class ProviderRateLimitError(ProviderError):
+    retryable = True
+
+
+class ProviderOverloadedError(ProviderError):
+    retryable = True
+
+
+class ProviderTimeoutError(ProviderError):
+    retryable = True
+
+
+class ProviderConnectionError(ProviderError):
+    retryable = True
+
+
+class ProviderResponseError(ProviderError):
+    """The provider answered something we cannot use, or cut a stream short."""
+
+    retryable = True
+
+
+_BY_STATUS: dict[int, type[APIError]] = {
+    cls.status: cls
+    for cls in (
+        BadRequestError,
+        AuthenticationError,
+        PermissionDeniedError,
+        NotFoundError,
+        ConflictError,
+        PayloadTooLargeError,
+        ValidationError,
+        RateLimitError,
+        UpstreamError,
+        ServiceUnavailableError,
+        UpstreamTimeoutError,
+    )
+}
+
+
+def error_class_for_status(status_code: int) -> type[APIError]:
+    """The :class:`APIError` subclass for an HTTP status (the SDK's one mapping)."""
+    if status_code in _BY_STATUS:
+        return _BY_STATUS[status_code]
+    if status_code >= 500:
+        return ServerError
+    if status_code == 408:
+        return APIError
+    return BadRequestError if 400 <= status_code < 500 else APIError
+
+
+def error_for_status(
+    status_code: int,
+    body: Any,
+    *,
+    request_id: str | None = None,
+    retry_after: float | None = None,
+    headers: dict[str, str] | None = None,
+) -> APIError:
+    """Build the exception for an error response, from its status and problem+json body."""
+    cls = error_class_for_status(status_code)
+    message = f"HTTP {status_code}"
+    errors: list[dict[str, Any]] | None = None
+    problem_type: str | None = None
+    if isinstance(body, dict):
+        message = str(body.get("detail") or body.get("title") or message)
+        raw_errors = body.get("errors")
+        errors = raw_errors if isinstance(raw_errors, list) else None
+        problem_type = body.get("type") if isinstance(body.get("type"), str) else None
+        request_id = request_id or body.get("request_id")
+    elif isinstance(body, str) and body:
+        message = body[:500]
+    kwargs: dict[str, Any] = {
+        "status_code": status_code,
+        "body": body,
+        "request_id": request_id,
+        "errors": errors,
+        "problem_type": problem_type,
+        "headers": headers,
+    }
+    if cls in (RateLimitError, ServiceUnavailableError):
+        return cls(message, retry_after=retry_after, **kwargs)  # type: ignore[call-arg]
+    return cls(message, **kwargs)

@@ -1,0 +1,1 @@
+"""Model providers, the model registry and (later) the router. See README.md here."""
