@@ -1,0 +1,5 @@
+"""Fixtures shared by every test folder."""
+
+from __future__ import annotations
+
+pytest_plugins = ["tests.fakes.fixtures"]
