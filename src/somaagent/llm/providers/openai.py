@@ -1,0 +1,243 @@
+"""The OpenAI chat-completions wire: OpenAI itself and every compatible server.
+
+:class:`OpenAIModel` speaks ``POST {base_url}/chat/completions`` with bearer auth, streaming
+or not. The same class serves vLLM, Ollama, llama.cpp's server and other OpenAI-compatible
+endpoints: point ``base_url`` at them (an API key is then often optional).
+
+Connections, transport errors and HTTP error statuses are handled by
+:mod:`somaagent.llm._http`; this module owns only the wire format.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any, NotRequired, TypedDict
+
+import httpx
+
+from somaagent.errors import ProviderResponseError
+from somaagent.llm._http import (
+    aiter_sse,
+    check_base_url,
+    error_from_response,
+    get_client,
+    map_transport_errors,
+    timeout_for,
+    vendor_error,
+)
+from somaagent.llm.base import ChatMessage, ChatRequest, Completion, Model, StreamChunk
+from somaagent.types import Usage
+
+__all__ = ["DEFAULT_BASE_URL", "OpenAIModel"]
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+
+class _StreamOptions(TypedDict):
+    include_usage: bool
+
+
+class _ChatBody(TypedDict):
+    model: str
+    messages: list[ChatMessage]
+    stream: bool
+    max_tokens: NotRequired[int]
+    temperature: NotRequired[float]
+    stop: NotRequired[list[str]]
+    stream_options: NotRequired[_StreamOptions]
+
+
+class OpenAIModel(Model):
+    """A model behind an OpenAI-compatible chat-completions endpoint.
+
+    One instance serves one endpoint; each :class:`ChatRequest` names the endpoint's model id
+    (``gpt-4o-mini``, ``meta-llama/Llama-3.1-8B-Instruct``, ...). Requests go through the
+    process-wide connection pool of :mod:`somaagent.llm._http` unless ``http_client`` is given.
+
+    Args:
+        api_key: sent as ``Authorization: Bearer``; optional, since local servers often need none.
+        base_url: the API root, including ``/v1``; defaults to OpenAI's.
+        timeout: seconds allowed to connect and for each read, unless a request sets its own.
+        provider: the provider id recorded on answers and errors (e.g. ``vllm`` for a vLLM server).
+        http_client: a client to send with instead of the shared pool; the caller closes it.
+
+    Raises:
+        ConfigurationError: ``base_url`` is not an absolute http(s) URL.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float = 60.0,
+        provider: str = "openai",
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.provider = provider
+        self.base_url = check_base_url(base_url or DEFAULT_BASE_URL, setting="base_url")
+        self.timeout = timeout
+        self._api_key = api_key
+        self._http_client = http_client
+
+    def __repr__(self) -> str:
+        return f"OpenAIModel(provider={self.provider!r}, base_url={self.base_url!r})"
+
+    @property
+    def _client(self) -> httpx.AsyncClient:
+        return self._http_client if self._http_client is not None else get_client()
+
+    def _headers(self, *, stream: bool) -> dict[str, str]:
+        headers = {"accept": "text/event-stream" if stream else "application/json"}
+        if self._api_key:
+            headers["authorization"] = f"Bearer {self._api_key}"
+        return headers
+
+    def _body(self, request: ChatRequest, *, stream: bool) -> _ChatBody:
+        body: _ChatBody = {
+            "model": request.model,
+            "messages": [{"role": m["role"], "content": m["content"]} for m in request.messages],
+            "stream": stream,
+        }
+        if request.max_tokens is not None:
+            body["max_tokens"] = request.max_tokens
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        if request.stop:
+            body["stop"] = list(request.stop)
+        if stream:
+            body["stream_options"] = {"include_usage": True}
+        return body
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        """Ask for the whole answer in one response.
+
+        Raises:
+            ProviderError: a subclass for each failure; see :mod:`somaagent.errors`.
+        """
+        timeout = timeout_for(request.timeout if request.timeout is not None else self.timeout)
+        with map_transport_errors(self.provider):
+            response = await self._client.post(
+                f"{self.base_url}/chat/completions",
+                json=self._body(request, stream=False),
+                headers=self._headers(stream=False),
+                timeout=timeout,
+            )
+            if not response.is_success:
+                raise await error_from_response(response, provider=self.provider)
+        try:
+            data = response.json()
+        except ValueError:
+            raise self._bad(f"the answer is not JSON: {response.text[:200]!r}") from None
+        return self._completion(data, request)
+
+    def _completion(self, data: Any, request: ChatRequest) -> Completion:
+        if not isinstance(data, dict):
+            raise self._bad("the answer is not a JSON object", data)
+        if data.get("error"):
+            message, _ = vendor_error(data)
+            raise self._bad(f"the provider answered an error: {message}", data)
+        choices = data.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            raise self._bad("the answer has no choices", data)
+        message = choices[0].get("message")
+        if not isinstance(message, dict):
+            raise self._bad("the answer's first choice has no message", data)
+        content = message.get("content")
+        if content is not None and not isinstance(content, str):
+            raise self._bad("the answer's content is not text", data)
+        finish = choices[0].get("finish_reason")
+        model = data.get("model")
+        return Completion(
+            content=content or "",
+            model=model if isinstance(model, str) and model else request.model,
+            provider=self.provider,
+            usage=_usage(data.get("usage")) or Usage(),
+            finish_reason=finish if isinstance(finish, str) else None,
+        )
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
+        """Yield the answer's text as it arrives, then one chunk with finish reason and usage.
+
+        The stream is complete only when the server sent a ``finish_reason`` and then
+        ``data: [DONE]``; anything short of that raises after the deltas already yielded.
+
+        Raises:
+            ProviderError: a subclass for each failure; a stream cut short, an ``error`` object
+                in the stream, or a chunk that is not JSON raise ``ProviderResponseError``.
+        """
+        timeout = timeout_for(request.timeout if request.timeout is not None else self.timeout)
+        finish_reason: str | None = None
+        usage: Usage | None = None
+        done = False
+        received = 0
+        with map_transport_errors(self.provider):
+            async with self._client.stream(
+                "POST",
+                f"{self.base_url}/chat/completions",
+                json=self._body(request, stream=True),
+                headers=self._headers(stream=True),
+                timeout=timeout,
+            ) as response:
+                if not response.is_success:
+                    raise await error_from_response(response, provider=self.provider)
+                async for event in aiter_sse(response):
+                    if event.data.strip() == "[DONE]":
+                        done = True
+                        break
+                    chunk = self._chunk(event.data)
+                    received += 1
+                    usage = _usage(chunk.get("usage")) or usage
+                    delta, finish = self._choice(chunk)
+                    finish_reason = finish or finish_reason
+                    if delta:
+                        yield StreamChunk(delta=delta)
+        if not done or finish_reason is None:
+            missing = "data: [DONE]" if finish_reason is not None else "a finish_reason"
+            raise self._bad(f"the stream ended after {received} chunk(s) without {missing}")
+        yield StreamChunk(finish_reason=finish_reason, usage=usage)
+
+    def _chunk(self, data: str) -> dict[str, Any]:
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            raise self._bad(f"a stream chunk is not JSON: {data[:200]!r}") from None
+        if not isinstance(chunk, dict):
+            raise self._bad(f"a stream chunk is not a JSON object: {data[:200]!r}")
+        if chunk.get("error"):
+            message, kind = vendor_error(chunk)
+            detail = f" [{kind}]" if kind else ""
+            raise self._bad(f"the provider sent an error in the stream: {message}{detail}", chunk)
+        return chunk
+
+    def _choice(self, chunk: dict[str, Any]) -> tuple[str, str | None]:
+        """``(delta text, finish_reason)`` of a chunk's first choice; empty for a usage chunk."""
+        choices = chunk.get("choices")
+        if choices is None or choices == []:
+            return "", None
+        if not isinstance(choices, list) or not isinstance(choices[0], dict):
+            raise self._bad("a stream chunk has malformed choices", chunk)
+        delta = choices[0].get("delta") or {}
+        content = delta.get("content") if isinstance(delta, dict) else None
+        finish = choices[0].get("finish_reason")
+        return (
+            content if isinstance(content, str) else "",
+            finish if isinstance(finish, str) else None,
+        )
+
+    def _bad(self, message: str, body: Any = None) -> ProviderResponseError:
+        return ProviderResponseError(message, provider=self.provider, body=body)
+
+
+def _usage(raw: Any) -> Usage | None:
+    if not isinstance(raw, dict):
+        return None
+    prompt = _int(raw.get("prompt_tokens"))
+    completion = _int(raw.get("completion_tokens"))
+    total = _int(raw.get("total_tokens")) or prompt + completion
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=total)
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
