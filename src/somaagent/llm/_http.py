@@ -144,7 +144,9 @@ def map_transport_errors(provider: str) -> Iterator[None]:
             f"{type(exc).__name__}{_where(exc)}: {exc or 'connection failed'}", provider=provider
         ) from exc
     except httpx.HTTPError as exc:
-        raise ProviderResponseError(f"{type(exc).__name__}: {exc}", provider=provider) from exc
+        raise ProviderResponseError(
+            f"{type(exc).__name__}{_where(exc)}: {exc}", provider=provider
+        ) from exc
 
 
 def _phase(exc: httpx.TimeoutException) -> str:
@@ -157,7 +159,7 @@ def _phase(exc: httpx.TimeoutException) -> str:
     return phases.get(type(exc), "the request")
 
 
-def _where(exc: httpx.RequestError) -> str:
+def _where(exc: httpx.HTTPError) -> str:
     try:
         request = exc.request
     except RuntimeError:  # raised by httpx when the exception has no request attached

@@ -30,7 +30,6 @@ Built-in ids are looked up first, so a plugin cannot shadow ``openai``, ``anthro
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Callable
 from importlib.metadata import entry_points
@@ -113,10 +112,9 @@ def _anthropic(
 def _local(
     *, api_key: str | None, base_url: str | None, timeout: float, model_path: str | None
 ) -> Model:
-    # Imported by name so that this module does not depend on the local runtime being present.
-    module = importlib.import_module("somaagent.llm.providers.local")
-    model = module.LocalModel(model_path=model_path, timeout=timeout)
-    return _as_model(model, "somaagent.llm.providers.local.LocalModel")
+    from somaagent.llm.providers.local import LocalModel
+
+    return LocalModel(model_path=model_path, timeout=timeout)
 
 
 _Factory = Callable[..., Model]
@@ -132,7 +130,7 @@ def _plugin(provider: str) -> Callable[..., Any]:
     found = entry_points(group=ENTRY_POINT_GROUP, name=provider)
     for entry_point in found:
         try:
-            factory = entry_point.load()
+            factory: Callable[..., Any] = entry_point.load()
         except ImportError as exc:
             raise ConfigurationError(
                 f"the provider {provider!r} is registered by {entry_point.value!r}, "
@@ -143,7 +141,7 @@ def _plugin(provider: str) -> Callable[..., Any]:
                 f"the {ENTRY_POINT_GROUP} entry point {provider!r} ({entry_point.value}) "
                 "is not callable"
             )
-        return factory  # type: ignore[no-any-return]
+        return factory
     plugins = sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)} - set(_BUILTINS))
     known = ", ".join([*_BUILTINS, *plugins])
     raise ConfigurationError(

@@ -13,7 +13,7 @@ Connections, transport errors and HTTP error statuses are handled by
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any, Literal, NotRequired, TypedDict
 
 import httpx
@@ -207,7 +207,7 @@ class AnthropicModel(Model):
             finish_reason=_finish_reason(data.get("stop_reason")),
         )
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[StreamChunk, None]:
         """Yield the answer's text as it arrives, then one chunk with finish reason and usage.
 
         The stream is complete only at ``message_stop``; anything short of that raises after

@@ -11,7 +11,7 @@ Connections, transport errors and HTTP error statuses are handled by
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any, NotRequired, TypedDict
 
 import httpx
@@ -157,7 +157,7 @@ class OpenAIModel(Model):
             finish_reason=finish if isinstance(finish, str) else None,
         )
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[StreamChunk, None]:
         """Yield the answer's text as it arrives, then one chunk with finish reason and usage.
 
         The stream is complete only when the server sent a ``finish_reason`` and then
