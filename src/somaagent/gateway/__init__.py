@@ -1,0 +1,1 @@
+"""The SomaAgent gateway: a FastAPI service. Needs the ``server`` extra."""

@@ -1,0 +1,97 @@
+"""The app factory: ``create_app(settings)`` builds a gateway; start-up migrates the
+database and, on the very first start, creates an admin API key and shows it once."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from somaagent import __version__
+from somaagent.gateway import keys, problems
+from somaagent.gateway.conversations import ConversationService
+from somaagent.gateway.db.engine import make_engine, make_sessionmaker, migrate
+from somaagent.gateway.metrics import Metrics
+from somaagent.gateway.middleware import GatewayMiddleware
+from somaagent.gateway.providers import ProviderPool
+from somaagent.gateway.ratelimit import RateLimiter
+from somaagent.gateway.routes import conversations, health, me, openai_compat
+from somaagent.gateway.settings import Settings
+from somaagent.gateway.state import GatewayState
+from somaagent.llm._http import aclose_client
+from somaagent.llm.registry import ModelRegistry
+
+AdminKeyCallback = Callable[[str], None]
+
+
+def _show_admin_key(secret: str) -> None:
+    # Printed once to the terminal that started the server; never logged.
+    print(
+        "\nSomaAgent created the first admin API key. It is shown only this once:\n\n"
+        f"    {secret}\n\n"
+        "Use it with: soma login --api-key <key>   (or export SOMA_API_KEY=<key>)\n",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def create_app(
+    settings: Settings | None = None, *, on_admin_key: AdminKeyCallback | None = None
+) -> FastAPI:
+    """Build a gateway app. ``on_admin_key`` receives the first admin key (default: print)."""
+    settings = settings or Settings()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(settings.resolved_database_url)
+        await migrate(engine)
+        sessions = make_sessionmaker(engine)
+        if settings.bootstrap_admin_key:
+            async with sessions() as session:
+                if await keys.count_active_admin_keys(session) == 0:
+                    _, secret = await keys.create_key(
+                        session,
+                        name="admin (first start)",
+                        tenant=keys.DEFAULT_TENANT,
+                        scope="admin",
+                    )
+                    (on_admin_key or _show_admin_key)(secret)
+        registry = ModelRegistry.load(settings.models_file)
+        pool = ProviderPool(settings, registry)
+        app.state.gateway = GatewayState(
+            settings=settings,
+            engine=engine,
+            sessions=sessions,
+            metrics=metrics,
+            pool=pool,
+            rate_limiter=RateLimiter(settings.rate_limit_per_minute),
+            conversations=ConversationService(
+                sessions,
+                pool,
+                metrics,
+                max_history=settings.max_history_messages,
+                default_max_tokens=settings.default_max_tokens,
+            ),
+        )
+        try:
+            yield
+        finally:
+            await pool.aclose()
+            await aclose_client()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="SomaAgent",
+        version=__version__,
+        description="One gateway for many language models.",
+        lifespan=lifespan,
+    )
+    problems.install(app)
+    app.add_middleware(GatewayMiddleware, metrics=metrics, max_body=settings.max_request_bytes)
+    for module in (health, me, conversations, openai_compat):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,91 @@
+"""Prometheus metrics, named after the OpenTelemetry semantic conventions.
+
+* ``http_server_request_duration_seconds`` (``http.server.request.duration``) by method,
+  route template and status code;
+* ``gen_ai_client_token_usage`` (``gen_ai.client.token.usage``) by operation, provider,
+  model and token type (``input`` / ``output``);
+* ``gen_ai_client_operation_duration_seconds`` (``gen_ai.client.operation.duration``) by
+  operation, provider, model and error type (empty on success).
+
+Each app owns its registry, so several apps (tests, replicas in one process) never clash.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+# OTel's recommended boundaries for http.server.request.duration, plus the SLO edges.
+HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.2, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
+TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576)
+GENAI_DURATION_BUCKETS = (
+    0.01,
+    0.02,
+    0.04,
+    0.08,
+    0.16,
+    0.32,
+    0.64,
+    1.28,
+    2.56,
+    5.12,
+    10.24,
+    20.48,
+    40.96,
+    81.92,
+)
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    """The gateway's instruments, registered in a registry of their own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.http_duration = Histogram(
+            "http_server_request_duration_seconds",
+            "Duration of HTTP server requests.",
+            ["http_request_method", "http_route", "http_response_status_code"],
+            buckets=HTTP_BUCKETS,
+            registry=self.registry,
+        )
+        self.token_usage = Histogram(
+            "gen_ai_client_token_usage",
+            "Number of input and output tokens used per model call.",
+            [
+                "gen_ai_operation_name",
+                "gen_ai_provider_name",
+                "gen_ai_request_model",
+                "gen_ai_token_type",
+            ],
+            buckets=TOKEN_BUCKETS,
+            registry=self.registry,
+        )
+        self.operation_duration = Histogram(
+            "gen_ai_client_operation_duration_seconds",
+            "Duration of model calls.",
+            ["gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model", "error_type"],
+            buckets=GENAI_DURATION_BUCKETS,
+            registry=self.registry,
+        )
+
+    def record_model_call(
+        self,
+        *,
+        provider: str,
+        model: str,
+        seconds: float,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        error_type: str = "",
+        operation: str = "chat",
+    ) -> None:
+        self.operation_duration.labels(operation, provider, model, error_type).observe(seconds)
+        if input_tokens is not None:
+            self.token_usage.labels(operation, provider, model, "input").observe(input_tokens)
+        if output_tokens is not None:
+            self.token_usage.labels(operation, provider, model, "output").observe(output_tokens)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

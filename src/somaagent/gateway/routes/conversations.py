@@ -1,0 +1,83 @@
+"""``/v1/conversations`` and their messages."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response, status
+from fastapi.responses import StreamingResponse
+
+from somaagent import types
+from somaagent.gateway.auth import CurrentPrincipal, State
+from somaagent.gateway.streaming import SSE_HEADERS, SSE_MEDIA_TYPE
+
+router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
+
+Limit = Annotated[int, Query(ge=1, le=100)]
+Cursor = Annotated[str | None, Query(max_length=200)]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def create_conversation(
+    body: types.ConversationCreate, who: CurrentPrincipal, state: State
+) -> types.Conversation:
+    return await state.conversations.create(who, body)
+
+
+@router.get("")
+async def list_conversations(
+    who: CurrentPrincipal, state: State, limit: Limit = 20, cursor: Cursor = None
+) -> types.Page[types.Conversation]:
+    return await state.conversations.list_page(who, limit=limit, cursor=cursor)
+
+
+@router.get("/{conversation_id}")
+async def get_conversation(
+    conversation_id: str, who: CurrentPrincipal, state: State
+) -> types.Conversation:
+    return await state.conversations.get(who, conversation_id)
+
+
+@router.delete("/{conversation_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_conversation(
+    conversation_id: str, who: CurrentPrincipal, state: State
+) -> Response:
+    await state.conversations.delete(who, conversation_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/{conversation_id}/messages",
+    status_code=status.HTTP_201_CREATED,
+    response_model=types.MessageExchange,
+    responses={201: {"content": {SSE_MEDIA_TYPE: {}}}},
+)
+async def send_message(
+    conversation_id: str,
+    body: types.MessageCreate,
+    who: CurrentPrincipal,
+    state: State,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> types.MessageExchange | StreamingResponse:
+    """Send a user message and get the model's reply (SSE when ``stream`` is true)."""
+    if body.stream:
+        events = await state.conversations.stream(
+            who, conversation_id, body, idempotency_key=idempotency_key
+        )
+        return StreamingResponse(
+            events, status_code=200, media_type=SSE_MEDIA_TYPE, headers=SSE_HEADERS
+        )
+    return await state.conversations.send(
+        who, conversation_id, body, idempotency_key=idempotency_key
+    )
+
+
+@router.get("/{conversation_id}/messages")
+async def list_messages(
+    conversation_id: str,
+    who: CurrentPrincipal,
+    state: State,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> types.Page[types.Message]:
+    return await state.conversations.messages(who, conversation_id, limit=limit, cursor=cursor)

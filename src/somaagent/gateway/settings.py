@@ -1,0 +1,88 @@
+"""The gateway's one settings class: every option is an environment variable with the
+``SOMA_`` prefix (or a keyword argument in code and tests).
+
+``pydantic-settings`` is used because it validates types, reads ``.env`` files and keeps
+secrets as :class:`~pydantic.SecretStr`, so they never reach logs or reprs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_PLACEHOLDERS = {"changeme", "change-me", "secret", "placeholder", "xxx", "todo"}
+
+
+def default_data_dir() -> Path:
+    """Where SomaAgent keeps its data when ``SOMA_DATA_DIR`` is not set."""
+    return Path(platformdirs.user_data_dir("somaagent"))
+
+
+class Settings(BaseSettings):
+    """Gateway configuration. Environment variables use the ``SOMA_`` prefix.
+
+    Attributes:
+        data_dir: holds the SQLite file, vector data, caches and the first admin key file.
+        database_url: SQLAlchemy async URL; default SQLite under ``data_dir``. PostgreSQL:
+            ``postgresql+asyncpg://user:pass@host/db`` (install ``somaagent[postgres]``).
+        mode: ``local`` allows placeholder secrets; ``production`` refuses them.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="SOMA_", env_file=".env", extra="ignore", validate_default=True
+    )
+
+    mode: Literal["local", "production"] = "local"
+    data_dir: Path = Field(default_factory=default_data_dir)
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+
+    # Providers. A provider is available when its key (or, for OpenAI-compatible servers,
+    # its base URL) is set; the embedded local model is always available.
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    anthropic_api_key: SecretStr | None = None
+    anthropic_base_url: str | None = None
+    openai_compatible_api_key: SecretStr | None = None
+    openai_compatible_base_url: str | None = None
+    local_model_path: str | None = None
+    default_model: str | None = None
+    models_file: Path | None = None
+    provider_timeout_s: float = Field(default=60.0, gt=0)
+
+    # Limits.
+    max_request_bytes: int = Field(default=1_048_576, gt=0)
+    rate_limit_per_minute: int = Field(default=600, ge=0, description="0 turns it off")
+    max_history_messages: int = Field(default=50, ge=1)
+    default_max_tokens: int = Field(default=512, ge=1)
+
+    # Operations.
+    log_level: str = "info"
+    bootstrap_admin_key: bool = True
+
+    @model_validator(mode="after")
+    def _refuse_placeholders(self) -> Settings:
+        if self.mode == "production":
+            for name in ("openai_api_key", "anthropic_api_key", "openai_compatible_api_key"):
+                value = getattr(self, name)
+                if value is not None and value.get_secret_value().lower() in _PLACEHOLDERS:
+                    raise ValueError(f"SOMA_{name.upper()} is a placeholder; set a real key")
+            if self.database_url is None:
+                raise ValueError("SOMA_DATABASE_URL must be set in production mode")
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to SQLite in the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'soma.db'}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")

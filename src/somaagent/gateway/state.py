@@ -1,0 +1,26 @@
+"""What one running gateway holds: settings, database, providers, metrics, limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from somaagent.gateway.conversations import ConversationService
+from somaagent.gateway.keys import Principal
+from somaagent.gateway.metrics import Metrics
+from somaagent.gateway.providers import ProviderPool
+from somaagent.gateway.ratelimit import RateLimiter
+from somaagent.gateway.settings import Settings
+
+
+@dataclass(slots=True)
+class GatewayState:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    metrics: Metrics
+    pool: ProviderPool
+    rate_limiter: RateLimiter
+    conversations: ConversationService
+    key_cache: dict[str, tuple[Principal, float]] = field(default_factory=dict)
