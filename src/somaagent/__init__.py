@@ -1,5 +1,100 @@
-"""SomaAgent: one gateway for many language models."""
+"""SomaAgent: one gateway for many language models.
+
+This package's top level is the Python SDK: :class:`Client` and :class:`AsyncClient`, the
+exceptions they raise and the models they return. Importing it loads no server code.
+"""
 
 from __future__ import annotations
 
+from somaagent.errors import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    ConflictError,
+    NotFoundError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    ProviderAuthenticationError,
+    ProviderBadRequestError,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderOverloadedError,
+    ProviderRateLimitError,
+    ProviderResponseError,
+    ProviderTimeoutError,
+    RateLimitError,
+    ServerError,
+    ServiceUnavailableError,
+    SomaAgentError,
+    UpstreamError,
+    UpstreamTimeoutError,
+    ValidationError,
+)
+from somaagent.sdk import AsyncClient, AsyncMessageStream, Client, Identity, MessageStream
+from somaagent.types import (
+    ApiKeyInfo,
+    Conversation,
+    ConversationCreate,
+    Message,
+    MessageCreate,
+    MessageExchange,
+    ModelInfo,
+    Page,
+    Problem,
+    Role,
+    Scope,
+    StreamEvent,
+    Usage,
+)
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APITimeoutError",
+    "ApiKeyInfo",
+    "AsyncClient",
+    "AsyncMessageStream",
+    "AuthenticationError",
+    "BadRequestError",
+    "Client",
+    "ConfigurationError",
+    "ConflictError",
+    "Conversation",
+    "ConversationCreate",
+    "Identity",
+    "Message",
+    "MessageCreate",
+    "MessageExchange",
+    "MessageStream",
+    "ModelInfo",
+    "NotFoundError",
+    "Page",
+    "PayloadTooLargeError",
+    "PermissionDeniedError",
+    "Problem",
+    "ProviderAuthenticationError",
+    "ProviderBadRequestError",
+    "ProviderConnectionError",
+    "ProviderError",
+    "ProviderOverloadedError",
+    "ProviderRateLimitError",
+    "ProviderResponseError",
+    "ProviderTimeoutError",
+    "RateLimitError",
+    "Role",
+    "Scope",
+    "ServerError",
+    "ServiceUnavailableError",
+    "SomaAgentError",
+    "StreamEvent",
+    "UpstreamError",
+    "UpstreamTimeoutError",
+    "Usage",
+    "ValidationError",
+    "__version__",
+]

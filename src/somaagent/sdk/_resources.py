@@ -1,0 +1,361 @@
+"""The API's resources: the calls they make (paths, parameters, bodies, parsers) and the thin
+sync and async classes that send them through a client.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable
+from typing import Any, Protocol, TypedDict, TypeVar, cast
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel
+
+from somaagent.sdk._base import APICall
+from somaagent.sdk._streaming import AsyncMessageStream, MessageStream
+from somaagent.types import Conversation, Message, MessageExchange, ModelInfo, Page
+
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+
+
+class Identity(TypedDict):
+    """The answer to ``GET /v1/me``: the API key and the tenant it belongs to."""
+
+    key_id: str
+    name: str
+    tenant: str
+    scope: str
+
+
+def _model(cls: type[M]) -> Callable[[httpx.Response], M]:
+    def parse(response: httpx.Response) -> M:
+        return cls.model_validate(response.json())
+
+    return parse
+
+
+def _no_content(response: httpx.Response) -> None:
+    return None
+
+
+def _identity(response: httpx.Response) -> Identity:
+    body = response.json()
+    if not isinstance(body, dict):
+        raise ValueError("expected a JSON object")
+    return cast(Identity, body)
+
+
+def _model_list(response: httpx.Response) -> list[ModelInfo]:
+    body = response.json()
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, list):
+        raise ValueError("expected an OpenAI model list with a `data` array")
+    return [ModelInfo.model_validate(item) for item in data]
+
+
+def _conversation_path(conversation_id: str, suffix: str = "") -> str:
+    if not conversation_id:
+        raise ValueError("conversation_id must be a non-empty string")
+    return f"/v1/conversations/{quote(conversation_id, safe='')}{suffix}"
+
+
+def _drop_none(**fields: Any) -> dict[str, Any]:
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+# The builders of every call the SDK makes: paths, parameters, bodies and parsers; no I/O.
+
+
+def me_call() -> APICall[Identity]:
+    return APICall("GET", "/v1/me", _identity)
+
+
+def list_models_call() -> APICall[list[ModelInfo]]:
+    return APICall("GET", "/v1/models", _model_list)
+
+
+def create_conversation_call(
+    title: str | None,
+    *,
+    system_prompt: str | None,
+    model: str | None,
+    metadata: dict[str, Any] | None,
+) -> APICall[Conversation]:
+    body = _drop_none(title=title, system_prompt=system_prompt, model=model, metadata=metadata)
+    return APICall("POST", "/v1/conversations", _model(Conversation), json=body)
+
+
+def get_conversation_call(conversation_id: str) -> APICall[Conversation]:
+    return APICall("GET", _conversation_path(conversation_id), _model(Conversation))
+
+
+def list_conversations_call(*, limit: int, cursor: str | None) -> APICall[Page[Conversation]]:
+    params = {"limit": limit, "cursor": cursor}
+    return APICall("GET", "/v1/conversations", _model(Page[Conversation]), params=params)
+
+
+def delete_conversation_call(conversation_id: str) -> APICall[None]:
+    return APICall("DELETE", _conversation_path(conversation_id), _no_content)
+
+
+def list_messages_call(
+    conversation_id: str, *, limit: int, cursor: str | None
+) -> APICall[Page[Message]]:
+    path = _conversation_path(conversation_id, "/messages")
+    params = {"limit": limit, "cursor": cursor}
+    return APICall("GET", path, _model(Page[Message]), params=params)
+
+
+def send_message_call(
+    conversation_id: str,
+    content: str,
+    *,
+    model: str | None,
+    max_tokens: int | None,
+    temperature: float | None,
+    idempotency_key: str | None,
+    stream: bool,
+) -> APICall[MessageExchange]:
+    body = _drop_none(content=content, model=model, max_tokens=max_tokens, temperature=temperature)
+    if stream:
+        body["stream"] = True
+    return APICall(
+        "POST",
+        _conversation_path(conversation_id, "/messages"),
+        _model(MessageExchange),
+        json=body,
+        idempotency_key=idempotency_key,
+        stream=stream,
+    )
+
+
+class SyncSender(Protocol):
+    """What the sync resources need from :class:`~somaagent.sdk.client.Client`."""
+
+    def _call(self, call: APICall[T]) -> T: ...
+
+    def _stream(self, call: APICall[Any]) -> MessageStream: ...
+
+
+class AsyncSender(Protocol):
+    """What the async resources need from :class:`~somaagent.sdk.async_client.AsyncClient`."""
+
+    async def _call(self, call: APICall[T]) -> T: ...
+
+    def _stream(self, call: APICall[Any]) -> AsyncMessageStream: ...
+
+
+class Conversations:
+    """``client.conversations``: conversations and their messages."""
+
+    def __init__(self, client: SyncSender) -> None:
+        self._client = client
+
+    def create(
+        self,
+        title: str | None = None,
+        *,
+        system_prompt: str | None = None,
+        model: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Conversation:
+        """Create a conversation.
+
+        Args:
+            title: a title to list it by.
+            system_prompt: the system prompt of every exchange in it.
+            model: its default model (a registry name or ``auto``).
+            metadata: free-form JSON metadata.
+        """
+        call = create_conversation_call(
+            title, system_prompt=system_prompt, model=model, metadata=metadata
+        )
+        return self._client._call(call)
+
+    def get(self, conversation_id: str) -> Conversation:
+        """Fetch one conversation; :class:`~somaagent.errors.NotFoundError` if unknown."""
+        return self._client._call(get_conversation_call(conversation_id))
+
+    def list(self, *, limit: int = 20, cursor: str | None = None) -> Page[Conversation]:
+        """One page of conversations, newest first; pass ``next_cursor`` back as ``cursor``."""
+        return self._client._call(list_conversations_call(limit=limit, cursor=cursor))
+
+    def delete(self, conversation_id: str) -> None:
+        """Delete a conversation and its messages."""
+        self._client._call(delete_conversation_call(conversation_id))
+
+    def send_message(
+        self,
+        conversation_id: str,
+        content: str,
+        *,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> MessageExchange:
+        """Send a user message and wait for the assistant's reply.
+
+        Args:
+            conversation_id: the conversation to add to.
+            content: the user's message.
+            model: a model for this message (a registry name or ``auto``).
+            max_tokens: the most tokens the reply may have.
+            temperature: sampling temperature, 0 to 2.
+            idempotency_key: reuse a key to make a repeated send safe; one is made otherwise,
+                and kept across the SDK's own retries.
+        """
+        call = send_message_call(
+            conversation_id,
+            content,
+            model=model,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            idempotency_key=idempotency_key,
+            stream=False,
+        )
+        return self._client._call(call)
+
+    def stream_message(
+        self,
+        conversation_id: str,
+        content: str,
+        *,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> MessageStream:
+        """Send a user message and stream the reply as Server-Sent Events.
+
+        Takes the arguments of :meth:`send_message`. The request is sent when the stream is
+        entered or first read; use it as a context manager.
+        """
+        call = send_message_call(
+            conversation_id,
+            content,
+            model=model,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            idempotency_key=idempotency_key,
+            stream=True,
+        )
+        return self._client._stream(call)
+
+    def messages(
+        self, conversation_id: str, *, limit: int = 20, cursor: str | None = None
+    ) -> Page[Message]:
+        """One page of a conversation's messages, oldest first."""
+        call = list_messages_call(conversation_id, limit=limit, cursor=cursor)
+        return self._client._call(call)
+
+
+class Models:
+    """``client.models``: the models the gateway can route to."""
+
+    def __init__(self, client: SyncSender) -> None:
+        self._client = client
+
+    def list(self) -> builtins.list[ModelInfo]:
+        """Every model in the gateway's registry, with prices and availability."""
+        return self._client._call(list_models_call())
+
+
+class AsyncConversations:
+    """``client.conversations`` of :class:`AsyncClient`; see :class:`Conversations`."""
+
+    def __init__(self, client: AsyncSender) -> None:
+        self._client = client
+
+    async def create(
+        self,
+        title: str | None = None,
+        *,
+        system_prompt: str | None = None,
+        model: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Conversation:
+        """Create a conversation; see :meth:`Conversations.create`."""
+        call = create_conversation_call(
+            title, system_prompt=system_prompt, model=model, metadata=metadata
+        )
+        return await self._client._call(call)
+
+    async def get(self, conversation_id: str) -> Conversation:
+        """Fetch one conversation; :class:`~somaagent.errors.NotFoundError` if unknown."""
+        return await self._client._call(get_conversation_call(conversation_id))
+
+    async def list(self, *, limit: int = 20, cursor: str | None = None) -> Page[Conversation]:
+        """One page of conversations, newest first; pass ``next_cursor`` back as ``cursor``."""
+        return await self._client._call(list_conversations_call(limit=limit, cursor=cursor))
+
+    async def delete(self, conversation_id: str) -> None:
+        """Delete a conversation and its messages."""
+        await self._client._call(delete_conversation_call(conversation_id))
+
+    async def send_message(
+        self,
+        conversation_id: str,
+        content: str,
+        *,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> MessageExchange:
+        """Send a user message and wait for the reply; see :meth:`Conversations.send_message`."""
+        call = send_message_call(
+            conversation_id,
+            content,
+            model=model,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            idempotency_key=idempotency_key,
+            stream=False,
+        )
+        return await self._client._call(call)
+
+    def stream_message(
+        self,
+        conversation_id: str,
+        content: str,
+        *,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> AsyncMessageStream:
+        """Send a user message and stream the reply; use with ``async with``.
+
+        Not a coroutine: the request is sent when the stream is entered or first read.
+        """
+        call = send_message_call(
+            conversation_id,
+            content,
+            model=model,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            idempotency_key=idempotency_key,
+            stream=True,
+        )
+        return self._client._stream(call)
+
+    async def messages(
+        self, conversation_id: str, *, limit: int = 20, cursor: str | None = None
+    ) -> Page[Message]:
+        """One page of a conversation's messages, oldest first."""
+        call = list_messages_call(conversation_id, limit=limit, cursor=cursor)
+        return await self._client._call(call)
+
+
+class AsyncModels:
+    """``client.models`` of :class:`AsyncClient`; see :class:`Models`."""
+
+    def __init__(self, client: AsyncSender) -> None:
+        self._client = client
+
+    async def list(self) -> builtins.list[ModelInfo]:
+        """Every model in the gateway's registry, with prices and availability."""
+        return await self._client._call(list_models_call())

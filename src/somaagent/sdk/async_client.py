@@ -1,0 +1,185 @@
+"""The asynchronous client: the twin of :mod:`somaagent.sdk.client`, awaiting its I/O."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any, Literal, Self, TypeVar, overload
+
+import anyio
+import httpx
+
+from somaagent.errors import SomaAgentError
+from somaagent.sdk._base import (
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT,
+    APICall,
+    BaseClient,
+    check_event_stream,
+    connection_error,
+    error_from_response,
+    parse_result,
+    title_from,
+)
+from somaagent.sdk._resources import AsyncConversations, AsyncModels, Identity, me_call
+from somaagent.sdk._streaming import AsyncMessageStream
+from somaagent.types import MessageExchange
+
+T = TypeVar("T")
+
+
+class AsyncClient(BaseClient):
+    """An asynchronous client of the SomaAgent gateway, the twin of :class:`Client`.
+
+    ::
+
+        async with AsyncClient() as client:  # SOMA_API_KEY, SOMA_BASE_URL from the environment
+            conversation = await client.conversations.create(title="Support")
+            exchange = await client.conversations.send_message(conversation.id, "Hello")
+            print(exchange.reply.content)
+
+    Args:
+        api_key: the API key; defaults to ``SOMA_API_KEY``.
+        base_url: the gateway's URL; defaults to ``SOMA_BASE_URL``, else
+            ``http://127.0.0.1:8080``.
+        timeout: seconds (or an ``httpx.Timeout``) allowed for each request.
+        max_retries: how many times a retryable failure is retried.
+        http_client: an ``httpx.AsyncClient`` to send through (a proxy, an
+            ``httpx.ASGITransport``); the client takes it over and closes it in :meth:`aclose`.
+
+    Raises:
+        ConfigurationError: when no API key is given or set in the environment.
+    """
+
+    conversations: AsyncConversations
+    models: AsyncModels
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        super().__init__(
+            api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries
+        )
+        self._http = http_client if http_client is not None else httpx.AsyncClient()
+        self.conversations = AsyncConversations(self)
+        self.models = AsyncModels(self)
+
+    async def me(self) -> Identity:
+        """The API key's identity: ``key_id``, ``name``, ``tenant`` and ``scope``."""
+        return await self._call(me_call())
+
+    @overload
+    async def chat(
+        self,
+        content: str,
+        *,
+        conversation_id: str | None = ...,
+        model: str | None = ...,
+        stream: Literal[False] = ...,
+    ) -> MessageExchange: ...
+
+    @overload
+    async def chat(
+        self,
+        content: str,
+        *,
+        conversation_id: str | None = ...,
+        model: str | None = ...,
+        stream: Literal[True],
+    ) -> AsyncMessageStream: ...
+
+    async def chat(
+        self,
+        content: str,
+        *,
+        conversation_id: str | None = None,
+        model: str | None = None,
+        stream: bool = False,
+    ) -> MessageExchange | AsyncMessageStream:
+        """Send one message, in a new conversation unless ``conversation_id`` is given.
+
+        Args:
+            content: the user's message.
+            conversation_id: the conversation to continue; a new one (titled after the
+                message, with ``model`` as its default) is created when omitted.
+            model: the model to answer with.
+            stream: return an :class:`AsyncMessageStream` instead of waiting for the reply.
+        """
+        if conversation_id is None:
+            created = await self.conversations.create(title_from(content), model=model)
+            conversation_id = created.id
+        if stream:
+            return self.conversations.stream_message(conversation_id, content, model=model)
+        return await self.conversations.send_message(conversation_id, content, model=model)
+
+    async def aclose(self) -> None:
+        """Close the HTTP client and its connections."""
+        await self._http.aclose()
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether :meth:`aclose` was called."""
+        return self._http.is_closed
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def _call(self, call: APICall[T]) -> T:
+        response = await self._send(call)
+        return parse_result(call, response)
+
+    def _stream(self, call: APICall[Any]) -> AsyncMessageStream:
+        return AsyncMessageStream(lambda: self._send(call), base_url=self.base_url)
+
+    async def _send(self, call: APICall[Any]) -> httpx.Response:
+        """Send ``call``, retrying as the policy says; a streamed answer is left open."""
+        args = self._request_args(call)  # once: retries reuse the same Idempotency-Key
+        attempt = 0
+        while True:
+            cause: Exception | None = None
+            error: SomaAgentError
+            try:
+                request = self._http.build_request(**args)
+                response = await self._http.send(request, stream=call.stream)
+                if not response.is_success:
+                    try:
+                        await response.aread()
+                    finally:
+                        await response.aclose()
+            except httpx.TransportError as exc:
+                cause, error = exc, connection_error(exc, base_url=self.base_url)
+            else:
+                if response.is_success:
+                    if call.stream:
+                        await _check_stream(response)
+                    return response
+                error = error_from_response(response)
+            delay = self._retry_delay(attempt, error)
+            if delay is None:
+                raise error from cause
+            await self._sleep(delay)
+            attempt += 1
+
+    async def _sleep(self, seconds: float) -> None:
+        await anyio.sleep(seconds)
+
+
+async def _check_stream(response: httpx.Response) -> None:
+    try:
+        check_event_stream(response)
+    except SomaAgentError:
+        await response.aclose()
+        raise
