@@ -93,7 +93,10 @@ def test_errors_surface_as_openai_exceptions(
     assert "body.n" in str(caught.value)
     assert caught.value.body["errors"][0]["loc"] == ["body", "n"]  # type: ignore[index]
     url, _ = served
-    with openai.OpenAI(
-        base_url=f"{url}/v1", api_key="soma_sk_wrong" + "x" * 30, max_retries=0
-    ) as bad, pytest.raises(openai.AuthenticationError):
+    with (
+        openai.OpenAI(
+            base_url=f"{url}/v1", api_key="soma_sk_wrong" + "x" * 30, max_retries=0
+        ) as bad,
+        pytest.raises(openai.AuthenticationError),
+    ):
         bad.models.list()

@@ -1,0 +1,78 @@
+"""`soma admin keys` works on the configured database directly, without a server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from somaagent.cli.admin import admin
+
+
+@pytest.fixture
+def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.setenv("SOMA_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("SOMA_DATABASE_URL", raising=False)
+    return CliRunner()
+
+
+def test_create_list_revoke(runner: CliRunner, tmp_path: Path) -> None:
+    created = runner.invoke(
+        admin, ["keys", "create", "--name", "ci", "--tenant", "acme", "--scope", "admin", "--json"]
+    )
+    assert created.exit_code == 0, created.output
+    info = json.loads(created.output)
+    assert info["key"].startswith("soma_sk_")
+    assert info["tenant"] == "acme"
+    assert info["scope"] == "admin"
+    assert (tmp_path / "data" / "soma.db").exists()
+
+    listed = runner.invoke(admin, ["keys", "list", "--json"])
+    rows = json.loads(listed.output)
+    assert [r["name"] for r in rows] == ["ci"]
+    assert info["key"] not in listed.output  # the secret is never listed
+    assert rows[0]["revoked_at"] is None
+
+    revoked = runner.invoke(admin, ["keys", "revoke", info["id"], "--json"])
+    assert revoked.exit_code == 0, revoked.output
+    assert json.loads(revoked.output)["revoked_at"] is not None
+
+
+def test_created_key_authenticates_against_the_gateway(runner: CliRunner, tmp_path: Path) -> None:
+    import anyio
+    import httpx
+
+    from somaagent.gateway.app import create_app
+    from somaagent.gateway.settings import Settings
+
+    out = runner.invoke(admin, ["keys", "create", "--name", "boot", "--tenant", "t1", "--json"])
+    secret = json.loads(out.output)["key"]
+
+    async def check() -> dict[str, str]:
+        app = create_app(Settings(data_dir=tmp_path / "data"), on_admin_key=lambda _: None)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://g") as client:
+                r = await client.get("/v1/me", headers={"Authorization": f"Bearer {secret}"})
+                result: dict[str, str] = r.json()
+                return result
+
+    me = anyio.run(check)
+    assert me["tenant"] == "t1"
+    assert me["scope"] == "member"
+
+
+def test_bad_scope_and_tenant_are_usage_errors(runner: CliRunner) -> None:
+    bad_scope = runner.invoke(admin, ["keys", "create", "--name", "x", "--scope", "root"])
+    assert bad_scope.exit_code == 2
+    bad_tenant = runner.invoke(admin, ["keys", "create", "--name", "x", "--tenant", "a b/c"])
+    assert bad_tenant.exit_code != 0
+    assert "tenant" in bad_tenant.output
+
+
+def test_revoking_unknown_key_fails_clearly(runner: CliRunner) -> None:
+    result = runner.invoke(admin, ["keys", "revoke", "key_nope"])
+    assert result.exit_code == 1
+    assert "no API key" in result.output
