@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -37,6 +35,7 @@ __all__ = [
     "echo",
     "last_user",
     "pieces",
+    "record",
     "stall",
 ]
 
@@ -56,47 +55,34 @@ class RecordedRequest:
     json: Any
 
 
-@dataclass
-class RequestLog:
-    """The requests a fake received, in order; appended from the server's thread."""
+class RequestLog(list[RecordedRequest]):
+    """The requests a fake received, oldest first: a plain list, appended by the server thread.
 
-    items: list[RecordedRequest] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    async def record(self, request: Request) -> Any:
-        """Record ``request`` and return its decoded JSON body (``None`` if it is not JSON)."""
-        raw = await request.body()
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = None
-        with self._lock:
-            self.items.append(
-                RecordedRequest(
-                    method=request.method,
-                    path=request.url.path,
-                    headers={k.lower(): v for k, v in request.headers.items()},
-                    json=body,
-                )
-            )
-        return body
+    ``list.append`` is atomic, so the tests' thread may read it while the server runs;
+    :meth:`snapshot` gives a copy that later requests cannot change.
+    """
 
     def snapshot(self) -> list[RecordedRequest]:
-        with self._lock:
-            return list(self.items)
+        """A copy of the requests received so far."""
+        return list(self)
 
-    def clear(self) -> None:
-        with self._lock:
-            self.items.clear()
 
-    def __iter__(self) -> Iterator[RecordedRequest]:
-        return iter(self.snapshot())
-
-    def __len__(self) -> int:
-        return len(self.snapshot())
-
-    def __getitem__(self, index: int) -> RecordedRequest:
-        return self.snapshot()[index]
+async def record(log: RequestLog, request: Request) -> Any:
+    """Append ``request`` to ``log`` and return its decoded JSON body (``None`` if not JSON)."""
+    raw = await request.body()
+    try:
+        body = json.loads(raw) if raw else None
+    except ValueError:
+        body = None
+    log.append(
+        RecordedRequest(
+            method=request.method,
+            path=request.url.path,
+            headers={k.lower(): v for k, v in request.headers.items()},
+            json=body,
+        )
+    )
+    return body
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,8 @@
 Routes: ``POST /v1/messages`` (a ``message`` object, or the real event sequence
 ``message_start``, ``content_block_start``, ``ping``, ``content_block_delta``…,
 ``content_block_stop``, ``message_delta``, ``message_stop``) and ``GET /v1/models``. Every route
-checks ``x-api-key`` and ``anthropic-version`` and answers with Anthropic's error bodies,
+checks ``x-api-key`` (or the bearer token recent SDKs send instead) and
+``anthropic-version`` and answers with Anthropic's error bodies,
 ``{"type": "error", "error": {"type", "message"}}``. Like the real API it refuses a request
 without ``max_tokens`` or with a ``system`` role inside ``messages``. Answers and fault triggers
 are described in :mod:`tests.fakes._vendor` (``[[status:529]]`` gives ``overloaded_error``);
@@ -30,12 +31,13 @@ from tests.fakes._vendor import (
     count_tokens,
     last_user,
     pieces,
+    record,
     stall,
 )
 
 __all__ = ["MODELS", "FakeAnthropic"]
 
-MODELS = ["claude-3-5-haiku-latest", "claude-sonnet-4-0"]
+MODELS = ["claude-haiku-4-5", "claude-sonnet-4-6"]
 
 _ERRORS: dict[int, tuple[str, str]] = {
     400: ("invalid_request_error", "Invalid request."),
@@ -83,7 +85,7 @@ class FakeAnthropic:
 
     Attributes:
         api_key: the only key the fake accepts.
-        requests: every request received, in order (``.clear()`` empties it).
+        requests: every request received, in order.
         app: the Starlette app to serve (see :func:`tests.fakes._server.run_asgi`).
     """
 
@@ -99,6 +101,9 @@ class FakeAnthropic:
 
     def _refusal(self, request: Request) -> Response | None:
         key = request.headers.get("x-api-key")
+        if key is None and request.headers.get("authorization", "").startswith("Bearer "):
+            # Recent official SDKs send the API key as a bearer token instead.
+            key = request.headers["authorization"].removeprefix("Bearer ")
         if key is None:
             return error_response(401, "x-api-key header is required")
         if key != self.api_key:
@@ -108,7 +113,7 @@ class FakeAnthropic:
         return None
 
     async def _models(self, request: Request) -> Response:
-        await self.requests.record(request)
+        await record(self.requests, request)
         refused = self._refusal(request)
         if refused is not None:
             return refused
@@ -121,7 +126,7 @@ class FakeAnthropic:
         )
 
     async def _messages(self, request: Request) -> Response:
-        body = await self.requests.record(request)
+        body = await record(self.requests, request)
         refused = self._refusal(request)
         if refused is not None:
             return refused

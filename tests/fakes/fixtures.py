@@ -14,11 +14,11 @@ from dataclasses import dataclass
 import pytest
 
 from tests.fakes._server import run_asgi
-from tests.fakes._vendor import RequestLog
+from tests.fakes._vendor import RecordedRequest, RequestLog
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.openai_server import FakeOpenAI
 
-__all__ = ["FakeVendor", "fake_anthropic", "fake_openai"]
+__all__ = ["FakeVendor", "RecordedRequest", "fake_anthropic", "fake_openai"]
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,8 @@ class FakeVendor:
         base_url: the API root as the vendor's SDK expects it (OpenAI's includes ``/v1``;
             Anthropic's does not).
         api_key: the key the fake accepts.
-        requests: every request received this session, oldest first.
+        requests: every request received this session, oldest first (a list; ``snapshot()``
+            copies it).
     """
 
     base_url: str

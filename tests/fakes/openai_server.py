@@ -28,6 +28,7 @@ from tests.fakes._vendor import (
     count_tokens,
     last_user,
     pieces,
+    record,
     stall,
 )
 
@@ -76,7 +77,7 @@ class FakeOpenAI:
 
     Attributes:
         api_key: the only key the fake accepts.
-        requests: every request received, in order (``.clear()`` empties it).
+        requests: every request received, in order.
         app: the Starlette app to serve (see :func:`tests.fakes._server.run_asgi`).
     """
 
@@ -110,7 +111,7 @@ class FakeOpenAI:
         return None
 
     async def _models(self, request: Request) -> Response:
-        await self.requests.record(request)
+        await record(self.requests, request)
         denied = self._auth_error(request)
         if denied is not None:
             return denied
@@ -121,7 +122,7 @@ class FakeOpenAI:
         return JSONResponse({"object": "list", "data": data})
 
     async def _chat(self, request: Request) -> Response:
-        body = await self.requests.record(request)
+        body = await record(self.requests, request)
         denied = self._auth_error(request)
         if denied is not None:
             return denied

@@ -25,7 +25,7 @@ from tests.fakes.fixtures import FakeVendor
 
 pytestmark = pytest.mark.anyio
 
-MODEL = "claude-3-5-haiku-latest"
+MODEL = "claude-haiku-4-5"
 
 
 def ask(text: str, *, system: str | None = None, **options: object) -> ChatRequest:
@@ -299,3 +299,34 @@ async def test_connection_refused_is_a_connection_error(
             await model.complete(ask("hi"))
 
     assert caught.value.retryable
+
+
+def test_the_official_sdk_accepts_the_fake(fake_anthropic: FakeVendor) -> None:
+    """The fake is only worth testing against if Anthropic's own client reads it unchanged."""
+    anthropic = pytest.importorskip("anthropic")
+    with anthropic.Anthropic(
+        api_key=fake_anthropic.api_key, base_url=fake_anthropic.base_url, max_retries=0
+    ) as client:
+        message = client.messages.create(
+            model=MODEL,
+            max_tokens=100,
+            system="be brief",
+            messages=[{"role": "user", "content": "hi there"}],
+        )
+        with client.messages.stream(
+            model=MODEL, max_tokens=100, messages=[{"role": "user", "content": "hi there"}]
+        ) as stream:
+            streamed = "".join(stream.text_stream)
+            final = stream.get_final_message()
+        with pytest.raises(anthropic.InternalServerError) as caught:
+            client.messages.create(
+                model=MODEL, max_tokens=10, messages=[{"role": "user", "content": "[[status:529]]"}]
+            )
+
+    assert message.content[0].text == "Echo: hi there"
+    assert (message.usage.input_tokens, message.usage.output_tokens) == (4, 3)
+    assert message.stop_reason == "end_turn"
+    assert streamed == "Echo: hi there"
+    assert final.stop_reason == "end_turn"
+    assert final.usage.output_tokens == 3
+    assert caught.value.status_code == 529

@@ -312,3 +312,33 @@ async def test_an_own_http_client_is_used_and_left_open(fake_openai: FakeVendor)
 def test_a_base_url_without_scheme_is_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError, match="absolute http"):
         OpenAIModel(base_url="api.openai.com/v1")
+
+
+def test_the_official_sdk_accepts_the_fake(fake_openai: FakeVendor) -> None:
+    """The fake is only worth testing against if OpenAI's own client reads it unchanged."""
+    openai = pytest.importorskip("openai")
+    with openai.OpenAI(api_key=fake_openai.api_key, base_url=fake_openai.base_url) as client:
+        completion = client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "hi there"}]
+        )
+        stream = client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "hi there"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        with stream:
+            chunks = list(stream)
+        models = [m.id for m in client.models.list()]
+        with pytest.raises(openai.RateLimitError):
+            client.with_options(max_retries=0).chat.completions.create(
+                model=MODEL, messages=[{"role": "user", "content": "[[status:429]]"}]
+            )
+
+    assert completion.choices[0].message.content == "Echo: hi there"
+    assert completion.usage is not None and completion.usage.total_tokens == 5
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == (
+        "Echo: hi there"
+    )
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 3
+    assert MODEL in models

@@ -85,7 +85,7 @@ async def test_anthropic_adapter_from_settings(
 
     assert isinstance(model, AnthropicModel)
     completion = await model.complete(
-        ChatRequest(messages=[{"role": "user", "content": "hi"}], model="claude-3-5-haiku-latest")
+        ChatRequest(messages=[{"role": "user", "content": "hi"}], model="claude-haiku-4-5")
     )
     assert completion.content == "Echo: hi"
 

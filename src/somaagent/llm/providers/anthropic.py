@@ -83,7 +83,7 @@ class AnthropicModel(Model):
     """A Claude model behind the Anthropic Messages API.
 
     One instance serves one endpoint; each :class:`ChatRequest` names the model id
-    (``claude-3-5-haiku-latest``, ...). Requests go through the process-wide connection pool of
+    (``claude-haiku-4-5``, ...). Requests go through the process-wide connection pool of
     :mod:`somaagent.llm._http` unless ``http_client`` is given.
 
     Args:
