@@ -1,0 +1,105 @@
+"""``soma``: the SomaAgent command line, a thin Click + Rich layer over the SDK.
+
+Exit codes: 0 success, 1 an error, 2 a usage error, 3 not found, 4 authentication (a refused
+or missing key). Errors are one ``error: ...`` line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import click
+
+from somaagent import __version__
+from somaagent.cli import _render
+from somaagent.cli._config import CliState
+from somaagent.cli._render import CliError
+from somaagent.cli.auth import auth, login, logout
+from somaagent.cli.chat import chat
+from somaagent.cli.conversations import conversations
+from somaagent.errors import SomaAgentError
+
+SERVER_EXTRA = "pip install 'somaagent[server]'"
+
+# Commands that need the server extra: imported only when used, so the client-side CLI works
+# (and starts fast) without it. name -> (module, attribute, short help)
+_LAZY: dict[str, tuple[str, str, str]] = {
+    "serve": ("somaagent.cli.serve", "serve", "Run the SomaAgent gateway."),
+    "admin": ("somaagent.cli.admin", "admin", "Administer the gateway: API keys, tenants."),
+}
+
+
+class SomaGroup(click.Group):
+    """The ``soma`` group: loads server commands lazily, turns SDK errors into exit codes."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_LAZY})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in _LAZY and cmd_name not in self.commands:
+            return _load(cmd_name, *_LAZY[cmd_name])
+        return super().get_command(ctx, cmd_name)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SomaAgentError as exc:
+            raise CliError(_render.describe(exc), exit_code=_render.exit_code_for(exc)) from exc
+
+
+def _load(name: str, module_name: str, attribute: str, short_help: str) -> click.Command:
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            reason = f"`soma {name}` is not part of this installation"
+        else:
+            reason = f"`soma {name}` needs the server extra ({exc.name} is missing)"
+        return _unavailable(name, f"{reason}: {SERVER_EXTRA}", short_help)
+    command = getattr(module, attribute)
+    if not isinstance(command, click.Command):  # pragma: no cover - a packaging mistake
+        raise TypeError(f"{module_name}.{attribute} is not a click command")
+    return command
+
+
+def _unavailable(name: str, message: str, short_help: str) -> click.Command:
+    def fail(args: tuple[str, ...]) -> None:
+        raise CliError(message)
+
+    return click.Command(
+        name,
+        callback=fail,
+        params=[click.Argument(["args"], nargs=-1, type=click.UNPROCESSED)],
+        short_help=f"{short_help} (needs the server extra)",
+        help=message,
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+        add_help_option=False,
+    )
+
+
+@click.group(name="soma", cls=SomaGroup)
+@click.option(
+    "--base-url",
+    metavar="URL",
+    help="Gateway URL (default: SOMA_BASE_URL, then `soma login`'s, then http://127.0.0.1:8080).",
+)
+@click.option(
+    "--api-key",
+    metavar="KEY",
+    help="API key (default: SOMA_API_KEY, then the key saved by `soma login`).",
+)
+@click.version_option(__version__, "--version", "-V", prog_name="soma")
+@click.pass_context
+def main(ctx: click.Context, base_url: str | None, api_key: str | None) -> None:
+    """SomaAgent: one gateway for many language models."""
+    ctx.obj = CliState(api_key=api_key, base_url=base_url)
+
+
+main.add_command(login)
+main.add_command(logout)
+main.add_command(auth)
+main.add_command(chat)
+main.add_command(conversations)
+
+__all__ = ["main"]

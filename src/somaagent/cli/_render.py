@@ -1,0 +1,203 @@
+"""All of the CLI's output: Rich on a terminal, plain text or JSON otherwise.
+
+Results go to stdout; notes, footers and errors go to stderr, so that ``soma chat ... > out``
+captures the reply alone.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import IO, Any
+
+import click
+from pydantic import BaseModel
+from rich.console import Console
+from rich.markdown import Markdown
+from rich.markup import escape
+from rich.table import Table
+
+from somaagent.errors import (
+    APIError,
+    AuthenticationError,
+    NotFoundError,
+    PermissionDeniedError,
+    SomaAgentError,
+)
+from somaagent.types import Conversation, Message, Page
+
+EXIT_ERROR = 1
+EXIT_NOT_FOUND = 3
+EXIT_AUTH = 4
+
+
+class CliError(click.ClickException):
+    """An error to report on one line of stderr (``error: ...``) with its exit code."""
+
+    def __init__(self, message: str, *, exit_code: int = EXIT_ERROR) -> None:
+        super().__init__(message)
+        self._exit_code = exit_code
+
+    @property  # click reads it when it exits
+    def exit_code(self) -> int:  # type: ignore[override]
+        return self._exit_code
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        error(self.format_message())
+
+
+def exit_code_for(exc: SomaAgentError) -> int:
+    """4 for a refused key, 3 for something unknown, 1 for anything else."""
+    if isinstance(exc, AuthenticationError | PermissionDeniedError):
+        return EXIT_AUTH
+    if isinstance(exc, NotFoundError):
+        return EXIT_NOT_FOUND
+    return EXIT_ERROR
+
+
+def describe(exc: SomaAgentError) -> str:
+    """A one-line description of an error, with its status and request id."""
+    if isinstance(exc, APIError):
+        extra = f"HTTP {exc.status_code}"
+        if exc.request_id:
+            extra += f", request {exc.request_id}"
+        hint = " (check the key, or run `soma login`)" if exit_code_for(exc) == EXIT_AUTH else ""
+        return f"{exc.message} ({extra}){hint}"
+    return str(exc)
+
+
+def _out() -> Console:
+    return Console(highlight=False)
+
+
+def _err() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def is_terminal() -> bool:
+    """Whether stdout is a terminal (then output is rich, else plain)."""
+    return _out().is_terminal
+
+
+def error(message: str) -> None:
+    """``error: <message>`` on one line of stderr."""
+    _err().print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+
+
+def note(message: str) -> None:
+    """A dim note on stderr."""
+    _err().print(f"[dim]{escape(message)}[/]", soft_wrap=True)
+
+
+def success(message: str) -> None:
+    """A result for people, on stdout."""
+    _out().print(f"[green]✓[/] {escape(message)}", soft_wrap=True)
+
+
+def as_json(value: BaseModel | Mapping[str, Any] | list[Any]) -> None:
+    """Pretty JSON on stdout."""
+    data = value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def json_line(value: BaseModel) -> None:
+    """One compact JSON document on its own line (for streams)."""
+    click.echo(value.model_dump_json())
+
+
+def reply(text: str) -> None:
+    """An assistant's reply: Markdown on a terminal, the raw text otherwise."""
+    if is_terminal():
+        _out().print(Markdown(text))
+    else:
+        click.echo(text)
+
+
+def delta(text: str) -> None:
+    """A piece of a streamed reply, shown at once."""
+    click.echo(text, nl=False)  # click.echo flushes
+
+
+def end_of_stream() -> None:
+    """End the streamed reply's line."""
+    click.echo()
+
+
+def footer(message: Message) -> None:
+    """A dim line under a reply: model, tokens, cost, latency and the conversation."""
+    note(" · ".join(_footer_parts(message)))
+
+
+def _footer_parts(message: Message) -> list[str]:
+    parts = [message.model or "unknown model"]
+    if message.usage is not None:
+        usage = message.usage
+        parts.append(
+            f"{usage.total_tokens} tokens ({usage.prompt_tokens} in, {usage.completion_tokens} out)"
+        )
+    if message.cost_usd is not None:
+        parts.append(f"${message.cost_usd:.6f}")
+    if message.latency_ms is not None:
+        parts.append(f"{message.latency_ms:.0f} ms")
+    parts.append(f"conversation {message.conversation_id}")
+    return parts
+
+
+def _when(conversation: Conversation) -> str:
+    return conversation.updated_at.strftime("%Y-%m-%d %H:%M")
+
+
+def conversations_table(page: Page[Conversation]) -> None:
+    """A table of conversations, with a hint for the next page."""
+    if not page.data:
+        note("no conversations")
+        return
+    table = Table(show_edge=False, header_style="bold")
+    table.add_column("ID", no_wrap=True)
+    table.add_column("Title")
+    table.add_column("Model", no_wrap=True)
+    table.add_column("Updated", no_wrap=True)
+    for conversation in page.data:
+        table.add_row(
+            conversation.id,
+            escape(conversation.title or "—"),
+            conversation.model or "—",
+            _when(conversation),
+        )
+    _out().print(table)
+    if page.has_more and page.next_cursor:
+        note(f"more: soma conversations list --cursor {page.next_cursor}")
+
+
+_ROLE_STYLES = {"user": "bold cyan", "assistant": "bold green", "system": "bold magenta"}
+
+
+def conversation_detail(conversation: Conversation, messages: Iterable[Message]) -> None:
+    """A conversation's header, then each message under its role."""
+    console = _out()
+    console.print(f"[bold]{escape(conversation.title or 'Untitled')}[/]", soft_wrap=True)
+    details = [conversation.id, f"updated {_when(conversation)}"]
+    if conversation.model:
+        details.insert(1, f"model {conversation.model}")
+    console.print(f"[dim]{escape(' · '.join(details))}[/]", soft_wrap=True)
+    if conversation.system_prompt:
+        console.print(f"[dim]system: {escape(conversation.system_prompt)}[/]", soft_wrap=True)
+    for message in messages:
+        console.print()
+        style = _ROLE_STYLES.get(message.role, "bold")
+        console.print(f"[{style}]{message.role}[/]", soft_wrap=True)
+        if message.role == "assistant" and console.is_terminal:
+            console.print(Markdown(message.content))
+        else:
+            console.print(escape(message.content), soft_wrap=True)
+        if message.role == "assistant":
+            console.print(f"[dim]{escape(' · '.join(_footer_parts(message)[:-1]))}[/]")
+
+
+def key_value(rows: Iterable[tuple[str, str]]) -> None:
+    """Aligned ``label: value`` lines on stdout."""
+    rows = list(rows)
+    width = max((len(label) for label, _ in rows), default=0) + 1
+    console = _out()
+    for label, value in rows:
+        console.print(f"[bold]{label + ':':<{width}}[/] {escape(value)}", soft_wrap=True)
