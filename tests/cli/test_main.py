@@ -8,7 +8,6 @@ from types import ModuleType
 import pytest
 
 import somaagent
-from somaagent import cli
 from tests.cli.conftest import Invoke
 
 
@@ -38,7 +37,7 @@ def _fail_import(missing: str, monkeypatch: pytest.MonkeyPatch) -> None:
             raise ModuleNotFoundError(f"No module named {missing!r}", name=missing)
         return real(name, package)
 
-    monkeypatch.setattr(cli.importlib, "import_module", fake)
+    monkeypatch.setattr(importlib, "import_module", fake)
 
 
 def test_serve_without_the_server_extra_names_it(

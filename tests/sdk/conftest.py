@@ -51,15 +51,17 @@ def sleeps() -> list[float]:
 
 
 @pytest.fixture
-def client(base_url: str, sleeps: list[float]) -> Iterator[Client]:
+def client(base_url: str, sleeps: list[float], monkeypatch: pytest.MonkeyPatch) -> Iterator[Client]:
     """A sync client of the stub over real HTTP, recording its retry waits."""
     with Client(api_key=ALICE_KEY, base_url=base_url) as client:
-        client._sleep = sleeps.append  # type: ignore[method-assign]
+        monkeypatch.setattr(client, "_sleep", sleeps.append)
         yield client
 
 
 @pytest.fixture
-async def async_client(stub: StubGateway, sleeps: list[float]) -> AsyncIterator[AsyncClient]:
+async def async_client(
+    stub: StubGateway, sleeps: list[float], monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[AsyncClient]:
     """An async client of the stub through ``httpx.ASGITransport``, recording retry waits."""
 
     async def record(seconds: float) -> None:
@@ -67,17 +69,19 @@ async def async_client(stub: StubGateway, sleeps: list[float]) -> AsyncIterator[
 
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=stub))
     async with AsyncClient(api_key=ALICE_KEY, base_url="http://stub", http_client=http) as client:
-        client._sleep = record  # type: ignore[method-assign]
+        monkeypatch.setattr(client, "_sleep", record)
         yield client
 
 
 @pytest.fixture
-async def live_async_client(base_url: str, sleeps: list[float]) -> AsyncIterator[AsyncClient]:
+async def live_async_client(
+    base_url: str, sleeps: list[float], monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[AsyncClient]:
     """An async client of the stub over real HTTP (for streaming as it arrives)."""
 
     async def record(seconds: float) -> None:
         sleeps.append(seconds)
 
     async with AsyncClient(api_key=ALICE_KEY, base_url=base_url) as client:
-        client._sleep = record  # type: ignore[method-assign]
+        monkeypatch.setattr(client, "_sleep", record)
         yield client

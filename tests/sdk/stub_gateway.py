@@ -36,6 +36,7 @@ from somaagent.types import (
     MessageCreate,
     MessageExchange,
     ModelInfo,
+    Role,
     Usage,
 )
 
@@ -346,7 +347,7 @@ class StubGateway:
         return api
 
     def _message(
-        self, conversation: Conversation, role: str, content: str, *, model: str | None = None
+        self, conversation: Conversation, role: Role, content: str, *, model: str | None = None
     ) -> Message:
         fields: dict[str, Any] = {}
         if role == "assistant":
@@ -363,7 +364,7 @@ class StubGateway:
         return Message(
             id=self._new_id("msg"),
             conversation_id=conversation.id,
-            role=role,  # type: ignore[arg-type]
+            role=role,
             content=content,
             created_at=datetime.now(UTC),
             **fields,

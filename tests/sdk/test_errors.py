@@ -136,10 +136,12 @@ def _closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_an_unreachable_gateway_is_a_connection_error(sleeps: list[float]) -> None:
+def test_an_unreachable_gateway_is_a_connection_error(
+    sleeps: list[float], monkeypatch: pytest.MonkeyPatch
+) -> None:
     url = f"http://127.0.0.1:{_closed_port()}"
     with Client(api_key="k", base_url=url) as client:
-        client._sleep = sleeps.append  # type: ignore[method-assign]
+        monkeypatch.setattr(client, "_sleep", sleeps.append)
         with pytest.raises(APIConnectionError, match="could not reach") as info:
             client.me()
     assert not isinstance(info.value, APITimeoutError)
@@ -148,13 +150,15 @@ def test_an_unreachable_gateway_is_a_connection_error(sleeps: list[float]) -> No
     assert len(sleeps) == 2  # connection errors are retried
 
 
-def test_a_timeout_is_an_api_timeout_error(sleeps: list[float]) -> None:
+def test_a_timeout_is_an_api_timeout_error(
+    sleeps: list[float], monkeypatch: pytest.MonkeyPatch
+) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         raise httpx.ReadTimeout("timed out", request=request)
 
     http = httpx.Client(transport=httpx.MockTransport(handler))
     with Client(api_key="k", http_client=http, max_retries=1) as client:
-        client._sleep = sleeps.append  # type: ignore[method-assign]
+        monkeypatch.setattr(client, "_sleep", sleeps.append)
         with pytest.raises(APITimeoutError, match="timed out"):
             client.me()
     assert len(sleeps) == 1

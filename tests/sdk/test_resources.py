@@ -33,7 +33,7 @@ def test_list_pages_newest_first_with_cursors(client: Client) -> None:
     assert first.has_more
     assert first.next_cursor
     seen = [c.id for c in first.data]
-    cursor = first.next_cursor
+    cursor: str | None = first.next_cursor
     while cursor:
         page = client.conversations.list(limit=2, cursor=cursor)
         seen += [c.id for c in page.data]

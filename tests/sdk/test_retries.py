@@ -147,7 +147,9 @@ def test_max_retries_zero_never_retries(base_url: str, stub: StubGateway) -> Non
     assert len(stub.requests_to("/v1/me")) == 1
 
 
-def test_connection_errors_are_retried_with_the_same_key(sleeps: list[float]) -> None:
+def test_connection_errors_are_retried_with_the_same_key(
+    sleeps: list[float], monkeypatch: pytest.MonkeyPatch
+) -> None:
     seen: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -159,7 +161,7 @@ def test_connection_errors_are_retried_with_the_same_key(sleeps: list[float]) ->
 
     http = httpx.Client(transport=httpx.MockTransport(handler))
     with Client(api_key="k", http_client=http) as client:
-        client._sleep = sleeps.append  # type: ignore[method-assign]
+        monkeypatch.setattr(client, "_sleep", sleeps.append)
         assert client.conversations.create().id == "c1"
     assert len({r.headers["idempotency-key"] for r in seen}) == 1
     assert len(sleeps) == 2
