@@ -416,7 +416,7 @@ class PromptStore:
         rows = await session.execute(
             select(Label.label, Label.version).where(Label.tenant_id == tenant, Label.name == name)
         )
-        return {label: version for label, version in rows.tuples()}
+        return {label: version for label, version in rows}
 
     @staticmethod
     def _upsert(session: AsyncSession, key: dict[str, Any], values: dict[str, Any]) -> Any:
