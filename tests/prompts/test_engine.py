@@ -11,7 +11,7 @@ import pytest
 from somaagent.errors import PayloadTooLargeError, ValidationError
 from somaagent.prompts._guard import RenderLimits
 from somaagent.prompts.engine import PromptEngine
-from somaagent.prompts.template import TemplateSpec
+from somaagent.prompts.template import TemplateSpec, a_type
 
 
 def spec(body: str, *variables: dict[str, Any], role: str = "user") -> TemplateSpec:
@@ -35,7 +35,8 @@ def render_error(engine: PromptEngine, body: str, values: dict[str, Any] | None 
 
 def test_renders_with_variables_defaults_and_no_autoescaping(engine: PromptEngine) -> None:
     template = spec(
-        "{{ greeting }}, {{ who }}! <b>{{ extra }}</b>{% if tags %} {{ tags|join(', ') }}{% endif %}",
+        "{{ greeting }}, {{ who }}! <b>{{ extra }}</b>"
+        "{% if tags %} {{ tags|join(', ') }}{% endif %}",
         {"name": "who"},
         {"name": "greeting", "default": "Hello"},
         {"name": "extra", "default": "&"},
@@ -80,7 +81,7 @@ def test_variable_types(engine: PromptEngine, declared: str, value: Any, ok: boo
             "type": "type_error",
         }
     ]
-    assert f"'v' must be a {declared}" in caught.value.message
+    assert f"'v' must be {a_type(declared)}" in caught.value.message
 
 
 def test_every_bad_variable_is_named_at_once(engine: PromptEngine) -> None:
@@ -258,7 +259,10 @@ def test_undeclared_variables_are_located(engine: PromptEngine) -> None:
 
 
 def test_loop_and_set_names_are_not_variables(engine: PromptEngine) -> None:
-    body = "{% set n = items|length %}{% for i in items %}{{ loop.index }}/{{ n }}:{{ i }} {% endfor %}"
+    body = (
+        "{% set n = items|length %}"
+        "{% for i in items %}{{ loop.index }}/{{ n }}:{{ i }} {% endfor %}"
+    )
     compiled = engine.compile(spec(body, {"name": "items", "type": "list"}))
     assert engine.render(compiled, {"items": ["a", "b"]}) == "1/2:a 2/2:b"
 

@@ -85,7 +85,7 @@ def test_bad_files_are_value_errors_naming_the_problem(text: str, message: str) 
         ([{"name": "x"}, {"name": "x"}], "declared twice"),
         ([{"name": "loop"}], "reserved"),
         ([{"name": "1x"}], "pattern"),
-        ([{"name": "n", "type": "integer", "default": "one"}], "not a integer"),
+        ([{"name": "n", "type": "integer", "default": "one"}], "not an integer"),
         ([{"name": "n", "required": True, "default": 1, "type": "integer"}], "cannot be required"),
         ([{"name": "n", "type": "decimal"}], "type"),
         ([{"name": "n", "colour": "red"}], "colour"),

@@ -39,7 +39,7 @@ from somaagent.prompts._guard import (
     ResourceLimitError,
     deadline,
 )
-from somaagent.prompts.template import TemplateSpec, check_type, json_type_name
+from somaagent.prompts.template import TemplateSpec, a_type, check_type, json_type_name
 
 __all__ = ["CompiledTemplate", "PromptEngine", "RenderLimits"]
 
@@ -228,7 +228,8 @@ class PromptEngine:
                 errors.append(
                     {
                         "loc": [*loc, name],
-                        "msg": f"{name!r} must be a {variable.type}, not a {json_type_name(value)}",
+                        "msg": f"{name!r} must be {a_type(variable.type)}, "
+                        f"not {a_type(json_type_name(value))}",
                         "type": "type_error",
                     }
                 )

@@ -10,13 +10,10 @@ a version of the same name.
 from __future__ import annotations
 
 import difflib
-import hashlib
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -26,40 +23,13 @@ from somaagent.gateway.conversations import decode_cursor, encode_cursor
 from somaagent.gateway.db.models import new_id, utcnow
 from somaagent.gateway.db.prompt_models import PromptLabel as Label
 from somaagent.gateway.db.prompt_models import PromptVersion as Version
+from somaagent.prompts import _rows as rows
 from somaagent.prompts.schemas import PromptDiff, PromptLabels, PromptSummary, PromptVersion
 from somaagent.prompts.template import PromptRef, TemplateSpec, dump_template_text, parse_ref
 
-__all__ = ["PromptStore", "content_hash"]
+__all__ = ["PromptStore"]
 
 _SAVE_ATTEMPTS = 5
-
-
-def content_hash(spec: TemplateSpec) -> str:
-    """A digest of everything but the name: equal digests, equal templates."""
-    content = spec.model_dump(mode="json", exclude={"name"})
-    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
-
-
-def _public(row: Version, labels: list[str]) -> PromptVersion:
-    return PromptVersion.model_validate(
-        {
-            "name": row.name,
-            "version": row.version,
-            "role": row.role,
-            "body": row.body,
-            "variables": row.variables,
-            "description": row.description,
-            "metadata": row.metadata_,
-            "labels": sorted(labels),
-            "source": "tenant",
-            "created_at": row.created_at,
-        }
-    )
-
-
-def _default_public(spec: TemplateSpec) -> PromptVersion:
-    data = spec.model_dump(mode="json")
-    return PromptVersion.model_validate({**data, "version": 0, "source": "default"})
 
 
 class PromptStore:
@@ -97,14 +67,14 @@ class PromptStore:
         Raises:
             ConflictError: concurrent saves of the same name kept colliding.
         """
-        digest = content_hash(spec)
+        digest = rows.content_hash(spec)
         variables = [v.model_dump(mode="json") for v in spec.variables]
         for _ in range(_SAVE_ATTEMPTS):
             async with self.sessions() as session:
-                latest = await self._latest(session, tenant, spec.name)
+                latest = await rows.latest(session, tenant, spec.name)
                 if skip_unchanged and latest is not None and latest.sha256 == digest:
-                    labels = await self._labels(session, tenant, spec.name)
-                    return _public(latest, _at(labels, latest.version)), False
+                    labels = await rows.labels(session, tenant, spec.name)
+                    return rows.public(latest, rows.labels_at(labels, latest.version)), False
                 row = Version(
                     id=new_id("pv"),
                     tenant_id=tenant,
@@ -125,7 +95,7 @@ class PromptStore:
                 except IntegrityError:  # another save took this number first: take the next
                     await session.rollback()
                     continue
-                return _public(row, []), True
+                return rows.public(row, []), True
         raise ConflictError(f"prompt {spec.name!r} is being saved concurrently; try again")
 
     async def get(self, tenant: str, ref: str | PromptRef) -> PromptVersion:
@@ -137,7 +107,7 @@ class PromptStore:
         """
         ref = _parse(ref)
         async with self.sessions() as session:
-            labels = await self._labels(session, tenant, ref.name)
+            labels = await rows.labels(session, tenant, ref.name)
             version = ref.version
             if ref.label is not None:
                 if ref.label not in labels:
@@ -147,15 +117,15 @@ class PromptStore:
             if version == 0:
                 return self._default(ref.name)
             if version is None:
-                row = await self._latest(session, tenant, ref.name)
+                row = await rows.latest(session, tenant, ref.name)
                 if row is None:
                     return self._default(ref.name)
             else:
-                row = await self._version(session, tenant, ref.name, version)
+                row = await rows.version(session, tenant, ref.name, version)
                 if row is None:
                     await self._require_name(session, tenant, ref.name)
                     raise NotFoundError(f"prompt {ref.name!r} has no version {version}")
-            return _public(row, _at(labels, row.version))
+            return rows.public(row, rows.labels_at(labels, row.version))
 
     async def list_page(
         self, tenant: str, *, limit: int = 20, cursor: str | None = None
@@ -176,8 +146,8 @@ class PromptStore:
             .where(Version.tenant_id == tenant)
         )
         async with self.sessions() as session:
-            rows = list((await session.scalars(query)).all())
-            names = [r.name for r in rows]
+            found = list((await session.scalars(query)).all())
+            names = [r.name for r in found]
             label_rows = (
                 await session.scalars(
                     select(Label).where(Label.tenant_id == tenant, Label.name.in_(names))
@@ -196,7 +166,7 @@ class PromptStore:
                 overrides_default=r.name in self.defaults,
                 updated_at=r.created_at,
             )
-            for r in rows
+            for r in found
         ]
         items += [
             PromptSummary(
@@ -228,11 +198,11 @@ class PromptStore:
             query = query.where(Version.version < before)
         query = query.order_by(Version.version.desc()).limit(limit + 1)
         async with self.sessions() as session:
-            rows = list((await session.scalars(query)).all())
-            labels = await self._labels(session, tenant, name)
-        versions = [_public(r, _at(labels, r.version)) for r in rows]
+            found = list((await session.scalars(query)).all())
+            labels = await rows.labels(session, tenant, name)
+        versions = [rows.public(r, rows.labels_at(labels, r.version)) for r in found]
         if len(versions) <= limit and name in self.defaults and before != 0:
-            versions.append(_default_public(self.defaults[name]))
+            versions.append(rows.default_public(self.defaults[name]))
         if not versions and before is None:
             raise NotFoundError(f"prompt {name!r} not found")
         has_more = len(versions) > limit
@@ -252,7 +222,7 @@ class PromptStore:
             NotFoundError: no such template.
         """
         async with self.sessions() as session:
-            labels = await self._labels(session, tenant, name)
+            labels = await rows.labels(session, tenant, name)
             if not labels:
                 await self._require_name(session, tenant, name)
         return PromptLabels(name=name, labels=labels)
@@ -281,7 +251,7 @@ class PromptStore:
         values = {"version": version, "updated_by": updated_by, "updated_at": utcnow()}
         key = {"tenant_id": tenant, "name": name, "label": label}
         async with self.sessions() as session:
-            if await self._version(session, tenant, name, version) is None:
+            if await rows.version(session, tenant, name, version) is None:
                 await self._require_name(session, tenant, name, stored=True)
                 raise ValidationError(
                     f"prompt {name!r} has no version {version}; a label must point at a saved "
@@ -300,7 +270,7 @@ class PromptStore:
                     .values(**values)
                 )
             else:
-                statement = self._upsert(session, key, values)
+                statement = rows.upsert_label(session, key, values)
             try:
                 result = await session.execute(statement)
                 await session.commit()
@@ -308,13 +278,13 @@ class PromptStore:
                 await session.rollback()
                 result = None
             if result is None or (expected_version and not getattr(result, "rowcount", 1)):
-                current = (await self._labels(session, tenant, name)).get(label)
+                current = (await rows.labels(session, tenant, name)).get(label)
                 raise ConflictError(
                     f"label {label!r} of {name!r} points at "
                     f"{'version ' + str(current) if current else 'nothing'}, not version "
                     f"{expected_version}; reload and try again"
                 )
-            labels = await self._labels(session, tenant, name)
+            labels = await rows.labels(session, tenant, name)
         return PromptLabels(name=name, labels=labels)
 
     async def delete_label(self, tenant: str, name: str, label: str) -> None:
@@ -382,52 +352,15 @@ class PromptStore:
         spec = self.defaults.get(name)
         if spec is None:
             raise NotFoundError(f"prompt {name!r} not found")
-        return _default_public(spec)
+        return rows.default_public(spec)
 
     async def _require_name(
         self, session: AsyncSession, tenant: str, name: str, *, stored: bool = False
     ) -> None:
         if not stored and name in self.defaults:
             return
-        if await self._latest(session, tenant, name) is None:
+        if await rows.latest(session, tenant, name) is None:
             raise NotFoundError(f"prompt {name!r} not found")
-
-    @staticmethod
-    async def _latest(session: AsyncSession, tenant: str, name: str) -> Version | None:
-        query = (
-            select(Version)
-            .where(Version.tenant_id == tenant, Version.name == name)
-            .order_by(Version.version.desc())
-            .limit(1)
-        )
-        return await session.scalar(query)
-
-    @staticmethod
-    async def _version(
-        session: AsyncSession, tenant: str, name: str, version: int
-    ) -> Version | None:
-        query = select(Version).where(
-            Version.tenant_id == tenant, Version.name == name, Version.version == version
-        )
-        return await session.scalar(query)
-
-    @staticmethod
-    async def _labels(session: AsyncSession, tenant: str, name: str) -> dict[str, int]:
-        rows = await session.execute(
-            select(Label.label, Label.version).where(Label.tenant_id == tenant, Label.name == name)
-        )
-        return {label: version for label, version in rows}
-
-    @staticmethod
-    def _upsert(session: AsyncSession, key: dict[str, Any], values: dict[str, Any]) -> Any:
-        dialect = session.get_bind().dialect.name
-        module: Any = postgresql if dialect == "postgresql" else sqlite
-        statement = module.insert(Label).values(**key, **values)
-        return statement.on_conflict_do_update(index_elements=list(key), set_=values)
-
-
-def _at(labels: dict[str, int], version: int) -> list[str]:
-    return [label for label, at in labels.items() if at == version]
 
 
 def _parse(ref: str | PromptRef) -> PromptRef:

@@ -40,6 +40,7 @@ __all__ = [
     "TemplateSpec",
     "VariableSpec",
     "VariableType",
+    "a_type",
     "check_type",
     "dump_template_text",
     "iter_template_files",
@@ -100,6 +101,11 @@ def check_type(value: object, expected: VariableType) -> bool:
     return isinstance(value, dict)
 
 
+def a_type(name: str) -> str:
+    """``name`` with its article, for error messages: "an integer", "a string"."""
+    return f"an {name}" if name[:1] in "aeiou" else f"a {name}"
+
+
 def json_type_name(value: object) -> str:
     """The variable type a decoded JSON value has, for error messages."""
     names: tuple[VariableType, ...] = ("boolean", "integer", "number", "string", "list", "object")
@@ -145,8 +151,8 @@ class VariableSpec(BaseModel):
             raise ValueError(f"variable {self.name!r} has a default, so it cannot be required")
         if not check_type(self.default, self.type):
             raise ValueError(
-                f"the default of {self.name!r} is a {json_type_name(self.default)}, "
-                f"not a {self.type}"
+                f"the default of {self.name!r} is {a_type(json_type_name(self.default))}, "
+                f"not {a_type(self.type)}"
             )
         return self
 

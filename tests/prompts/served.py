@@ -1,0 +1,45 @@
+"""A real gateway with ``/v1/prompts`` routed, served on loopback, for the SDK and CLI tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.fakes._server import run_asgi
+from tests.fakes.fixtures import FakeVendor
+
+MODEL = "gpt-4o-mini"
+
+
+@dataclass(frozen=True)
+class Running:
+    """A served gateway: where it is and its first admin key."""
+
+    base_url: str
+    admin_key: str
+
+
+@contextmanager
+def serve_gateway(data_dir: Path, fake_openai: FakeVendor) -> Iterator[Running]:
+    """Serve a gateway on SQLite in ``data_dir``, its model calls going to ``fake_openai``."""
+    from somaagent.gateway.app import create_app
+    from somaagent.gateway.routes import prompts
+    from somaagent.gateway.settings import Settings
+
+    settings = Settings(
+        data_dir=data_dir,
+        database_url=f"sqlite+aiosqlite:///{data_dir / 'soma.db'}",
+        openai_base_url=fake_openai.base_url,
+        openai_api_key=fake_openai.api_key,
+        default_model=MODEL,
+        rate_limit_per_minute=0,
+        provider_timeout_s=5.0,
+    )
+    admin: list[str] = []
+    app = create_app(settings, on_admin_key=admin.append)
+    if not any(getattr(r, "path", "").startswith("/v1/prompts") for r in app.routes):
+        app.include_router(prompts.router)  # until the app routes it itself
+    with run_asgi(app, lifespan="on") as url:
+        yield Running(base_url=url, admin_key=admin[0])
