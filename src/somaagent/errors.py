@@ -278,5 +278,5 @@ def error_for_status(
         "headers": headers,
     }
     if cls in (RateLimitError, ServiceUnavailableError):
-        return cls(message, retry_after=retry_after, **kwargs)  # type: ignore[call-arg]
+        return cls(message, retry_after=retry_after, **kwargs)
     return cls(message, **kwargs)
