@@ -26,7 +26,8 @@
         ├── ProviderOverloadedError
         ├── ProviderTimeoutError
         ├── ProviderConnectionError
-        └── ProviderResponseError     a malformed answer, or a stream cut short
+        ├── ProviderResponseError     a malformed answer, or a stream cut short
+        └── ProviderFallbackError     every model of a fallback chain failed (``attempts``)
 
 The server raises :class:`APIError` subclasses and one handler turns them into
 ``application/problem+json``; the SDK turns problem+json back into the same classes
@@ -35,6 +36,7 @@ with :func:`error_for_status`. Provider errors are mapped to 502/503/504 at the 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 PROBLEM_BASE = "urn:somaagent:problem:"
@@ -217,6 +219,36 @@ class ProviderResponseError(ProviderError):
     """The provider answered something we cannot use, or cut a stream short."""
 
     retryable = True
+
+
+class ProviderFallbackError(ProviderError):
+    """Every model of a fallback chain failed (or was skipped); one error that lists them all.
+
+    Raised by ``somaagent.llm.fallback``; ``provider`` is ``"fallback"``.
+
+    Attributes:
+        attempts: one entry per try, in order (``somaagent.llm.fallback.Attempt``: the model,
+            its provider, the outcome and the error); the message lists them too.
+        errors: the provider errors raised, in order.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        attempts: Sequence[Any],
+        errors: Sequence[ProviderError],
+        provider: str = "fallback",
+    ) -> None:
+        super().__init__(message, provider=provider)
+        self.attempts = tuple(attempts)
+        self.errors = tuple(errors)
+
+    def as_group(self) -> ExceptionGroup[ProviderError]:
+        """The errors as an ``ExceptionGroup``, for ``except*`` handlers."""
+        return ExceptionGroup(
+            self.message, list(self.errors) or [ProviderError(self.message, provider=self.provider)]
+        )
 
 
 _BY_STATUS: dict[int, type[APIError]] = {

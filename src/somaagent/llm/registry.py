@@ -169,6 +169,8 @@ class ModelSpec(_Frozen):
         enabled: ``False`` hides the model (set in a user file).
         base_url: where to send requests; ``None`` uses the provider adapter's default.
         retires_on: the provider's announced retirement date, after which calls fail.
+        last_resort: ``True``: the router picks the model only when no other is eligible
+            (the embedded local model); naming it explicitly always works.
     """
 
     name: str = Field(pattern=_NAME_PATTERN, max_length=200)
@@ -192,6 +194,7 @@ class ModelSpec(_Frozen):
     enabled: bool = True
     base_url: str | None = None
     retires_on: date | None = None
+    last_resort: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> ModelSpec:

@@ -1,0 +1,222 @@
+"""What a caller asks of the router, and what the router answers.
+
+:class:`RoutingPolicy` is the request side (a pydantic model that refuses unknown fields);
+:class:`RoutingDecision` and its :class:`Candidate` entries are the answer, with
+:meth:`RoutingDecision.as_dict` as the JSON that ``POST /v1/route`` serves. The router itself is
+:mod:`somaagent.llm.router`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field
+
+from somaagent.errors import PROBLEM_BASE, ValidationError
+from somaagent.llm.health import BreakerState
+from somaagent.llm.learned.quality import PromptEstimate
+from somaagent.llm.registry import Capability, ModelSpec, TaskCategory
+
+__all__ = [
+    "DEFAULT_MAX_QUALITY_DROP",
+    "PROBLEM_IMPOSSIBLE_POLICY",
+    "PROBLEM_PROMPT_TOO_LONG",
+    "Candidate",
+    "RoutingDecision",
+    "RoutingPolicy",
+    "parse_policy",
+]
+
+DEFAULT_MAX_QUALITY_DROP = 0.05
+"""Without ``min_quality``, how far below the best prediction the chosen model may be."""
+PROBLEM_IMPOSSIBLE_POLICY = PROBLEM_BASE + "impossible-policy"
+PROBLEM_PROMPT_TOO_LONG = PROBLEM_BASE + "prompt-too-long"
+
+
+class RoutingPolicy(BaseModel):
+    """What the caller asks of the router; every field is optional, unknown fields are errors.
+
+    Attributes:
+        min_quality: the predicted quality (0-1) the model must reach on this prompt; a prompt
+            no model is predicted to reach it on is an error.
+        max_quality_drop: how far below the best eligible model's prediction the choice may be
+            (default 0.05 when ``min_quality`` is not set).
+        max_cost_usd: the most the call may cost, estimated before it (prompt + expected answer).
+        max_latency_ms: the most the call may take, estimated.
+        capabilities: capabilities the model must have.
+        providers: only models of these providers.
+        models: only these models (registry names or aliases).
+        task: the task category, instead of the guessed one.
+        fallbacks: the fallback chain for this request, instead of the router's.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_quality: float | None = Field(default=None, ge=0.0, le=1.0)
+    max_quality_drop: float | None = Field(default=None, ge=0.0, le=1.0)
+    max_cost_usd: float | None = Field(default=None, gt=0.0, allow_inf_nan=False)
+    max_latency_ms: float | None = Field(default=None, gt=0.0, allow_inf_nan=False)
+    capabilities: frozenset[Capability] = frozenset()
+    providers: frozenset[str] | None = Field(default=None, min_length=1)
+    models: tuple[str, ...] | None = Field(default=None, min_length=1, max_length=100)
+    task: TaskCategory | None = None
+    fallbacks: tuple[str, ...] | None = Field(default=None, max_length=10)
+
+
+def parse_policy(
+    raw: Mapping[str, Any], *, loc: Sequence[str | int] = ("body", "policy")
+) -> RoutingPolicy:
+    """Validate a policy from a request body.
+
+    Raises:
+        ValidationError: a field is unknown or invalid; ``errors`` gives each one's location.
+    """
+    try:
+        return RoutingPolicy.model_validate(raw)
+    except pydantic.ValidationError as exc:
+        errors = [
+            {"loc": [*loc, *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in exc.errors()
+        ]
+        fields = ", ".join(".".join(str(p) for p in e["loc"][len(loc) :]) for e in errors)
+        raise ValidationError(f"invalid routing policy: {fields}", errors=errors) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One model as the router saw it for one request.
+
+    Attributes:
+        spec: the model.
+        predicted_quality: its expected quality on this prompt (0-1).
+        estimated_cost_usd: prompt tokens plus the expected answer at its prices.
+        estimated_latency_ms: its latency prior, scaled by observed slowness and error rate.
+        prompt_tokens: the prompt, counted with its tokenizer (or the stand-in one).
+        expected_output_tokens: the answer length the estimates assume.
+        error_rate: its recent error rate.
+        breaker: its circuit breaker's state.
+        excluded_by: the constraint that ruled it out (``None``: eligible).
+        why: why it was chosen, excluded or passed over.
+        chosen: whether it is the decision's model.
+    """
+
+    spec: ModelSpec
+    predicted_quality: float
+    estimated_cost_usd: float
+    estimated_latency_ms: float
+    prompt_tokens: int
+    expected_output_tokens: int
+    error_rate: float = 0.0
+    breaker: BreakerState = "closed"
+    excluded_by: str | None = None
+    why: str = ""
+    chosen: bool = False
+
+    @property
+    def eligible(self) -> bool:
+        """Whether no hard constraint ruled the model out."""
+        return self.excluded_by is None
+
+    def excluded(self, field: str, why: str) -> Candidate:
+        """This candidate, ruled out by ``field``."""
+        return dataclasses.replace(self, excluded_by=field, why=why)
+
+    def with_verdict(self, chosen: bool, why: str) -> Candidate:
+        """This candidate with the final verdict."""
+        return dataclasses.replace(self, chosen=chosen, why=why)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The candidate as served by ``POST /v1/route``."""
+        return {
+            "model": self.spec.name,
+            "provider": self.spec.provider,
+            "eligible": self.eligible,
+            "chosen": self.chosen,
+            "predicted_quality": round(self.predicted_quality, 4),
+            "estimated_cost_usd": self.estimated_cost_usd,
+            "estimated_latency_ms": round(self.estimated_latency_ms, 1),
+            "prompt_tokens": self.prompt_tokens,
+            "expected_output_tokens": self.expected_output_tokens,
+            "error_rate": round(self.error_rate, 4),
+            "breaker": self.breaker,
+            "excluded_by": self.excluded_by,
+            "why": self.why,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingDecision:
+    """The router's answer for one request.
+
+    Attributes:
+        spec: the chosen model.
+        fallbacks: the models to try, in order, if it fails.
+        candidates: every registry model with its estimates and verdict (empty for
+            :meth:`Router.explicit`).
+        reason: one sentence on why ``spec`` was chosen.
+        policy: the policy applied.
+        quality_bar: the predicted quality the choice had to reach.
+        estimate: the prompt's complexity and the learned anchors' predictions.
+        decision_ms: how long deciding took.
+    """
+
+    spec: ModelSpec
+    fallbacks: tuple[ModelSpec, ...]
+    candidates: tuple[Candidate, ...]
+    reason: str
+    policy: RoutingPolicy
+    quality_bar: float
+    estimate: PromptEstimate
+    decision_ms: float
+
+    @property
+    def chain(self) -> tuple[ModelSpec, ...]:
+        """The chosen model, then the fallbacks: what :mod:`~somaagent.llm.fallback` tries."""
+        return (self.spec, *self.fallbacks)
+
+    @property
+    def chosen(self) -> Candidate | None:
+        """The chosen model's candidate entry (``None`` for an explicit model)."""
+        return next((c for c in self.candidates if c.chosen), None)
+
+    @property
+    def estimated_cost_usd(self) -> float | None:
+        """The chosen model's estimated cost, before the call."""
+        chosen = self.chosen
+        return chosen.estimated_cost_usd if chosen is not None else None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The decision as served by ``POST /v1/route`` (JSON-ready)."""
+        chosen = self.chosen
+        c = self.estimate.complexity
+        prediction = self.estimate.prediction
+        return {
+            "model": self.spec.name,
+            "provider": self.spec.provider,
+            "provider_model_id": self.spec.provider_model_id,
+            "reason": self.reason,
+            "predicted_quality": round(chosen.predicted_quality, 4) if chosen else None,
+            "quality_bar": round(self.quality_bar, 4),
+            "estimated_cost_usd": chosen.estimated_cost_usd if chosen else None,
+            "estimated_latency_ms": round(chosen.estimated_latency_ms, 1) if chosen else None,
+            "fallbacks": [s.name for s in self.fallbacks],
+            "complexity": {
+                "difficulty": c.difficulty,
+                "category": c.category,
+                "expected_output_tokens": c.expected_output_tokens,
+                "capabilities": sorted(c.capabilities),
+                "features": c.features.as_dict(),
+            },
+            "learned": None
+            if prediction is None
+            else {
+                "weak": round(prediction.weak, 4),
+                "strong": round(prediction.strong, 4),
+            },
+            "policy": self.policy.model_dump(mode="json", exclude_none=True, exclude_defaults=True),
+            "candidates": [cand.as_dict() for cand in self.candidates],
+            "decision_ms": round(self.decision_ms, 3),
+        }

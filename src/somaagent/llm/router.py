@@ -1,0 +1,490 @@
+"""The router: the cheapest model predicted to answer a request well, and why.
+
+:meth:`Router.decide` reads the conversation once (complexity, the learned router's prediction,
+prompt tokens per tokenizer), then looks at every registry model:
+
+1. **Hard constraints** drop a model, each with the reason: the policy's ``models`` and
+   ``providers``, availability (``available(spec)``: is its provider configured), retirement,
+   required ``capabilities`` (``streaming`` too when the call streams), the context window,
+   an open circuit breaker, ``max_cost_usd`` and ``max_latency_ms`` on the estimates.
+2. **The quality bar.** Each remaining model gets a predicted quality for this prompt
+   (:mod:`somaagent.llm.learned.quality`). The bar is ``min_quality`` when the policy sets it;
+   otherwise the best remaining prediction minus ``max_quality_drop`` (default 0.05), so an easy
+   prompt lets a cheap model through and a hard one does not.
+3. **The choice**: the cheapest model at or above the bar, by estimated cost (prompt tokens plus
+   the expected answer, at the registry's prices). Models within ``tie_tolerance`` (2%) of the
+   cheapest tie, and ties go to the faster one: the registry's latency prior scaled by the
+   model's observed slowness, and by its recent error rate (retries take time).
+
+The decision keeps every candidate with its prediction, estimates and the reason it was or
+was not chosen, and the fallback chain (:data:`DEFAULT_FALLBACK_CHAIN` unless configured or
+given by the policy) for :mod:`somaagent.llm.fallback`. Models marked ``last_resort`` (the
+embedded local model) are chosen only when nothing else is eligible.
+
+Bad policies are :class:`~somaagent.errors.ValidationError` (HTTP 422) naming the field: an
+unknown field or model, a policy no model meets (``problem_type``
+:data:`PROBLEM_IMPOSSIBLE_POLICY`), a prompt longer than every context window
+(:data:`PROBLEM_PROMPT_TOO_LONG`). When the only
+models left have open breakers, :class:`~somaagent.errors.ServiceUnavailableError` (503) says
+when to retry.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import date
+from typing import Any, Literal
+
+from somaagent.errors import ConfigurationError, ServiceUnavailableError, ValidationError
+from somaagent.llm import cost, tokens
+from somaagent.llm.base import ChatMessage
+from somaagent.llm.health import HealthTracker
+from somaagent.llm.learned.model import LearnedRouter, load_default
+from somaagent.llm.learned.quality import PromptEstimate, QualityEstimator
+from somaagent.llm.policy import (
+    DEFAULT_MAX_QUALITY_DROP,
+    PROBLEM_IMPOSSIBLE_POLICY,
+    PROBLEM_PROMPT_TOO_LONG,
+    Candidate,
+    RoutingDecision,
+    RoutingPolicy,
+    parse_policy,
+)
+from somaagent.llm.registry import Capability, ModelRegistry, ModelSpec
+
+__all__ = [
+    "DEFAULT_FALLBACK_CHAIN",
+    "DEFAULT_MAX_QUALITY_DROP",
+    "PROBLEM_IMPOSSIBLE_POLICY",
+    "PROBLEM_PROMPT_TOO_LONG",
+    "Candidate",
+    "Router",
+    "RoutingDecision",
+    "RoutingPolicy",
+    "parse_policy",
+]
+
+DEFAULT_FALLBACK_CHAIN: tuple[str, ...] = ("claude-3-sonnet", "gpt-3.5-turbo", "llama-3-8b")
+"""The fallback chain of the original design, by registry name."""
+
+Availability = Callable[[ModelSpec], bool]
+_POLICY = ("body", "policy")
+
+
+def _always(spec: ModelSpec) -> bool:
+    return True
+
+
+def _problem(message: str, field: str, kind: str, problem_type: str) -> ValidationError:
+    return ValidationError(
+        message,
+        errors=[{"loc": [*_POLICY, field], "msg": message, "type": kind}],
+        problem_type=problem_type,
+    )
+
+
+class Router:
+    """Chooses a model per request; see the module docstring.
+
+    Args:
+        registry: the models to choose from (reloaded if its file changed, on each decision).
+        health: live latency and error statistics; a private tracker when ``None``.
+        learned: the learned router; ``"default"`` loads the packaged artifact, ``None`` routes on
+            heuristics only.
+        fallback_chain: registry names tried, in order, after the chosen model fails.
+        tie_tolerance: costs within this fraction of the cheapest count as a tie.
+        today: the date retirement is judged by (tests pin it).
+
+    Raises:
+        ConfigurationError: a name in ``fallback_chain`` is not in the registry.
+    """
+
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        *,
+        health: HealthTracker | None = None,
+        learned: LearnedRouter | Literal["default"] | None = "default",
+        fallback_chain: Sequence[str] = DEFAULT_FALLBACK_CHAIN,
+        tie_tolerance: float = 0.02,
+        today: Callable[[], date] = date.today,
+    ) -> None:
+        self.registry = registry
+        self.health = health if health is not None else HealthTracker()
+        self.learned = load_default() if learned == "default" else learned
+        self.quality = QualityEstimator(self.learned)
+        unknown = [name for name in fallback_chain if registry.find(name) is None]
+        if unknown:
+            raise ConfigurationError(
+                f"fallback chain names unknown model(s) {', '.join(map(repr, unknown))}; "
+                f"known models: {', '.join(registry.names())}"
+            )
+        self.fallback_chain = tuple(fallback_chain)
+        self.tie_tolerance = tie_tolerance
+        self._today = today
+
+    # -- the decision ----------------------------------------------------------------------
+
+    def decide(
+        self,
+        messages: Sequence[ChatMessage],
+        policy: RoutingPolicy | Mapping[str, Any] | None = None,
+        *,
+        available: Availability = _always,
+        max_tokens: int | None = None,
+        stream: bool = False,
+    ) -> RoutingDecision:
+        """Choose a model for the conversation's next answer, without calling any model.
+
+        Args:
+            messages: the conversation, oldest first.
+            policy: the caller's policy (a mapping is validated; unknown fields are an error).
+            available: whether a model's provider is configured on this gateway.
+            max_tokens: the request's answer limit, if it sets one.
+            stream: whether the answer will be streamed (requires ``streaming``).
+
+        Raises:
+            ValidationError: an invalid policy, one that no model meets, or a prompt longer
+                than every context window; ``errors`` names the field.
+            ServiceUnavailableError: every model that meets the policy has an open breaker.
+        """
+        started = time.perf_counter()
+        policy = self._policy(policy)
+        self.registry.reload_if_changed()
+        needed: set[Capability] = set(policy.capabilities)
+        if stream:
+            needed.add("streaming")
+        estimate = self.quality.estimate(
+            messages, category=policy.task, capabilities=sorted(needed)
+        )
+        allowed = self._resolve_names(policy.models, "models") if policy.models else None
+        counts: dict[str, int] = {}
+        today = self._today()
+        candidates: list[Candidate] = []
+        for spec in self.registry.all():
+            candidates.append(
+                self._candidate(
+                    spec,
+                    messages,
+                    estimate,
+                    policy,
+                    needed,
+                    allowed,
+                    available,
+                    max_tokens,
+                    counts,
+                    today,
+                )
+            )
+        chosen, bar, best = self._choose(candidates, policy)
+        chain = self._fallbacks(chosen.spec, policy, candidates)
+        reason = self._reason(chosen, estimate, policy, bar, best)
+        marked = tuple(self._verdict(c, chosen, bar) for c in candidates)
+        return RoutingDecision(
+            spec=chosen.spec,
+            fallbacks=chain,
+            candidates=marked,
+            reason=reason,
+            policy=policy,
+            quality_bar=bar,
+            estimate=estimate,
+            decision_ms=(time.perf_counter() - started) * 1000.0,
+        )
+
+    def explicit(
+        self,
+        model: str,
+        messages: Sequence[ChatMessage],
+        *,
+        available: Availability = _always,
+        fallbacks: Sequence[str] | None = None,
+    ) -> RoutingDecision:
+        """A decision for a model the caller named, with the fallback chain behind it.
+
+        Raises:
+            ValidationError: ``model`` (or a fallback) is not in the registry.
+        """
+        started = time.perf_counter()
+        spec = self._resolve_names([model], "model", loc=("body",))[0]
+        policy = RoutingPolicy(fallbacks=tuple(fallbacks) if fallbacks is not None else None)
+        estimate = self.quality.estimate(messages)
+        chain = tuple(
+            s
+            for s in self._resolve_names(policy.fallbacks or self.fallback_chain, "fallbacks")
+            if s.name != spec.name and available(s) and not s.retired(self._today())
+        )
+        reason = f"{spec.name} was named by the caller"
+        return RoutingDecision(
+            spec=spec,
+            fallbacks=chain,
+            candidates=(),
+            reason=reason,
+            policy=policy,
+            quality_bar=0.0,
+            estimate=estimate,
+            decision_ms=(time.perf_counter() - started) * 1000.0,
+        )
+
+    # -- steps -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _policy(policy: RoutingPolicy | Mapping[str, Any] | None) -> RoutingPolicy:
+        if policy is None:
+            return RoutingPolicy()
+        if isinstance(policy, RoutingPolicy):
+            return policy
+        return parse_policy(policy)
+
+    def _resolve_names(
+        self, names: Iterable[str], field: str, *, loc: tuple[str, ...] = _POLICY
+    ) -> list[ModelSpec]:
+        specs, unknown = [], []
+        for name in names:
+            spec = self.registry.find(name)
+            if spec is None:
+                unknown.append(name)
+            else:
+                specs.append(spec)
+        if unknown:
+            hints = [s for name in unknown for s in self.registry.suggest(name)]
+            hint = f"; did you mean {', '.join(map(repr, hints))}?" if hints else ""
+            message = f"unknown model(s) {', '.join(map(repr, unknown))} in {field}{hint}"
+            raise ValidationError(
+                message, errors=[{"loc": [*loc, field], "msg": message, "type": "unknown_model"}]
+            )
+        return specs
+
+    def _prompt_tokens(
+        self, messages: Sequence[ChatMessage], spec: ModelSpec, counts: dict[str, int]
+    ) -> int:
+        name = tokens.encoding_name_for(spec)
+        if name not in counts:
+            try:
+                encoder = tokens.get_encoder(name)
+            except ConfigurationError:  # no tiktoken: about four characters a token
+                counts[name] = tokens.TOKENS_PER_REPLY + sum(
+                    tokens.TOKENS_PER_MESSAGE + 1 + len(m["content"]) // 4 for m in messages
+                )
+            else:
+                counts[name] = tokens.TOKENS_PER_REPLY + sum(
+                    tokens.TOKENS_PER_MESSAGE + 1 + len(encoder.encode_ordinary(m["content"]))
+                    for m in messages
+                )
+        return counts[name]
+
+    def _candidate(
+        self,
+        spec: ModelSpec,
+        messages: Sequence[ChatMessage],
+        estimate: PromptEstimate,
+        policy: RoutingPolicy,
+        needed: set[Capability],
+        allowed: list[ModelSpec] | None,
+        available: Availability,
+        max_tokens: int | None,
+        counts: dict[str, int],
+        today: date,
+    ) -> Candidate:
+        prompt = self._prompt_tokens(messages, spec, counts)
+        wanted = estimate.complexity.expected_output_tokens
+        output = min(wanted, max_tokens or wanted, spec.max_output_tokens)
+        health = self.health.snapshot(spec.name)
+        latency = spec.latency.expected_ms(output) * health.slowness
+        latency /= 1.0 - min(health.error_rate, 0.9)
+        candidate = Candidate(
+            spec=spec,
+            predicted_quality=self.quality.quality(spec, estimate),
+            estimated_cost_usd=cost.estimate_cost(spec, prompt, output),
+            estimated_latency_ms=latency,
+            prompt_tokens=prompt,
+            expected_output_tokens=output,
+            error_rate=health.error_rate,
+            breaker=health.state,
+        )
+        missing = sorted(needed - spec.capabilities)
+        excluded: tuple[str, str] | None = None
+        if allowed is not None and spec.name not in {s.name for s in allowed}:
+            excluded = ("models", "not in the policy's models")
+        elif policy.providers is not None and spec.provider not in policy.providers:
+            excluded = ("providers", f"provider {spec.provider} is not in the policy's providers")
+        elif not available(spec):
+            excluded = ("available", f"provider {spec.provider} is not configured")
+        elif spec.retired(today):
+            excluded = ("retired", f"retired on {spec.retires_on}")
+        elif missing:
+            excluded = ("capabilities", f"lacks {', '.join(missing)}")
+        elif prompt >= spec.context_window:
+            excluded = (
+                "context",
+                f"prompt ({prompt} tokens) exceeds its context window ({spec.context_window})",
+            )
+        elif max_tokens is not None and prompt + max_tokens > spec.context_window:
+            excluded = (
+                "max_tokens",
+                f"prompt ({prompt}) + max_tokens ({max_tokens}) exceeds "
+                f"its context window ({spec.context_window})",
+            )
+        elif self.health.is_open(spec.name):
+            excluded = (
+                "breaker",
+                f"circuit open after failures (retry in {health.retry_in_s or 0:.0f} s)",
+            )
+        elif policy.max_cost_usd is not None and candidate.estimated_cost_usd > policy.max_cost_usd:
+            excluded = (
+                "max_cost_usd",
+                f"estimated ${candidate.estimated_cost_usd:.6f} is above "
+                f"max_cost_usd ${policy.max_cost_usd:g}",
+            )
+        elif policy.max_latency_ms is not None and latency > policy.max_latency_ms:
+            excluded = (
+                "max_latency_ms",
+                f"expected {latency:.0f} ms is above max_latency_ms {policy.max_latency_ms:g}",
+            )
+        if excluded is None:
+            return candidate
+        return candidate.excluded(*excluded)
+
+    def _choose(
+        self, candidates: list[Candidate], policy: RoutingPolicy
+    ) -> tuple[Candidate, float, Candidate]:
+        eligible = [c for c in candidates if c.eligible and not c.spec.last_resort]
+        if not eligible:
+            eligible = [c for c in candidates if c.eligible]
+        if not eligible:
+            raise self._no_route(candidates)
+        best = max(eligible, key=lambda c: (c.predicted_quality, -c.estimated_cost_usd))
+        if policy.min_quality is not None:
+            bar = policy.min_quality
+            if policy.max_quality_drop is not None:
+                bar = max(bar, best.predicted_quality - policy.max_quality_drop)
+            if best.predicted_quality < bar:
+                message = (
+                    f"no model is predicted to reach min_quality {policy.min_quality:g} on this "
+                    f"prompt; the best is {best.spec.name} at {best.predicted_quality:.3f}"
+                )
+                raise _problem(
+                    message, "min_quality", "impossible_policy", PROBLEM_IMPOSSIBLE_POLICY
+                )
+        else:
+            drop = policy.max_quality_drop
+            bar = best.predicted_quality - (DEFAULT_MAX_QUALITY_DROP if drop is None else drop)
+        meeting = [c for c in eligible if c.predicted_quality >= bar - 1e-12]
+        cheapest = min(c.estimated_cost_usd for c in meeting)
+        tied = [c for c in meeting if c.estimated_cost_usd <= cheapest * (1 + self.tie_tolerance)]
+        chosen = min(
+            tied, key=lambda c: (c.estimated_latency_ms, -c.predicted_quality, c.spec.name)
+        )
+        return chosen, bar, best
+
+    def _no_route(self, candidates: list[Candidate]) -> Exception:
+        by_field: dict[str, list[Candidate]] = {}
+        for c in candidates:
+            by_field.setdefault(c.excluded_by or "", []).append(c)
+        reachable = [
+            c
+            for c in candidates
+            if c.excluded_by not in ("models", "providers", "available", "retired", "capabilities")
+        ]
+        if reachable and all(c.excluded_by == "context" for c in reachable):
+            largest = max(reachable, key=lambda c: c.spec.context_window)
+            message = (
+                f"the prompt ({largest.prompt_tokens} tokens) is longer than every eligible "
+                f"model's context window (the largest: {largest.spec.name}, "
+                f"{largest.spec.context_window} tokens); shorten the conversation"
+            )
+            return ValidationError(
+                message,
+                errors=[{"loc": ["body", "messages"], "msg": message, "type": "prompt_too_long"}],
+                problem_type=PROBLEM_PROMPT_TOO_LONG,
+            )
+        if reachable and all(c.excluded_by == "breaker" for c in reachable):
+            wait = min(self.health.snapshot(c.spec.name).retry_in_s or 0.0 for c in reachable)
+            return ServiceUnavailableError(
+                "every model that meets the policy is failing (circuit open); retry later",
+                retry_after=max(wait, 1.0),
+            )
+        parts = [
+            f"{len(cs)} {'is' if len(cs) == 1 else 'are'} excluded by {field} "
+            f"(e.g. {cs[0].spec.name}: {cs[0].why})"
+            for field, cs in sorted(by_field.items(), key=lambda kv: -len(kv[1]))
+        ]
+        message = "no model satisfies the routing policy: " + "; ".join(parts)
+        fields = [f for f in by_field if f in RoutingPolicy.model_fields] or ["policy"]
+        return ValidationError(
+            message,
+            errors=[
+                {
+                    "loc": [*_POLICY, f],
+                    "msg": "no model meets this constraint",
+                    "type": "impossible_policy",
+                }
+                for f in fields
+            ],
+            problem_type=PROBLEM_IMPOSSIBLE_POLICY,
+        )
+
+    def _fallbacks(
+        self, chosen: ModelSpec, policy: RoutingPolicy, candidates: list[Candidate]
+    ) -> tuple[ModelSpec, ...]:
+        names = policy.fallbacks if policy.fallbacks is not None else self.fallback_chain
+        specs = self._resolve_names(names, "fallbacks")
+        # A fallback must be callable and able to take the request; price, speed and the
+        # quality bar do not apply: it is there for when the chosen model fails.
+        usable = {
+            c.spec.name
+            for c in candidates
+            if c.eligible or c.excluded_by in ("breaker", "max_cost_usd", "max_latency_ms")
+        }
+        seen = {chosen.name}
+        chain = []
+        for spec in specs:
+            if spec.name not in seen and spec.name in usable:
+                chain.append(spec)
+                seen.add(spec.name)
+        return tuple(chain)
+
+    def _verdict(self, c: Candidate, chosen: Candidate, bar: float) -> Candidate:
+        if c.spec.name == chosen.spec.name:
+            return c.with_verdict(True, "chosen: the cheapest model predicted to reach the bar")
+        if not c.eligible:
+            return c
+        if c.spec.last_resort:
+            why = "last resort: considered only when no other model is eligible"
+        elif c.predicted_quality < bar - 1e-12:
+            why = f"predicted {c.predicted_quality:.3f} is below the bar {bar:.3f}"
+        elif c.estimated_cost_usd > chosen.estimated_cost_usd * (1 + self.tie_tolerance):
+            why = (
+                f"reaches the bar but costs more (est. ${c.estimated_cost_usd:.6f} vs "
+                f"${chosen.estimated_cost_usd:.6f})"
+            )
+        else:
+            why = (
+                f"ties on cost but is expected slower ({c.estimated_latency_ms:.0f} ms vs "
+                f"{chosen.estimated_latency_ms:.0f} ms)"
+            )
+        return c.with_verdict(False, why)
+
+    @staticmethod
+    def _reason(
+        chosen: Candidate,
+        estimate: PromptEstimate,
+        policy: RoutingPolicy,
+        bar: float,
+        best: Candidate,
+    ) -> str:
+        c = estimate.complexity
+        head = f"{c.category} prompt, difficulty {c.difficulty:.2f}"
+        if policy.min_quality is not None:
+            target = f"min_quality {bar:.2f}"
+        else:
+            target = (
+                f"the quality bar {bar:.2f} (best: {best.spec.name} {best.predicted_quality:.2f})"
+            )
+        if chosen.spec.last_resort:
+            return f"{head}: {chosen.spec.name} is the only eligible model (last resort)"
+        return (
+            f"{head}: {chosen.spec.name} is the cheapest model predicted to reach {target}; "
+            f"predicted {chosen.predicted_quality:.2f}, est. ${chosen.estimated_cost_usd:.6f}, "
+            f"~{chosen.estimated_latency_ms / 1000:.1f} s"
+        )
