@@ -6,7 +6,11 @@ from typing import Any
 
 import httpx
 import pytest
+from alembic import command
+from sqlalchemy import inspect
+from sqlalchemy.engine import Connection
 
+from somaagent.gateway.db.engine import _alembic_config, migrate
 from somaagent.gateway.routes import prompts as prompt_routes
 from tests.gateway.conftest import FAKE_MODEL, Gateway
 
@@ -337,3 +341,28 @@ async def test_a_chain_renders_messages_with_shared_variables(client: httpx.Asyn
         "/v1/prompts/render", json={"prompts": ["greeting"], "model": "no-such-model"}
     )
     assert unknown_model.status_code == 422
+
+
+async def test_the_prompt_routes_are_in_the_openapi_document(
+    gateway: Gateway, client: httpx.AsyncClient
+) -> None:
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    assert {"/v1/prompts", "/v1/prompts/{ref}/render", "/v1/prompts/{name}/diff"} <= set(paths)
+
+
+async def test_migration_0002_downgrades_and_upgrades_again(
+    gateway: Gateway, client: httpx.AsyncClient
+) -> None:
+    def tables(connection: Connection) -> set[str]:
+        return set(inspect(connection).get_table_names())
+
+    def downgrade(connection: Connection) -> None:
+        command.downgrade(_alembic_config(connection), "0001")
+
+    await push(client)
+    async with gateway.state.engine.begin() as connection:
+        assert {"prompt_versions", "prompt_labels"} <= await connection.run_sync(tables)
+        await connection.run_sync(downgrade)
+        assert not {"prompt_versions", "prompt_labels"} & await connection.run_sync(tables)
+    await migrate(gateway.state.engine)
+    assert (await push(client)).json()["version"] == 1

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -203,3 +205,16 @@ def test_the_twins_have_the_same_methods_and_parameters() -> None:
     for name, method in sync.items():
         assert _signature(method) == _signature(async_[name]), name
         assert inspect.iscoroutinefunction(async_[name]), name
+
+
+def test_the_prompt_resources_load_no_server_code() -> None:
+    code = (
+        "import sys, somaagent.sdk._prompts; "
+        "heavy = [m for m in ('fastapi', 'sqlalchemy', 'jinja2', 'yaml', 'somaagent.gateway', "
+        "'somaagent.llm', 'somaagent.cli') if m in sys.modules]; "
+        "print(','.join(heavy))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == ""

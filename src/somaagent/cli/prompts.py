@@ -97,7 +97,7 @@ def show(state: CliState, ref: str, raw: bool, as_json: bool) -> None:
 
 
 def _version_detail(version: PromptVersion) -> None:
-    origin = "shipped default" if version.source == "default" else f"version {version.version}"
+    origin = "0 (shipped default)" if version.source == "default" else str(version.version)
     rows = [("name", version.name), ("version", origin), ("role", version.role)]
     if version.labels:
         rows.append(("labels", ", ".join(version.labels)))
@@ -105,6 +105,8 @@ def _version_detail(version: PromptVersion) -> None:
         rows.append(("description", version.description))
     if version.created_at is not None:
         rows.append(("created", f"{version.created_at:%Y-%m-%d %H:%M}"))
+    if version.variables:
+        rows.append(("variables", ""))
     _render.key_value(rows)
     for variable in version.variables:
         need = "required" if variable.required else f"default {json.dumps(variable.default)}"
