@@ -127,3 +127,9 @@ def test_a_broken_default_fails_at_start() -> None:
     broken = TemplateSpec(name="broken", body="{% if %}")
     with pytest.raises(ValidationError, match="broken"):
         PromptService(None, defaults={"broken": broken})  # type: ignore[arg-type]
+
+
+async def test_error_locations_follow_the_callers_request(service: PromptService) -> None:
+    with pytest.raises(ValidationError) as caught:
+        await service.render(TENANT, "bad ref!", ref_loc=("body", "prompt", "name"))
+    assert caught.value.errors[0]["loc"] == ["body", "prompt", "name"]

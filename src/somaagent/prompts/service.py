@@ -150,6 +150,7 @@ class PromptService:
         *,
         model: ModelSpec | None = None,
         loc: Loc = ("body", "variables"),
+        ref_loc: Loc = ("path", "ref"),
     ) -> RenderedPrompt:
         """Render one template.
 
@@ -160,13 +161,15 @@ class PromptService:
             model: count the text's tokens as this model would; no count when ``None``.
             loc: where the variables are in the caller's request, for error locations
                 (e.g. ``("body", "prompt", "variables")``).
+            ref_loc: where ``ref`` is, for the error an invalid reference raises
+                (e.g. ``("body", "prompt", "name")``).
 
         Raises:
             NotFoundError: no such template, version or label.
             ValidationError: bad variables (each named), a sandbox violation, a render error
                 or a limit exceeded.
         """
-        version = await self.store.get(tenant, ref)
+        version = await self.store.get(tenant, ref, loc=ref_loc)
         compiled = self.engine.compile(version.to_spec())
         values = dict(variables or {})
 

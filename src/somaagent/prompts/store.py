@@ -10,7 +10,7 @@ a version of the same name.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, select, update
@@ -98,14 +98,16 @@ class PromptStore:
                 return rows.public(row, []), True
         raise ConflictError(f"prompt {spec.name!r} is being saved concurrently; try again")
 
-    async def get(self, tenant: str, ref: str | PromptRef) -> PromptVersion:
+    async def get(
+        self, tenant: str, ref: str | PromptRef, *, loc: Sequence[str | int] = ("path", "ref")
+    ) -> PromptVersion:
         """The version ``ref`` names: the latest, ``name@version`` or ``name:label``.
 
         Raises:
             ValidationError: ``ref`` is not a valid reference.
             NotFoundError: no such template, version or label.
         """
-        ref = _parse(ref)
+        ref = _parse(ref, loc)
         async with self.sessions() as session:
             labels = await rows.labels(session, tenant, ref.name)
             version = ref.version
@@ -363,14 +365,14 @@ class PromptStore:
             raise NotFoundError(f"prompt {name!r} not found")
 
 
-def _parse(ref: str | PromptRef) -> PromptRef:
+def _parse(ref: str | PromptRef, loc: Sequence[str | int] = ("path", "ref")) -> PromptRef:
     if isinstance(ref, PromptRef):
         return ref
     try:
         return parse_ref(ref)
     except ValueError as exc:
         raise ValidationError(
-            str(exc), errors=[{"loc": ["path", "ref"], "msg": str(exc), "type": "value_error"}]
+            str(exc), errors=[{"loc": list(loc), "msg": str(exc), "type": "value_error"}]
         ) from exc
 
 
