@@ -16,6 +16,7 @@
     │   └── ServerError               5xx
     │       ├── UpstreamError             502  a model provider failed or answered garbage
     │       ├── ServiceUnavailableError   503  a provider or dependency is unavailable
+    │       │   └── VectorStoreError      a vector store failed or cannot be reached (``backend``)
     │       └── UpstreamTimeoutError      504  a provider did not answer in time
     ├── APIConnectionError            the SDK could not reach the gateway
     │   └── APITimeoutError           the SDK's request timed out
@@ -27,7 +28,8 @@
         ├── ProviderTimeoutError
         ├── ProviderConnectionError
         ├── ProviderResponseError     a malformed answer, or a stream cut short
-        └── ProviderFallbackError     every model of a fallback chain failed (``attempts``)
+        ├── ProviderFallbackError     every model of a fallback chain failed (``attempts``)
+        └── EmbeddingError            an embedding failed; ``items`` names the inputs at fault
 
 The server raises :class:`APIError` subclasses and one handler turns them into
 ``application/problem+json``; the SDK turns problem+json back into the same classes
@@ -145,6 +147,20 @@ class ServiceUnavailableError(ServerError):
         self.retry_after = retry_after
 
 
+class VectorStoreError(ServiceUnavailableError):
+    """A vector-store back-end failed or cannot be reached (raised by ``somaagent.memory.stores``).
+
+    Attributes:
+        backend: the store's id (``chroma``, ``qdrant``, ``pinecone``, ``pgvector``, ...).
+    """
+
+    slug, title = "vector-store-unavailable", "Vector store unavailable"
+
+    def __init__(self, message: str, *, backend: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.backend = backend
+
+
 class UpstreamTimeoutError(ServerError):
     status, slug, title = 504, "upstream-timeout", "Upstream model timed out"
 
@@ -249,6 +265,32 @@ class ProviderFallbackError(ProviderError):
         return ExceptionGroup(
             self.message, list(self.errors) or [ProviderError(self.message, provider=self.provider)]
         )
+
+
+class EmbeddingError(ProviderError):
+    """An embedding model failed to embed some inputs (raised by ``somaagent.memory.embeddings``).
+
+    A failed item is always this error, never a silent zero vector in an index.
+
+    Attributes:
+        items: the indexes (in the caller's batch) of the inputs that failed; empty when the
+            failure cannot be pinned on particular inputs.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        items: Sequence[int] = (),
+        status_code: int | None = None,
+        body: Any = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(
+            message, provider=provider, status_code=status_code, body=body, retry_after=retry_after
+        )
+        self.items = tuple(items)
 
 
 _BY_STATUS: dict[int, type[APIError]] = {
