@@ -11,7 +11,6 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
 from somaagent.gateway.db.engine import _alembic_config, migrate
-from somaagent.gateway.routes import prompts as prompt_routes
 from tests.gateway.conftest import FAKE_MODEL, Gateway
 
 pytestmark = pytest.mark.anyio
@@ -31,9 +30,7 @@ GREETING: dict[str, Any] = {
 
 @pytest.fixture
 def client(gateway: Gateway) -> httpx.AsyncClient:
-    """The admin client, with ``/v1/prompts`` routed (added here until the app routes it)."""
-    if not any(getattr(r, "path", "").startswith("/v1/prompts") for r in gateway.app.routes):
-        gateway.app.include_router(prompt_routes.router)
+    """The admin client."""
     return gateway.client
 
 

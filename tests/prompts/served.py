@@ -25,7 +25,6 @@ class Running:
 def serve_gateway(data_dir: Path, fake_openai: FakeVendor) -> Iterator[Running]:
     """Serve a gateway on SQLite in ``data_dir``, its model calls going to ``fake_openai``."""
     from somaagent.gateway.app import create_app
-    from somaagent.gateway.routes import prompts
     from somaagent.gateway.settings import Settings
 
     settings = Settings(
@@ -39,7 +38,5 @@ def serve_gateway(data_dir: Path, fake_openai: FakeVendor) -> Iterator[Running]:
     )
     admin: list[str] = []
     app = create_app(settings, on_admin_key=admin.append)
-    if not any(getattr(r, "path", "").startswith("/v1/prompts") for r in app.routes):
-        app.include_router(prompts.router)  # until the app routes it itself
     with run_asgi(app, lifespan="on") as url:
         yield Running(base_url=url, admin_key=admin[0])

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from somaagent import AsyncClient, AsyncMessageStream, Client, MessageStream
+from somaagent.sdk._prompts import AsyncPrompts, Prompts
 from somaagent.sdk._resources import AsyncConversations, AsyncModels, Conversations, Models
 
 # Names that differ on purpose: the async spelling of closing and context management.
@@ -34,6 +35,7 @@ TWINS = [
     (Conversations, AsyncConversations),
     (Models, AsyncModels),
     (MessageStream, AsyncMessageStream),
+    (Prompts, AsyncPrompts),
 ]
 
 
@@ -77,5 +79,5 @@ def test_both_clients_have_the_same_resources() -> None:
     with Client(api_key="k") as sync:
         sync_resources = {n for n, v in vars(sync).items() if not n.startswith("_")}
     sync_resources -= {"api_key", "base_url", "timeout", "max_retries"}
-    assert sync_resources == {"conversations", "models"}
+    assert sync_resources == {"conversations", "models", "prompts"}
     assert set(AsyncClient.__annotations__) == set(Client.__annotations__)

@@ -18,6 +18,7 @@ from somaagent.cli._render import CliError
 from somaagent.cli.auth import auth, login, logout
 from somaagent.cli.chat import chat
 from somaagent.cli.conversations import conversations
+from somaagent.cli.prompts import prompts
 from somaagent.errors import SomaAgentError
 
 SERVER_EXTRA = "pip install 'somaagent[server]'"
@@ -101,5 +102,6 @@ main.add_command(logout)
 main.add_command(auth)
 main.add_command(chat)
 main.add_command(conversations)
+main.add_command(prompts)
 
 __all__ = ["main"]

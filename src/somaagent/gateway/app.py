@@ -18,10 +18,12 @@ from somaagent.gateway.middleware import GatewayMiddleware
 from somaagent.gateway.providers import ProviderPool
 from somaagent.gateway.ratelimit import RateLimiter
 from somaagent.gateway.routes import conversations, health, me, openai_compat
+from somaagent.gateway.routes import prompts as prompt_routes
 from somaagent.gateway.settings import Settings
 from somaagent.gateway.state import GatewayState
 from somaagent.llm._http import aclose_client
 from somaagent.llm.registry import ModelRegistry
+from somaagent.prompts.service import PromptService
 
 AdminKeyCallback = Callable[[str], None]
 
@@ -50,6 +52,7 @@ def create_app(
         engine = make_engine(settings.resolved_database_url)
         await migrate(engine)
         sessions = make_sessionmaker(engine)
+        prompts = PromptService(sessions)
         if settings.bootstrap_admin_key:
             async with sessions() as session:
                 if await keys.count_active_admin_keys(session) == 0:
@@ -69,6 +72,7 @@ def create_app(
             metrics=metrics,
             pool=pool,
             rate_limiter=RateLimiter(settings.rate_limit_per_minute),
+            prompts=prompts,
             conversations=ConversationService(
                 sessions,
                 pool,
@@ -92,6 +96,6 @@ def create_app(
     )
     problems.install(app)
     app.add_middleware(GatewayMiddleware, metrics=metrics, max_body=settings.max_request_bytes)
-    for module in (health, me, conversations, openai_compat):
+    for module in (health, me, conversations, openai_compat, prompt_routes):
         app.include_router(module.router)
     return app

@@ -12,6 +12,7 @@ from somaagent.gateway.metrics import Metrics
 from somaagent.gateway.providers import ProviderPool
 from somaagent.gateway.ratelimit import RateLimiter
 from somaagent.gateway.settings import Settings
+from somaagent.prompts.service import PromptService
 
 
 @dataclass(slots=True)
@@ -23,4 +24,5 @@ class GatewayState:
     pool: ProviderPool
     rate_limiter: RateLimiter
     conversations: ConversationService
+    prompts: PromptService
     key_cache: dict[str, tuple[Principal, float]] = field(default_factory=dict)

@@ -20,6 +20,7 @@ from somaagent.sdk._base import (
     parse_result,
     title_from,
 )
+from somaagent.sdk._prompts import AsyncPrompts
 from somaagent.sdk._resources import AsyncConversations, AsyncModels, Identity, me_call
 from somaagent.sdk._streaming import AsyncMessageStream
 from somaagent.types import MessageExchange
@@ -52,6 +53,7 @@ class AsyncClient(BaseClient):
 
     conversations: AsyncConversations
     models: AsyncModels
+    prompts: AsyncPrompts
 
     def __init__(
         self,
@@ -68,6 +70,7 @@ class AsyncClient(BaseClient):
         self._http = http_client if http_client is not None else httpx.AsyncClient()
         self.conversations = AsyncConversations(self)
         self.models = AsyncModels(self)
+        self.prompts = AsyncPrompts(self)
 
     async def me(self) -> Identity:
         """The API key's identity: ``key_id``, ``name``, ``tenant`` and ``scope``."""

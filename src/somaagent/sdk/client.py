@@ -20,6 +20,7 @@ from somaagent.sdk._base import (
     parse_result,
     title_from,
 )
+from somaagent.sdk._prompts import Prompts
 from somaagent.sdk._resources import Conversations, Identity, Models, me_call
 from somaagent.sdk._streaming import MessageStream
 from somaagent.types import MessageExchange
@@ -52,6 +53,7 @@ class Client(BaseClient):
 
     conversations: Conversations
     models: Models
+    prompts: Prompts
 
     def __init__(
         self,
@@ -68,6 +70,7 @@ class Client(BaseClient):
         self._http = http_client if http_client is not None else httpx.Client()
         self.conversations = Conversations(self)
         self.models = Models(self)
+        self.prompts = Prompts(self)
 
     def me(self) -> Identity:
         """The API key's identity: ``key_id``, ``name``, ``tenant`` and ``scope``."""
