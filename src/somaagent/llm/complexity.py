@@ -301,7 +301,7 @@ def extract_features(messages: Sequence[ChatMessage]) -> ComplexityFeatures:
         + 0.08 * max(sentences - 3, 0)
     )
     reasoning = _evidence(0.5 * _REASONING_LEX.count(lowered, bigrams))
-    writing = _evidence(0.6 * _WRITING_LEX.count(lowered, bigrams))
+    writing = _evidence(0.8 * _WRITING_LEX.count(lowered, bigrams))
     extraction = _evidence(0.6 * _EXTRACTION_LEX.count(lowered, bigrams))
     language, non_ascii = _language(text, words)
     return ComplexityFeatures(

@@ -105,7 +105,8 @@ class Attempt:
         if self.outcome == "ok":
             return f"{self.model}: ok in {self.latency_ms:.0f} ms"
         kind = f"{self.error_type}: " if self.error_type else ""
-        return f"{self.model} ({self.provider}) {self.outcome}: {kind}{self.error}"
+        status = f" (HTTP {self.status_code})" if self.status_code else ""
+        return f"{self.model} ({self.provider}) {self.outcome}: {kind}{self.error}{status}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -92,7 +92,8 @@ class Router:
         health: live latency and error statistics; a private tracker when ``None``.
         learned: the learned router; ``"default"`` loads the packaged artifact, ``None`` routes on
             heuristics only.
-        fallback_chain: registry names tried, in order, after the chosen model fails.
+        fallback_chain: registry names tried, in order, after the chosen model fails;
+            ``None``: :data:`DEFAULT_FALLBACK_CHAIN`, less the names the registry lacks.
         tie_tolerance: costs within this fraction of the cheapest count as a tie.
         today: the date retirement is judged by (tests pin it).
 
@@ -106,7 +107,7 @@ class Router:
         *,
         health: HealthTracker | None = None,
         learned: LearnedRouter | Literal["default"] | None = "default",
-        fallback_chain: Sequence[str] = DEFAULT_FALLBACK_CHAIN,
+        fallback_chain: Sequence[str] | None = None,
         tie_tolerance: float = 0.02,
         today: Callable[[], date] = date.today,
     ) -> None:
@@ -114,6 +115,9 @@ class Router:
         self.health = health if health is not None else HealthTracker()
         self.learned = load_default() if learned == "default" else learned
         self.quality = QualityEstimator(self.learned)
+        if fallback_chain is None:
+            # The default names models a user's file may have disabled: skip those quietly.
+            fallback_chain = [n for n in DEFAULT_FALLBACK_CHAIN if registry.find(n) is not None]
         unknown = [name for name in fallback_chain if registry.find(name) is None]
         if unknown:
             raise ConfigurationError(
@@ -211,7 +215,7 @@ class Router:
         estimate = self.quality.estimate(messages)
         chain = tuple(
             s
-            for s in self._resolve_names(policy.fallbacks or self.fallback_chain, "fallbacks")
+            for s in self._chain_specs(policy.fallbacks)
             if s.name != spec.name and available(s) and not s.retired(self._today())
         )
         reason = f"{spec.name} was named by the caller"
@@ -254,6 +258,13 @@ class Router:
                 message, errors=[{"loc": [*loc, field], "msg": message, "type": "unknown_model"}]
             )
         return specs
+
+    def _chain_specs(self, requested: Sequence[str] | None) -> list[ModelSpec]:
+        if requested is not None:
+            return self._resolve_names(requested, "fallbacks")
+        # The router's own chain was checked at start-up; a reload may have dropped a model.
+        found = (self.registry.find(name) for name in self.fallback_chain)
+        return [spec for spec in found if spec is not None]
 
     def _prompt_tokens(
         self, messages: Sequence[ChatMessage], spec: ModelSpec, counts: dict[str, int]
@@ -427,8 +438,7 @@ class Router:
     def _fallbacks(
         self, chosen: ModelSpec, policy: RoutingPolicy, candidates: list[Candidate]
     ) -> tuple[ModelSpec, ...]:
-        names = policy.fallbacks if policy.fallbacks is not None else self.fallback_chain
-        specs = self._resolve_names(names, "fallbacks")
+        specs = self._chain_specs(policy.fallbacks)
         # A fallback must be callable and able to take the request; price, speed and the
         # quality bar do not apply: it is there for when the chosen model fails.
         usable = {
