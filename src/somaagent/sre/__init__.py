@@ -1,0 +1,1 @@
+"""SRE tooling: SLOs over Prometheus (``sre.slo``), chaos experiments and k6 load tests."""
