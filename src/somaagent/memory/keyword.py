@@ -57,43 +57,11 @@ _MAX_QUERY_TERMS = 64
 _BACKEND = "keyword"
 
 # Lucene's English stop words (what Anserini's BM25 baselines drop).
-STOP_WORDS = frozenset(
-    [
-        "a",
-        "an",
-        "and",
-        "are",
-        "as",
-        "at",
-        "be",
-        "but",
-        "by",
-        "for",
-        "if",
-        "in",
-        "into",
-        "is",
-        "it",
-        "no",
-        "not",
-        "of",
-        "on",
-        "or",
-        "such",
-        "that",
-        "the",
-        "their",
-        "then",
-        "there",
-        "these",
-        "they",
-        "this",
-        "to",
-        "was",
-        "will",
-        "with",
-    ]
+_LUCENE_STOP_WORDS = (
+    "a an and are as at be but by for if in into is it no not of on or such that the their then "
+    "there these they this to was will with"
 )
+STOP_WORDS = frozenset(_LUCENE_STOP_WORDS.split())
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
