@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Role = Literal["system", "user", "assistant"]
 Scope = Literal["admin", "member"]
@@ -61,11 +61,27 @@ class Conversation(_Response):
     updated_at: datetime
 
 
+class PromptInvocation(_Request):
+    """A stored prompt template to render: ``name``, ``name@version`` or ``name:label``."""
+
+    name: str = Field(min_length=1, max_length=200)
+    variables: dict[str, Any] = Field(default_factory=dict)
+
+
 class ConversationCreate(_Request):
     title: str | None = Field(default=None, max_length=500)
     system_prompt: str | None = Field(default=None, max_length=MAX_MESSAGE_CHARS)
+    prompt: PromptInvocation | None = Field(
+        default=None, description="render a stored template as the system prompt"
+    )
     model: str | None = Field(default=None, max_length=200, description="default model")
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_system_prompt(self) -> ConversationCreate:
+        if self.prompt is not None and self.system_prompt is not None:
+            raise ValueError("send either prompt or system_prompt, not both")
+        return self
 
 
 class MessageCreate(_Request):

@@ -141,3 +141,33 @@ def test_the_cli(gateway: Running, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert MessageExchange.model_validate_json(result.stdout).reply.content == "Echo: hello cli"
     missing = runner.invoke(main, ["conversations", "show", "conv_does_not_exist"])
     assert missing.exit_code == 3
+
+
+def test_chat_with_a_stored_prompt(
+    gateway: Running, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_openai: FakeVendor
+) -> None:
+    monkeypatch.setenv("SOMA_CONFIG_DIR", str(tmp_path))
+    monkeypatch.setenv("SOMA_API_KEY", gateway.admin_key)
+    monkeypatch.setenv("SOMA_BASE_URL", gateway.base_url)
+    with Client() as client:
+        client.prompts.create(
+            "greeter",
+            "Greet {{ who }} {{ times }} times.",
+            role="system",
+            variables=[
+                {"name": "who", "type": "string"},
+                {"name": "times", "type": "integer"},
+            ],
+        )
+    runner = CliRunner()
+    fake_openai.clear()
+    result = runner.invoke(
+        main,
+        ["chat", "hi", "--prompt", "greeter", "--var", "who=Ada", "--var", "times=2", "--json"],
+    )
+    assert result.exit_code == 0, result.output
+    sent = fake_openai.requests.snapshot()[-1].json["messages"]
+    assert sent[0] == {"role": "system", "content": "Greet Ada 2 times."}
+    bad = runner.invoke(main, ["chat", "hi", "--prompt", "greeter", "--var", "times=two"])
+    assert bad.exit_code == 2
+    assert "times" in bad.output

@@ -8,6 +8,7 @@ import click
 
 from somaagent.cli import _render
 from somaagent.cli._config import CliState, pass_state
+from somaagent.cli.prompts import template_variables
 from somaagent.errors import SomaAgentError
 from somaagent.sdk import Client
 
@@ -23,6 +24,15 @@ from somaagent.sdk import Client
 )
 @click.option("--model", metavar="MODEL", help="A model name, or `auto` to let the router pick.")
 @click.option(
+    "--prompt",
+    "prompt_ref",
+    metavar="NAME[@VERSION|:LABEL]",
+    help="Start the conversation with a stored prompt template as its system prompt.",
+)
+@click.option(
+    "--var", "pairs", multiple=True, metavar="NAME=VALUE", help="A --prompt variable (repeatable)."
+)
+@click.option(
     "--json",
     "as_json",
     is_flag=True,
@@ -35,6 +45,8 @@ def chat(
     stream: bool,
     conversation_id: str | None,
     model: str | None,
+    prompt_ref: str | None,
+    pairs: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Send MESSAGE (`-` reads it from stdin) and print the reply.
@@ -46,7 +58,16 @@ def chat(
         message = sys.stdin.read().strip()
     if not message.strip():
         raise click.UsageError("the message is empty")
+    if prompt_ref is not None and conversation_id is not None:
+        raise click.UsageError("--prompt starts a new conversation; drop --conversation")
+    if pairs and prompt_ref is None:
+        raise click.UsageError("--var needs --prompt")
     with state.resolve().client() as client:
+        if prompt_ref is not None:
+            variables = template_variables(client, prompt_ref, pairs)
+            conversation_id = client.conversations.create(
+                prompt=prompt_ref, variables=variables, model=model
+            ).id
         if stream:
             _stream(client, message, conversation_id=conversation_id, model=model, as_json=as_json)
             return

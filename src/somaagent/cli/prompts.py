@@ -212,6 +212,12 @@ def _variables(pairs: Sequence[str], declared: dict[str, VariableType]) -> dict[
     return values
 
 
+def template_variables(client: Client, ref: str, pairs: Sequence[str]) -> dict[str, Any]:
+    """``--var NAME=VALUE`` pairs for template ``ref``, converted to its declared types."""
+    declared = {v.name: v.type for v in _prompts(client).get(ref).variables}
+    return _variables(pairs, declared)
+
+
 @prompts.command("render")
 @click.argument("refs", metavar="NAME[@VERSION|:LABEL]...", nargs=-1, required=True)
 @click.option(

@@ -77,6 +77,7 @@ def create_app(
                 sessions,
                 pool,
                 metrics,
+                prompts,
                 max_history=settings.max_history_messages,
                 default_max_tokens=settings.default_max_tokens,
             ),

@@ -8,10 +8,7 @@ not found (404), never "forbidden".
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
-import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -27,35 +24,20 @@ from somaagent.errors import APIError, ConflictError, NotFoundError, ProviderErr
 from somaagent.gateway.db import models as db
 from somaagent.gateway.keys import Principal
 from somaagent.gateway.metrics import Metrics
+from somaagent.gateway.pagination import decode_cursor, encode_cursor
 from somaagent.gateway.problems import problem_body, to_api_error
 from somaagent.gateway.providers import ProviderPool
 from somaagent.gateway.streaming import sse_event
 from somaagent.llm import cost, tokens
 from somaagent.llm.base import ChatMessage, ChatRequest, Completion
 from somaagent.llm.registry import ModelSpec
+from somaagent.prompts.service import PromptService
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 STALE_IN_FLIGHT = timedelta(minutes=10)
 _FAILED = 0  # idempotency record: the user message is stored, the model call failed
-
-
-def encode_cursor(value: str | int) -> str:
-    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str, kind: type[str] | type[int]) -> Any:
-    try:
-        value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        value = None
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise ValidationError(
-            "invalid pagination cursor; pass back the next_cursor of a previous page",
-            errors=[{"loc": ["query", "cursor"], "msg": "invalid cursor", "type": "value_error"}],
-        )
-    return value
 
 
 def conversation_public(row: db.Conversation) -> types.Conversation:
@@ -107,6 +89,7 @@ class ConversationService:
         sessions: async_sessionmaker[AsyncSession],
         pool: ProviderPool,
         metrics: Metrics,
+        prompts: PromptService,
         *,
         max_history: int,
         default_max_tokens: int,
@@ -114,6 +97,7 @@ class ConversationService:
         self.sessions = sessions
         self.pool = pool
         self.metrics = metrics
+        self.prompts = prompts
         self.max_history = max_history
         self.default_max_tokens = default_max_tokens
 
@@ -122,14 +106,26 @@ class ConversationService:
     async def create(self, who: Principal, body: types.ConversationCreate) -> types.Conversation:
         if body.model is not None:
             self.pool.resolve(body.model)
+        system_prompt = body.system_prompt
+        metadata = dict(body.metadata)
+        if body.prompt is not None:
+            rendered = await self.prompts.render(
+                who.tenant,
+                body.prompt.name,
+                body.prompt.variables,
+                loc=("body", "prompt", "variables"),
+                ref_loc=("body", "prompt", "name"),
+            )
+            system_prompt = rendered.content
+            metadata["prompt"] = {"name": rendered.name, "version": rendered.version}
         now = db.utcnow()
         row = db.Conversation(
             id=db.new_id("conv"),
             tenant_id=who.tenant,
             title=body.title,
-            system_prompt=body.system_prompt,
+            system_prompt=system_prompt,
             model=body.model,
-            metadata_=body.metadata,
+            metadata_=metadata,
             created_at=now,
             updated_at=now,
         )

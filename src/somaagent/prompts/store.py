@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from somaagent import types
 from somaagent.errors import ConflictError, NotFoundError, ValidationError
-from somaagent.gateway.conversations import decode_cursor, encode_cursor
+from somaagent.gateway.pagination import decode_cursor, encode_cursor
 from somaagent.gateway.db.models import new_id, utcnow
 from somaagent.gateway.db.prompt_models import PromptLabel as Label
 from somaagent.gateway.db.prompt_models import PromptVersion as Version

@@ -82,8 +82,13 @@ def create_conversation_call(
     system_prompt: str | None,
     model: str | None,
     metadata: dict[str, Any] | None,
+    prompt: str | None = None,
+    variables: dict[str, Any] | None = None,
 ) -> APICall[Conversation]:
-    body = _drop_none(title=title, system_prompt=system_prompt, model=model, metadata=metadata)
+    invocation = {"name": prompt, "variables": variables or {}} if prompt is not None else None
+    body = _drop_none(
+        title=title, system_prompt=system_prompt, prompt=invocation, model=model, metadata=metadata
+    )
     return APICall("POST", "/v1/conversations", _model(Conversation), json=body)
 
 
@@ -160,6 +165,8 @@ class Conversations:
         system_prompt: str | None = None,
         model: str | None = None,
         metadata: dict[str, Any] | None = None,
+        prompt: str | None = None,
+        variables: dict[str, Any] | None = None,
     ) -> Conversation:
         """Create a conversation.
 
@@ -168,9 +175,17 @@ class Conversations:
             system_prompt: the system prompt of every exchange in it.
             model: its default model (a registry name or ``auto``).
             metadata: free-form JSON metadata.
+            prompt: a stored template (``name``, ``name@version`` or ``name:label``) to
+                render as the system prompt instead of ``system_prompt``.
+            variables: the template's variables.
         """
         call = create_conversation_call(
-            title, system_prompt=system_prompt, model=model, metadata=metadata
+            title,
+            system_prompt=system_prompt,
+            model=model,
+            metadata=metadata,
+            prompt=prompt,
+            variables=variables,
         )
         return self._client._call(call)
 
@@ -276,10 +291,17 @@ class AsyncConversations:
         system_prompt: str | None = None,
         model: str | None = None,
         metadata: dict[str, Any] | None = None,
+        prompt: str | None = None,
+        variables: dict[str, Any] | None = None,
     ) -> Conversation:
         """Create a conversation; see :meth:`Conversations.create`."""
         call = create_conversation_call(
-            title, system_prompt=system_prompt, model=model, metadata=metadata
+            title,
+            system_prompt=system_prompt,
+            model=model,
+            metadata=metadata,
+            prompt=prompt,
+            variables=variables,
         )
         return await self._client._call(call)
 

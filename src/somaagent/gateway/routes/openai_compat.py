@@ -25,7 +25,7 @@ from somaagent.gateway.streaming import SSE_HEADERS, SSE_MEDIA_TYPE, sse_data
 from somaagent.llm import cost, tokens
 from somaagent.llm.base import ChatMessage, ChatRequest
 from somaagent.llm.registry import ModelSpec
-from somaagent.types import MAX_MESSAGE_CHARS, Usage
+from somaagent.types import MAX_MESSAGE_CHARS, PromptInvocation, Usage
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -77,6 +77,8 @@ class ChatCompletionRequest(BaseModel):
     metadata: dict[str, str] | None = None
     store: bool | None = None
     service_tier: str | None = None
+    # SomaAgent's extension: a stored template rendered in front of the messages.
+    prompt: PromptInvocation | None = None
 
 
 def _to_chat_messages(messages: list[OpenAIMessage]) -> list[ChatMessage]:
@@ -131,8 +133,18 @@ async def chat_completions(
     """Create a chat completion, OpenAI-style."""
     spec = state.pool.resolve(body.model)
     stop = [body.stop] if isinstance(body.stop, str) else body.stop
+    messages = _to_chat_messages(body.messages)
+    if body.prompt is not None:
+        rendered = await state.prompts.render(
+            who.tenant,
+            body.prompt.name,
+            body.prompt.variables,
+            loc=("body", "prompt", "variables"),
+            ref_loc=("body", "prompt", "name"),
+        )
+        messages.insert(0, {"role": rendered.role, "content": rendered.content})
     request = ChatRequest(
-        messages=_to_chat_messages(body.messages),
+        messages=messages,
         model=spec.provider_model_id,
         max_tokens=body.max_completion_tokens or body.max_tokens,
         temperature=body.temperature,
