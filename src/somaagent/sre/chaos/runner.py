@@ -1,0 +1,289 @@
+"""Run an experiment: check the steady state, inject the fault, watch, always roll back.
+
+The order is Chaos Toolkit's: the hypothesis is checked *before* (a system that is not in its
+steady state is not broken further: the run is ``aborted``), *during* the fault (probes marked
+``during=False`` are watched but not required), and *after* rollback until it holds again or
+the recovery time runs out. Rollback sits in a ``finally``: an error, Ctrl-C or SIGTERM (turned
+into :class:`KeyboardInterrupt` by :func:`sigterm_interrupts`) still removes the fault.
+
+Verdicts: ``passed`` (held throughout), ``deviated`` (a required probe failed during the fault;
+the system recovered), ``failed`` (it did not recover), ``aborted`` (not steady before),
+``inconclusive`` (no data to judge), ``interrupted``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import platformdirs
+from pydantic import BaseModel
+
+from somaagent.sre.chaos.hypothesis import PhaseCheck, Querier, check_phase, summarize
+from somaagent.sre.chaos.spec import Experiment
+
+__all__ = [
+    "Injector",
+    "RunReport",
+    "Verdict",
+    "run_experiment",
+    "running_local",
+    "sigterm_interrupts",
+    "state_dir",
+    "stop_local",
+]
+
+Verdict = Literal["passed", "deviated", "failed", "aborted", "inconclusive", "interrupted"]
+STATE_ENV = "SOMA_CHAOS_STATE_DIR"
+
+
+class Injector(Protocol):
+    """Puts a fault in place and takes it away. ``rollback`` must be idempotent."""
+
+    mode: Literal["local", "kubernetes"]
+
+    def describe(self) -> str:
+        """What the fault is, for people."""
+        ...
+
+    def setup(self) -> None:
+        """Prepare without faulting (start the proxy, check the API)."""
+        ...
+
+    def apply(self) -> None:
+        """Turn the fault on."""
+        ...
+
+    def rollback(self) -> None:
+        """Turn the fault off (safe to call twice, or without ``apply``)."""
+        ...
+
+    def teardown(self) -> None:
+        """Release what ``setup`` took."""
+        ...
+
+
+class RunReport(BaseModel):
+    """What a run did and saw."""
+
+    experiment: str
+    mode: Literal["local", "kubernetes"]
+    fault: str
+    started_at: datetime
+    finished_at: datetime
+    duration_s: float
+    injected: bool
+    rolled_back: bool
+    interrupted: bool
+    verdict: Verdict
+    checks: list[PhaseCheck]
+    notes: list[str] = []
+
+    def phase(self, name: str) -> list[PhaseCheck]:
+        """The checks made in one phase."""
+        return [check for check in self.checks if check.phase == name]
+
+
+def _verdict(report: dict[str, Any], checks: list[PhaseCheck]) -> Verdict:
+    if report["interrupted"]:
+        return "interrupted"
+    before = summarize(c for c in checks if c.phase == "before")
+    if not report["injected"]:
+        return "aborted" if before is False else "inconclusive"
+    after = [c for c in checks if c.phase == "after"]
+    if after and after[-1].held is False:
+        return "failed"
+    during = summarize(c for c in checks if c.phase == "during")
+    if during is False:
+        return "deviated"
+    if before is True and during is True and after and after[-1].held is True:
+        return "passed"
+    return "inconclusive"
+
+
+def run_experiment(
+    experiment: Experiment,
+    injector: Injector,
+    querier: Querier,
+    *,
+    duration: timedelta | None = None,
+    interval: timedelta = timedelta(seconds=15),
+    recovery: timedelta = timedelta(minutes=2),
+    force: bool = False,
+    on_event: Callable[[str], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> RunReport:
+    """Run ``experiment`` with ``injector``, judging it by its hypothesis through ``querier``.
+
+    Args:
+        duration: how long the fault stays on (default: the experiment's).
+        interval: time between checks during the fault and while waiting for recovery.
+        recovery: how long to wait after rollback for the steady state to return.
+        force: inject even when the steady state does not hold before.
+        on_event: called with one line per step, for progress output.
+        sleep: the sleep function (tests pass a fast one).
+    """
+    say = on_event or (lambda _line: None)
+    hold = (duration or experiment.duration).total_seconds()
+    step = max(interval.total_seconds(), 0.05)
+    started = datetime.now(UTC)
+    clock = time.monotonic()
+    checks: list[PhaseCheck] = []
+    state: dict[str, Any] = {"injected": False, "rolled_back": False, "interrupted": False}
+    notes: list[str] = []
+
+    def record(check: PhaseCheck) -> PhaseCheck:
+        checks.append(check)
+        say(f"{check.phase}: {_line(check)}")
+        return check
+
+    try:
+        injector.setup()
+        try:
+            before = record(check_phase(experiment.hypothesis, "before", querier))
+            if before.held is False and not force:
+                notes.append("the steady state did not hold before the fault; nothing injected")
+                say("aborted: not in the steady state, so no fault was injected")
+            else:
+                try:
+                    say(f"fault on: {injector.describe()} for {hold:g}s")
+                    injector.apply()
+                    state["injected"] = True
+                    deadline = time.monotonic() + hold
+                    while (left := deadline - time.monotonic()) > 0:
+                        sleep(min(step, left))
+                        record(check_phase(experiment.hypothesis, "during", querier))
+                finally:
+                    injector.rollback()
+                    state["rolled_back"] = True
+                    say("fault off: rolled back")
+                give_up = time.monotonic() + recovery.total_seconds()
+                while True:
+                    after = record(check_phase(experiment.hypothesis, "after", querier))
+                    if after.held is True or time.monotonic() >= give_up:
+                        break
+                    sleep(min(step, max(give_up - time.monotonic(), 0.0)))
+        finally:
+            injector.rollback()
+            state["rolled_back"] = True
+            injector.teardown()
+    except KeyboardInterrupt:
+        state["interrupted"] = True
+        notes.append("interrupted; the fault was rolled back")
+        say("interrupted: the fault was rolled back")
+    return RunReport(
+        experiment=experiment.name,
+        mode=injector.mode,
+        fault=injector.describe(),
+        started_at=started,
+        finished_at=datetime.now(UTC),
+        duration_s=round(time.monotonic() - clock, 3),
+        injected=state["injected"],
+        rolled_back=state["rolled_back"],
+        interrupted=state["interrupted"],
+        verdict=_verdict(state, checks),
+        checks=checks,
+        notes=notes,
+    )
+
+
+def _line(check: PhaseCheck) -> str:
+    parts = []
+    for result in check.results:
+        value = "no data" if result.value is None else f"{result.value:.4g}"
+        if result.status == "error":
+            value = "error"
+        mark = {"held": "ok", "violated": "VIOLATED", "no_data": "no data", "error": "error"}
+        optional = "" if result.required else " (not required)"
+        parts.append(f"{result.probe}={value} {mark[result.status]}{optional}")
+    return "; ".join(parts)
+
+
+# -- signals and `soma chaos stop --local` ----------------------------------------------------
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`KeyboardInterrupt` like Ctrl-C does."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def state_dir() -> Path:
+    """Where running local experiments register themselves (``$SOMA_CHAOS_STATE_DIR``)."""
+    chosen = os.environ.get(STATE_ENV)
+    return Path(chosen) if chosen else Path(platformdirs.user_state_dir("somaagent")) / "chaos"
+
+
+@contextlib.contextmanager
+def running_local(experiment: Experiment, *, directory: Path | None = None) -> Iterator[Path]:
+    """Register this process as running ``experiment`` locally, for ``stop_local``."""
+    folder = directory or state_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{experiment.name}-{os.getpid()}.json"
+    record = {"experiment": experiment.name, "pid": os.getpid(), "started": time.time()}
+    path.write_text(json.dumps(record), encoding="utf-8")
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stop_local(
+    name: str | None = None, *, directory: Path | None = None, wait: float = 30.0
+) -> list[str]:
+    """Ask running local experiments to stop (SIGTERM, so they roll back), and wait.
+
+    Returns:
+        The names of the experiments that were asked to stop.
+    """
+    folder = directory or state_dir()
+    stopped: list[str] = []
+    waiting: list[tuple[Path, int]] = []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            pid, experiment = int(record["pid"]), str(record["experiment"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if name is not None and experiment != name.replace("_", "-"):
+            continue
+        if not _alive(pid):
+            path.unlink(missing_ok=True)  # a run killed outright: nothing to roll back
+            continue
+        os.kill(pid, signal.SIGTERM)
+        stopped.append(experiment)
+        waiting.append((path, pid))
+    deadline = time.monotonic() + wait
+    while waiting and time.monotonic() < deadline:
+        waiting = [(path, pid) for path, pid in waiting if path.exists() and _alive(pid)]
+        time.sleep(0.05)
+    return stopped
