@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import anyio
 import anyio.to_thread
@@ -321,11 +321,31 @@ class RAGPipeline:
                 lambda: self.keyword.search(collection, query, k=depth, where=node)
             )
 
-        async with anyio.create_task_group() as group:
-            if options.mode != "keyword":
-                group.start_soon(by_vector)
-            if options.mode != "vector":
-                group.start_soon(by_keyword)
+        sides = [
+            f
+            for f, on in (
+                (by_vector, options.mode != "keyword"),
+                (by_keyword, options.mode != "vector"),
+            )
+            if on
+        ]
+        if len(sides) == 1:
+            await sides[0]()
+        else:
+            # Both sides at once; a failure is raised as itself, not as an exception group.
+            failures: list[Exception] = []
+
+            async def guarded(side: Callable[[], Awaitable[None]]) -> None:
+                try:
+                    await side()
+                except Exception as exc:
+                    failures.append(exc)
+
+            async with anyio.create_task_group() as group:
+                for side in sides:
+                    group.start_soon(guarded, side)
+            if failures:
+                raise failures[0]
         return fuse(vector_hits, keyword_hits, k=k, options=options)
 
     async def retrieve_context(
