@@ -1,14 +1,15 @@
 """The seven preset experiments, one per fault type.
 
 Selectors use the labels agreed in ``deploy/README.md`` (namespace ``somaagent``,
-``app.kubernetes.io/name``/``component``); the probes read the gateway's own metrics under the
-``somaagent-gateway`` scrape job over a one-minute window, so a fault shows within a minute and
-a recovery too. No traffic makes a ratio NaN, which a probe reports as "no data", never as a
+``app.kubernetes.io/name``/``component``); the probes are the default SLOs' SLIs
+(:mod:`somaagent.sre.slo`) over a one-minute window, so a fault shows within a minute and a
+recovery too. No traffic gives no sample, which a probe reports as "no data", never as a
 violation.
 """
 
 from __future__ import annotations
 
+import functools
 from datetime import timedelta
 
 from somaagent.errors import ConfigurationError
@@ -25,79 +26,49 @@ from somaagent.sre.chaos.spec import (
     Probe,
     Target,
 )
+from somaagent.sre.slo.promql import error_ratio_expr
+from somaagent.sre.slo.spec import SLOSpec, default_specs
 
 __all__ = ["PRESETS", "get_preset", "preset_names"]
 
 JOB = "somaagent-gateway"
 NAMESPACE = "somaagent"
 WINDOW = "1m"
+"""The probes' window: short, so that a fault shows within a minute, and a recovery too."""
 
-_HTTP = "http_server_request_duration_seconds"
-_GENAI = "gen_ai_client_operation_duration_seconds"
-# Route templates as the gateway labels them (``http_route``).
-GATEWAY_ROUTES = "/v1/.*"
-SLM_ROUTES = "/v1/chat/completions|/v1/conversations/.*/messages"
-MEMORY_ROUTES = "/v1/memory.*"
+
+@functools.cache
+def _slos() -> dict[str, SLOSpec]:
+    return {spec.name: spec for spec in default_specs()}
 
 
 def _labels(name: str, component: str) -> dict[str, str]:
     return {"app.kubernetes.io/name": name, "app.kubernetes.io/component": component}
 
 
-def _sel(routes: str, extra: str = "") -> str:
-    return f'job="{JOB}",http_route=~"{routes}"{extra}'
+def slo_probe(slo: str, floor: float, *, during: bool = True) -> Probe:
+    """A probe on one of the default SLOs' SLI over the last minute: ``1 - error ratio``.
 
-
-def http_availability(routes: str) -> str:
-    """PromQL: the share of requests on ``routes`` that did not fail with a 5xx."""
-    not_5xx = _sel(routes, ',http_response_status_code!~"5.."')
-    good = f"sum(rate({_HTTP}_count{{{not_5xx}}}[{WINDOW}]))"
-    total = f"sum(rate({_HTTP}_count{{{_sel(routes)}}}[{WINDOW}]))"
-    return f"{good} / {total}"
-
-
-def http_latency(routes: str, le: str) -> str:
-    """PromQL: the share of requests on ``routes`` answered within ``le`` seconds."""
-    within = _sel(routes, f',le="{le}"')
-    fast = f"sum(rate({_HTTP}_bucket{{{within}}}[{WINDOW}]))"
-    total = f"sum(rate({_HTTP}_count{{{_sel(routes)}}}[{WINDOW}]))"
-    return f"{fast} / {total}"
-
-
-def model_call_success() -> str:
-    """PromQL: the share of model calls that ended without an error."""
-    good = f'sum(rate({_GENAI}_count{{job="{JOB}",error_type=""}}[{WINDOW}]))'
-    total = f'sum(rate({_GENAI}_count{{job="{JOB}"}}[{WINDOW}]))'
-    return f"{good} / {total}"
+    No traffic gives no sample (the SLO queries divide by ``total > 0``), so "no data".
+    """
+    spec = _slos()[slo]
+    return Probe(
+        name=slo,
+        query=f"1 - ({error_ratio_expr(spec, WINDOW)})".replace("\n", " "),
+        op=">=",
+        threshold=floor,
+        during=during,
+        description=f"{spec.description} At least {floor:.1%} over the last {WINDOW}.",
+    )
 
 
 def _gateway_up() -> Probe:
     return Probe(
-        name="gateway-scraped",
+        name="gateway-up",
         query=f'max(up{{job="{JOB}"}})',
         op=">=",
         threshold=1,
-        description="at least one gateway replica answers Prometheus",
-    )
-
-
-def _availability(name: str, routes: str, floor: float, *, during: bool = True) -> Probe:
-    return Probe(
-        name=name,
-        query=http_availability(routes),
-        threshold=floor,
-        during=during,
-        description=f"at least {floor:.1%} of requests succeed",
-    )
-
-
-def _latency(name: str, routes: str, le: str, share: float, *, during: bool = True) -> Probe:
-    return Probe(
-        name=name,
-        query=http_latency(routes, le),
-        threshold=share,
-        during=during,
-        description=f"at least {share:.0%} of requests within {float(le) * 1000:.0f} ms",
+        description="At least one gateway replica answers Prometheus's scrapes.",
     )
 
 
@@ -124,10 +95,7 @@ def _presets() -> dict[str, Experiment]:
             fault=PodFailure(),
             hypothesis=Hypothesis(
                 title="the API stays available while one replica is down",
-                probes=[
-                    _gateway_up(),
-                    _availability("gateway-availability", GATEWAY_ROUTES, 0.99),
-                ],
+                probes=[_gateway_up(), slo_probe("gateway-error-rate", 0.99)],
             ),
             local=LocalTarget(
                 dependency="gateway", listen="127.0.0.1:18080", upstream="127.0.0.1:8080"
@@ -143,14 +111,8 @@ def _presets() -> dict[str, Experiment]:
             hypothesis=Hypothesis(
                 title="the gateway answers while the model server is down",
                 probes=[
-                    _availability("gateway-availability", GATEWAY_ROUTES, 0.99),
-                    Probe(
-                        name="slm-success",
-                        query=model_call_success(),
-                        threshold=0.995,
-                        during=False,
-                        description="at least 99.5% of model calls succeed",
-                    ),
+                    slo_probe("gateway-error-rate", 0.99),
+                    slo_probe("slm-availability", 0.995, during=False),
                 ],
             ),
             local=LocalTarget(
@@ -169,8 +131,8 @@ def _presets() -> dict[str, Experiment]:
             hypothesis=Hypothesis(
                 title="memory stays available under latency, and fast again after",
                 probes=[
-                    _availability("memory-availability", MEMORY_ROUTES, 0.999),
-                    _latency("memory-latency", MEMORY_ROUTES, "0.1", 0.95, during=False),
+                    slo_probe("memory-availability", 0.999),
+                    slo_probe("memory-latency", 0.95, during=False),
                 ],
             ),
             local=vector_store,
@@ -185,8 +147,8 @@ def _presets() -> dict[str, Experiment]:
             hypothesis=Hypothesis(
                 title="memory search survives packet loss",
                 probes=[
-                    _availability("memory-availability", MEMORY_ROUTES, 0.99),
-                    _latency("memory-latency", MEMORY_ROUTES, "0.1", 0.95, during=False),
+                    slo_probe("memory-availability", 0.99),
+                    slo_probe("memory-latency", 0.95, during=False),
                 ],
             ),
             local=vector_store,
@@ -201,8 +163,8 @@ def _presets() -> dict[str, Experiment]:
             hypothesis=Hypothesis(
                 title="the gateway keeps its latency under CPU pressure",
                 probes=[
-                    _availability("gateway-availability", GATEWAY_ROUTES, 0.999),
-                    _latency("gateway-latency", GATEWAY_ROUTES, "0.2", 0.95),
+                    slo_probe("gateway-error-rate", 0.999),
+                    slo_probe("gateway-latency", 0.95),
                 ],
             ),
         ),
@@ -216,13 +178,8 @@ def _presets() -> dict[str, Experiment]:
             hypothesis=Hypothesis(
                 title="model calls keep succeeding under memory pressure",
                 probes=[
-                    Probe(
-                        name="slm-success",
-                        query=model_call_success(),
-                        threshold=0.995,
-                        description="at least 99.5% of model calls succeed",
-                    ),
-                    _latency("slm-latency", SLM_ROUTES, "2.5", 0.99, during=False),
+                    slo_probe("slm-availability", 0.995),
+                    slo_probe("slm-latency", 0.99, during=False),
                 ],
             ),
         ),
@@ -240,8 +197,8 @@ def _presets() -> dict[str, Experiment]:
             hypothesis=Hypothesis(
                 title="analytics writes stay off the request path",
                 probes=[
-                    _availability("gateway-availability", GATEWAY_ROUTES, 0.999),
-                    _latency("gateway-latency", GATEWAY_ROUTES, "0.2", 0.95),
+                    slo_probe("gateway-error-rate", 0.999),
+                    slo_probe("gateway-latency", 0.95),
                 ],
             ),
             local=LocalTarget(

@@ -1,0 +1,277 @@
+"""``soma chaos``: list presets, print Chaos Mesh manifests, run experiments, stop them.
+
+``list`` and ``manifest`` work offline. ``run PRESET --local`` needs nothing but this machine
+(and, to judge the hypothesis, a Prometheus); ``run PRESET`` and ``stop`` without ``--local``
+talk to the Kubernetes API of the current kubeconfig context.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import click
+import yaml
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from somaagent.cli import _render
+from somaagent.cli._render import CliError
+from somaagent.sre.chaos.crds import CRDS_ENV, CrdSchemas
+from somaagent.sre.chaos.duration import format_duration, parse_duration
+from somaagent.sre.chaos.hypothesis import PrometheusHTTP
+from somaagent.sre.chaos.injectors import KubernetesInjector, local_injector
+from somaagent.sre.chaos.kube import ChaosMeshClient
+from somaagent.sre.chaos.manifest import KINDS, render_manifest
+from somaagent.sre.chaos.presets import PRESETS, get_preset
+from somaagent.sre.chaos.runner import (
+    RunReport,
+    run_experiment,
+    running_local,
+    sigterm_interrupts,
+    stop_local,
+)
+from somaagent.sre.chaos.spec import Experiment, load_experiment
+
+PROMETHEUS_ENV = "SOMA_PROMETHEUS_URL"
+DEFAULT_PROMETHEUS = "http://127.0.0.1:9090"
+EXIT_INTERRUPTED = 130
+
+
+def _out() -> Console:
+    return Console(highlight=False)
+
+
+def _experiment(name: str) -> Experiment:
+    """A preset by name, or a spec file by path."""
+    if name.endswith((".yaml", ".yml")) or os.sep in name:
+        return load_experiment(Path(name))
+    return get_preset(name)
+
+
+def _duration_option(value: str | None) -> timedelta | None:
+    if value is None:
+        return None
+    try:
+        parsed = parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--duration") from exc
+    if parsed <= timedelta(0):
+        raise click.BadParameter("must be greater than 0", param_hint="--duration")
+    return parsed
+
+
+@click.group()
+def chaos() -> None:
+    """Chaos experiments: Chaos Mesh manifests, or local fault injection."""
+
+
+@chaos.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the presets as JSON.")
+def list_presets(as_json: bool) -> None:
+    """List the preset experiments."""
+    if as_json:
+        _render.as_json([e.model_dump(mode="json") | {"preset": k} for k, e in PRESETS.items()])
+        return
+    table = Table(show_edge=False, header_style="bold")
+    for column in ("Preset", "Fault", "Duration", "Service", "Hypothesis"):
+        table.add_column(column, no_wrap=column != "Hypothesis")
+    for key, experiment in PRESETS.items():
+        table.add_row(
+            key,
+            f"{experiment.type.value} ({KINDS[experiment.type]})",
+            format_duration(experiment.duration),
+            experiment.service,
+            escape(experiment.hypothesis.title),
+        )
+    _out().print(table)
+
+
+def _schemas(crds: str | None) -> CrdSchemas | None:
+    schemas = CrdSchemas.locate(crds)
+    if schemas is None:
+        _render.note(
+            f"not checked against the CRD schemas: set {CRDS_ENV} or --crds to Chaos Mesh's "
+            "CRD folder (webhook and metadata rules were checked)"
+        )
+    return schemas
+
+
+@chaos.command("manifest")
+@click.argument("preset")
+@click.option("--crds", metavar="DIR", help=f"Chaos Mesh CRD folder (default ${CRDS_ENV}).")
+@click.option("--namespace", metavar="NS", help="Override the target namespace.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of YAML.")
+def manifest(preset: str, crds: str | None, namespace: str | None, as_json: bool) -> None:
+    """Print the Chaos Mesh manifest of PRESET (a preset name or a spec file)."""
+    experiment = _experiment(preset)
+    if namespace:
+        target = experiment.target.model_copy(update={"namespace": namespace})
+        experiment = experiment.model_copy(update={"target": target})
+    rendered = render_manifest(experiment, schemas=_schemas(crds))
+    if as_json:
+        _render.as_json(rendered)
+    else:
+        click.echo(yaml.safe_dump(rendered, sort_keys=False), nl=False)
+
+
+@chaos.command("run")
+@click.argument("preset")
+@click.option("--local", "local", is_flag=True, help="Inject the fault on this machine.")
+@click.option("--duration", metavar="DURATION", help="How long the fault stays on (e.g. 30s).")
+@click.option("--interval", default="15s", show_default=True, help="Time between checks.")
+@click.option("--recovery", default="2m", show_default=True, help="Longest wait to recover.")
+@click.option(
+    "--prometheus",
+    metavar="URL",
+    help=f"Prometheus for the hypothesis (default ${PROMETHEUS_ENV} or {DEFAULT_PROMETHEUS}).",
+)
+@click.option("--listen", metavar="HOST:PORT", help="Local mode: where the fault proxy listens.")
+@click.option("--upstream", metavar="HOST:PORT", help="Local mode: the dependency it fronts.")
+@click.option(
+    "--memory-cap",
+    type=click.IntRange(1),
+    default=1024,
+    show_default=True,
+    help="Local mode: most MiB a memory stress takes.",
+)
+@click.option("--force", is_flag=True, help="Inject even if the steady state does not hold.")
+@click.option("--kubeconfig", metavar="FILE", help="Kubernetes mode: the kubeconfig file.")
+@click.option("--context", "kube_context", metavar="NAME", help="Kubernetes mode: the context.")
+@click.option("--crds", metavar="DIR", help=f"Chaos Mesh CRD folder (default ${CRDS_ENV}).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def run(
+    preset: str,
+    local: bool,
+    duration: str | None,
+    interval: str,
+    recovery: str,
+    prometheus: str | None,
+    listen: str | None,
+    upstream: str | None,
+    memory_cap: int,
+    force: bool,
+    kubeconfig: str | None,
+    kube_context: str | None,
+    crds: str | None,
+    as_json: bool,
+) -> None:
+    """Run PRESET: check the steady state, inject, watch, roll back, check recovery.
+
+    The fault is always rolled back, also on Ctrl-C or SIGTERM (`soma chaos stop --local`).
+    """
+    experiment = _experiment(preset)
+    hold = _duration_option(duration)
+    every = _duration_option(interval) or timedelta(seconds=15)
+    wait = _duration_option(recovery) or timedelta(minutes=2)
+    url = prometheus or os.environ.get(PROMETHEUS_ENV) or DEFAULT_PROMETHEUS
+    say = _render.note if as_json else _progress
+    querier = PrometheusHTTP(url)
+    try:
+        if local:
+            injector = local_injector(
+                experiment,
+                duration=hold,
+                listen=listen,
+                upstream=upstream,
+                memory_cap=memory_cap << 20,
+            )
+            with sigterm_interrupts(), running_local(experiment):
+                report = run_experiment(
+                    experiment,
+                    injector,
+                    querier,
+                    duration=hold,
+                    interval=every,
+                    recovery=wait,
+                    force=force,
+                    on_event=say,
+                )
+        else:
+            client = ChaosMeshClient.connect(kubeconfig=kubeconfig, context=kube_context)
+            with client, sigterm_interrupts():
+                kube = KubernetesInjector(experiment, client, schemas=_schemas(crds), duration=hold)
+                report = run_experiment(
+                    experiment,
+                    kube,
+                    querier,
+                    duration=hold,
+                    interval=every,
+                    recovery=wait,
+                    force=force,
+                    on_event=say,
+                )
+    finally:
+        querier.close()
+    if as_json:
+        _render.as_json(report)
+    else:
+        _summary(report)
+    if report.interrupted:
+        raise SystemExit(EXIT_INTERRUPTED)
+    if report.verdict in ("failed", "aborted"):
+        raise CliError(f"experiment {report.verdict}: see the checks above")
+
+
+def _progress(line: str) -> None:
+    _render.note(line)
+
+
+def _summary(report: RunReport) -> None:
+    colour = {"passed": "green", "deviated": "yellow", "inconclusive": "yellow"}.get(
+        report.verdict, "red"
+    )
+    console = _out()
+    console.print(
+        f"[bold]{escape(report.experiment)}[/] ({report.mode}): "
+        f"[{colour}]{report.verdict}[/] after {report.duration_s:.1f}s",
+        soft_wrap=True,
+    )
+    console.print(f"fault: {escape(report.fault)}", soft_wrap=True)
+    rolled = "yes" if report.rolled_back else "NO"
+    console.print(f"injected: {'yes' if report.injected else 'no'}, rolled back: {rolled}")
+    for phase in ("before", "during", "after"):
+        checks = report.phase(phase)
+        if not checks:
+            continue
+        held = sum(1 for check in checks if check.held is True)
+        console.print(f"{phase}: {held}/{len(checks)} checks held", soft_wrap=True)
+    for note in report.notes:
+        _render.note(note)
+
+
+@chaos.command("stop")
+@click.argument("name", required=False)
+@click.option("--local", "local", is_flag=True, help="Stop local runs on this machine.")
+@click.option("--namespace", default="somaagent", show_default=True, help="Kubernetes namespace.")
+@click.option("--kubeconfig", metavar="FILE", help="The kubeconfig file.")
+@click.option("--context", "kube_context", metavar="NAME", help="The kubeconfig context.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was stopped as JSON.")
+def stop(
+    name: str | None,
+    local: bool,
+    namespace: str,
+    kubeconfig: str | None,
+    kube_context: str | None,
+    as_json: bool,
+) -> None:
+    """Stop running experiments (all of SomaAgent's, or NAME), rolling their faults back."""
+    stopped: list[str] = []
+    if local:
+        stopped = stop_local(name)
+    else:
+        wanted = _experiment(name).name if name else None
+        with ChaosMeshClient.connect(kubeconfig=kubeconfig, context=kube_context) as client:
+            for status in client.list(namespace):
+                matches = wanted is None or status.name == wanted
+                if matches and client.delete(status.kind, status.name, status.namespace):
+                    stopped.append(f"{status.kind}/{status.name}")
+    if as_json:
+        _render.as_json({"stopped": stopped})
+    elif stopped:
+        for item in stopped:
+            _render.success(f"stopped {item}")
+    else:
+        _render.note("no running experiment")
