@@ -1,0 +1,50 @@
+"""Run a load-test preset with k6 against a gateway and build its report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from somaagent.sre.loadtest.k6 import K6Run, run_k6
+from somaagent.sre.loadtest.report import LoadReport, build_report
+from somaagent.sre.loadtest.script import GRACEFUL_STOP, render_script
+from somaagent.sre.loadtest.spec import LoadTest
+
+__all__ = ["run_loadtest"]
+
+# k6 needs a moment to start, and `gracefulStop` to let the last iterations finish.
+_MARGIN_S = 60.0
+
+
+def run_loadtest(
+    test: LoadTest,
+    *,
+    base_url: str,
+    api_key: str,
+    model: str | None = None,
+    think_time: float | None = None,
+    env: dict[str, str] | None = None,
+    summary_path: Path | None = None,
+) -> tuple[LoadReport, K6Run]:
+    """Run ``test`` (already scaled as wanted) and return the report and k6's raw run.
+
+    Args:
+        base_url: the gateway, such as ``http://127.0.0.1:8080``.
+        api_key: a SomaAgent API key, sent as ``Authorization: Bearer``.
+        model: the model chat requests ask for (``SOMA_MODEL``; default ``auto``).
+        think_time: seconds each virtual user waits between requests (default: the test's).
+        env: more variables for the script (``SOMA_COLLECTION``, ...).
+        summary_path: where to keep k6's JSON summary.
+
+    Raises:
+        K6Error: k6 failed before producing a summary.
+        ConfigurationError: k6 is not installed.
+    """
+    variables = {"SOMA_BASE_URL": base_url.rstrip("/"), "SOMA_API_KEY": api_key}
+    if model:
+        variables["SOMA_MODEL"] = model
+    if think_time is not None:
+        variables["SOMA_THINK_TIME"] = str(think_time)
+    variables.update(env or {})
+    timeout = test.profile.total.total_seconds() + float(GRACEFUL_STOP.rstrip("s")) + _MARGIN_S
+    run = run_k6(render_script(test), env=variables, timeout=timeout, summary_path=summary_path)
+    return build_report(test, run, base_url=variables["SOMA_BASE_URL"]), run
