@@ -280,7 +280,10 @@ def _reason(
 ) -> str:
     if consumed is None:
         return f"no events in the last {spec.window}"
-    spent = f"{maths.format_percent(consumed)} of the error budget consumed"
+    if consumed > 1:
+        spent = f"{maths.format_number(consumed)}× the error budget spent"
+    else:
+        spent = f"{maths.format_percent(consumed)} of the error budget consumed"
     if firing and status == "at-risk" and consumed < float(maths.BUDGET_WARNING):
         alert = firing[0]
         return (

@@ -1,0 +1,220 @@
+"""``soma slo``: SLO status from Prometheus, an HTML budget report, rules and dashboards.
+
+``status`` and ``report`` ask Prometheus directly (``--prometheus``, else
+``SOMA_PROMETHEUS_URL``, else ``http://127.0.0.1:9090``); ``rules`` and ``dashboards`` need no
+server at all. ``--specs FILE`` swaps the eight default SLOs for a YAML file of one's own.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import click
+from pydantic import ValidationError as PydanticValidationError
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from somaagent.cli import _render
+from somaagent.cli._render import CliError
+from somaagent.sre.slo import SLOSpec, SLOStatus, SLOTracker, load_specs
+from somaagent.sre.slo.dashboards import dashboard_files
+from somaagent.sre.slo.maths import format_number, format_percent
+from somaagent.sre.slo.prometheus import PrometheusError
+from somaagent.sre.slo.report import render_html
+from somaagent.sre.slo.rules import render_rules, rule_files
+from somaagent.sre.slo.ruletests import rule_test_files
+
+PROMETHEUS_ENV = "SOMA_PROMETHEUS_URL"
+DEFAULT_PROMETHEUS = "http://127.0.0.1:9090"
+
+_STYLES = {
+    "healthy": "green",
+    "at-risk": "yellow",
+    "violated": "bold red",
+    "no-data": "dim",
+    "unknown": "magenta",
+}
+
+prometheus_option = click.option(
+    "--prometheus",
+    "prometheus_url",
+    metavar="URL",
+    help=f"Prometheus base URL (default: {PROMETHEUS_ENV}, then {DEFAULT_PROMETHEUS}).",
+)
+specs_option = click.option(
+    "--specs",
+    "specs_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A YAML file of SLO specs (default: the eight shipped SLOs).",
+)
+
+
+def _specs(path: Path | None) -> list[SLOSpec]:
+    try:
+        return load_specs(path)
+    except PydanticValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise CliError(f"invalid SLO spec in {path}: {where}: {first['msg']}") from exc
+
+
+def _prometheus(url: str | None) -> str:
+    return url or os.environ.get(PROMETHEUS_ENV) or DEFAULT_PROMETHEUS
+
+
+@click.group()
+def slo() -> None:
+    """Service level objectives: status, budget report, Prometheus rules, dashboards."""
+
+
+@slo.command("status")
+@prometheus_option
+@specs_option
+@click.option("--json", "as_json", is_flag=True, help="Print the statuses as JSON.")
+def status(prometheus_url: str | None, specs_file: Path | None, as_json: bool) -> None:
+    """Each SLO's SLI, error budget and status, from Prometheus."""
+    url = _prometheus(prometheus_url)
+    with SLOTracker(url, _specs(specs_file)) as tracker:
+        statuses = tracker.status()
+    if as_json:
+        _render.as_json([s.model_dump(mode="json") for s in statuses])
+        return
+    _status_table(statuses)
+    errors = {s.error for s in statuses if s.error}
+    for error in sorted(errors):
+        _render.error(error)
+
+
+def _burn(status: SLOStatus) -> str:
+    fastest = status.burn_rates[0] if status.burn_rates else None
+    if fastest is None or fastest.long_rate is None:
+        return "—"
+    mark = " !" if any(b.firing for b in status.burn_rates) else ""
+    return f"{format_number(fastest.long_rate)}×{mark}"
+
+
+def _budget_left(status: SLOStatus) -> str:
+    consumed = status.budget.consumed
+    if consumed is not None and consumed > 1:
+        return f"none ({format_number(consumed)}× spent)"
+    return format_percent(status.budget.remaining)
+
+
+def _status_table(statuses: list[SLOStatus]) -> None:
+    table = Table(show_edge=False, header_style="bold")
+    for column in ("SLO", "Objective", "SLI", "Budget left", "Burn 1h", "Status", "Reason"):
+        table.add_column(column, no_wrap=column != "Reason", justify="left")
+    for s in statuses:
+        sli = "—" if s.sli is None else f"{format_number(s.sli, digits=5)}%"
+        style = _STYLES.get(s.status, "")
+        table.add_row(
+            s.name,
+            f"{format_number(s.objective)}% / {s.window}",
+            sli,
+            _budget_left(s),
+            _burn(s),
+            f"[{style}]{s.status}[/]",
+            escape(s.reason),
+        )
+    console = Console(highlight=False)
+    if not console.is_terminal:  # piped: no terminal width to respect, keep every column whole
+        console = Console(highlight=False, width=200)
+    console.print(table)
+
+
+@slo.command("report")
+@prometheus_option
+@specs_option
+@click.option(
+    "--html",
+    "html_file",
+    required=True,
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Write the report (statuses and budget charts) to this HTML file.",
+)
+@click.option(
+    "--hours",
+    type=click.FloatRange(min=0.1),
+    default=24.0,
+    show_default=True,
+    help="How far back the budget charts go.",
+)
+def report(
+    prometheus_url: str | None, specs_file: Path | None, html_file: Path, hours: float
+) -> None:
+    """An HTML page with each SLO's status and its error budget over time."""
+    url = _prometheus(prometheus_url)
+    end = datetime.now(UTC)
+    start = end - timedelta(hours=hours)
+    with SLOTracker(url, _specs(specs_file)) as tracker:
+        statuses = tracker.status(at=end)
+        trends = {}
+        for spec in tracker.specs:
+            try:
+                trends[spec.name] = tracker.trend(spec, start=start, end=end)
+            except PrometheusError as exc:
+                _render.note(f"{spec.name}: no trend ({exc.message})")
+                trends[spec.name] = []
+    html = render_html(statuses, trends, prometheus_url=url, generated_at=end)
+    try:
+        html_file.write_text(html, encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot write {html_file}: {exc}") from exc
+    _render.success(f"wrote {html_file} ({len(statuses)} SLOs)")
+
+
+@slo.command("rules")
+@specs_option
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write one rule file per service into this folder instead of printing them.",
+)
+@click.option(
+    "--tests-out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also write `promtool test rules` files (one per rule file) into this folder.",
+)
+def rules(specs_file: Path | None, out: Path | None, tests_out: Path | None) -> None:
+    """The Prometheus recording and alerting rules for the SLOs (works offline)."""
+    specs = _specs(specs_file)
+    if out is None:
+        if tests_out is not None:
+            raise CliError("--tests-out needs --out (the tests refer to the rule files)")
+        click.echo(render_rules(specs), nl=False)
+        return
+    written = _write(out, rule_files(specs))
+    if tests_out is not None:
+        relative = os.path.relpath(out.resolve(), tests_out.resolve())
+        written += _write(tests_out, rule_test_files(specs, rule_dir=relative))
+    _render.success(f"wrote {len(written)} files: {', '.join(str(p) for p in written)}")
+
+
+@slo.command("dashboards")
+@specs_option
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write one Grafana dashboard (JSON) per service into this folder.",
+)
+def dashboards(specs_file: Path | None, out: Path) -> None:
+    """Grafana dashboards for the SLOs, one per service (works offline)."""
+    written = _write(out, dashboard_files(_specs(specs_file)))
+    _render.success(f"wrote {len(written)} files: {', '.join(str(p) for p in written)}")
+
+
+def _write(directory: Path, files: dict[str, str]) -> list[Path]:
+    written: list[Path] = []
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            path = directory / name
+            path.write_text(text, encoding="utf-8")
+            written.append(path)
+    except OSError as exc:
+        raise CliError(f"cannot write into {directory}: {exc}") from exc
+    return written
