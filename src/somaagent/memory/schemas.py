@@ -24,6 +24,9 @@ __all__ = [
     "DocumentIn",
     "DocumentInfo",
     "DocumentsCreate",
+    "Embedding",
+    "EmbeddingList",
+    "EmbeddingUsage",
     "IndexResult",
     "MessageHit",
     "RAGContext",
@@ -265,3 +268,30 @@ class MessageHit(_Response):
     text: str
     score: float
     created_at: float | None = None
+
+
+# -- embeddings (OpenAI's format) -------------------------------------------------------------
+
+
+class Embedding(_Response):
+    """One input's vector (a list of floats, or base64 of little-endian float32 bytes)."""
+
+    object: str = "embedding"
+    index: int
+    embedding: list[float] | str
+
+
+class EmbeddingUsage(_Response):
+    """Tokens in the inputs."""
+
+    prompt_tokens: int = 0
+    total_tokens: int = 0
+
+
+class EmbeddingList(_Response):
+    """The answer to ``POST /v1/embeddings``, as OpenAI gives it."""
+
+    object: str = "list"
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingUsage = Field(default_factory=EmbeddingUsage)
