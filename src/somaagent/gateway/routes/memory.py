@@ -46,8 +46,9 @@ _MARKDOWN_SUFFIXES = (".md", ".markdown", ".mdx")
 async def get_memory(request: Request) -> MemoryService:
     """The gateway's :class:`MemoryService`.
 
-    The app makes it at start (``GatewayState.memory``); until it does, one is made from the
-    settings on first use and kept on the app.
+    The app makes it at start (``GatewayState.memory``); until it does, one is made on first
+    use and kept on the app: by ``app.state.memory_factory(settings, sessions)`` when the embedding
+    application set one (tests do, to pick the embedder and store), else from the settings.
     """
     gateway = get_state(request)
     service = getattr(gateway, "memory", None)
@@ -59,7 +60,12 @@ async def get_memory(request: Request) -> MemoryService:
     async with lock:
         service = getattr(request.app.state, "memory_service", None)
         if not isinstance(service, MemoryService) or service.sessions is not gateway.sessions:
-            service = MemoryService.from_settings(gateway.settings, gateway.sessions)
+            factory = getattr(request.app.state, "memory_factory", None)
+            service = (
+                factory(gateway.settings, gateway.sessions)
+                if callable(factory)
+                else MemoryService.from_settings(gateway.settings, gateway.sessions)
+            )
             request.app.state.memory_service = service
     return service
 
