@@ -17,9 +17,9 @@ Semantics, identical on every back-end:
 
 * scalars are ``str``, ``int``, ``float`` and ``bool``; ``True`` never equals ``1``, while
   ``1`` equals ``1.0``;
-* a condition on a field that a record lacks is false, whatever the operator: ``ne`` and
-  ``nin`` mean "present and different" (SQL's ``NULL`` rule), so they never pull in records
-  that simply do not have the field.
+* ``ne`` and ``nin`` are the negations of ``eq`` and ``in``: a record that lacks the field
+  passes them (as in ChromaDB, Qdrant's ``must_not`` and MongoDB); every other operator fails
+  on a missing field.
 
 A bad filter raises :class:`~somaagent.errors.ValidationError` whose ``errors`` name the path,
 e.g. ``{"loc": ["filter", "year", "gtx"], "msg": "unknown operator 'gtx' ...", "type": ...}``.
@@ -245,7 +245,7 @@ def matches(node: Filter | None, metadata: Mapping[str, object]) -> bool:
     if isinstance(node, Or):
         return any(matches(clause, metadata) for clause in node.clauses)
     if node.field not in metadata:
-        return False
+        return node.op in ("ne", "nin")
     value = metadata[node.field]
     if node.op == "eq":
         return _equal(value, node.value)  # type: ignore[arg-type]
