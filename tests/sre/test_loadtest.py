@@ -1,0 +1,157 @@
+"""k6 load tests: scripts for every preset pass `k6 inspect` with p95/p99 thresholds; a real
+short smoke run against a real gateway on loopback produces a report."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from somaagent.errors import ConfigurationError
+from somaagent.sre.loadtest.k6 import K6_VERSION, find_k6, inspect_script
+from somaagent.sre.loadtest.runner import run_loadtest
+from somaagent.sre.loadtest.script import render_script
+from somaagent.sre.loadtest.spec import PRESETS, PROFILES, LoadProfile, get_loadtest
+from tests.sre._prometheus import ServedGateway, serve_gateway
+from tests.sre.conftest import FAKE_MODEL, gateway_settings
+
+
+@pytest.fixture(scope="module")
+def k6() -> Path:
+    try:
+        return find_k6()
+    except ConfigurationError as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture
+def gateway(tmp_path: Path, fake_openai: Any) -> Iterator[ServedGateway]:
+    with serve_gateway(gateway_settings(tmp_path / "gw", fake_openai)) as served:
+        yield served
+
+
+def _key(gateway: ServedGateway) -> str:
+    return gateway.client.headers["Authorization"].removeprefix("Bearer ")
+
+
+def test_the_k6_wheel_carries_the_pinned_binary(k6: Path) -> None:
+    import subprocess
+
+    version = subprocess.run([str(k6), "version"], capture_output=True, text=True, check=True)
+    assert f"v{K6_VERSION}" in version.stdout
+
+
+def test_five_profiles() -> None:
+    assert {n: (p.peak_vus, p.total.total_seconds()) for n, p in PROFILES.items()} == {
+        "smoke": (10, 300),
+        "load": (100, 1800),
+        "stress": (500, 1200),
+        "spike": (250, 530),
+        "soak": (100, 10800),
+    }
+    assert PROFILES["spike"].stages[1].target == 50 and PROFILES["spike"].stages[3].target == 250
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_every_script_passes_k6_inspect(preset: str, k6: Path) -> None:
+    test = PRESETS[preset]
+    options = inspect_script(render_script(test), k6=k6)
+    assert "p(99)" in options["summaryTrendStats"] and "p(95)" in options["summaryTrendStats"]
+    limits = options["thresholds"]["http_req_duration"]
+    assert limits == [f"p(95)<{test.thresholds.p95_ms:g}", f"p(99)<{test.thresholds.p99_ms:g}"]
+    assert options["thresholds"]["http_req_failed"] and options["thresholds"]["checks"]
+    assert list(options["scenarios"]) == [test.name]
+    script = render_script(test)
+    assert "Authorization: `Bearer ${API_KEY}`" in script and "check(res" in script
+
+
+def test_scale_shrinks_durations(k6: Path) -> None:
+    test = get_loadtest("gateway_load").scaled(0.01, max_vus=5)
+    assert test.profile.total.total_seconds() == 3 + 12 + 3
+    assert test.profile.peak_vus == 5
+    stages = inspect_script(render_script(test), k6=k6)["scenarios"]["gateway_load"]["stages"]
+    assert [s["duration"] for s in stages] == ["3s", "12s", "3s"]
+
+
+def test_spec_errors_name_the_field() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="duration"):
+        LoadProfile(name="x", vus=1, duration="-1m")
+    with pytest.raises(ValidationError, match="colour"):
+        LoadProfile.model_validate({"name": "x", "vus": 1, "duration": "1m", "colour": 1})
+    with pytest.raises(ConfigurationError, match="--scale"):
+        get_loadtest("gateway_smoke").scaled(0)
+    with pytest.raises(ConfigurationError, match="gateway_smoke"):
+        get_loadtest("nope")
+
+
+@pytest.mark.slow
+def test_a_real_smoke_run_against_a_real_gateway(
+    k6: Path, gateway: ServedGateway, tmp_path: Path
+) -> None:
+    test = get_loadtest("gateway_smoke").scaled(0.01, max_vus=2)  # 3 s, 2 VUs
+    summary = tmp_path / "summary.json"
+    report, run = run_loadtest(
+        test,
+        base_url=gateway.url,
+        api_key=_key(gateway),
+        model=FAKE_MODEL,
+        think_time=0.2,
+        summary_path=summary,
+    )
+    assert run.exit_code == 0, run.output
+    assert json.loads(summary.read_text())["metrics"]["http_reqs"]["count"] == report.requests
+    assert report.passed and report.requests >= 5 and report.failure_rate == 0
+    assert report.checks_failed == 0 and report.checks_passed == report.requests
+    assert report.latency is not None and report.latency.p99 >= report.latency.p95 > 0
+    assert {e.name for e in report.endpoints} <= {"healthz", "models", "chat_completions"}
+    assert any(t.metric == "http_req_duration" and t.ok for t in report.thresholds)
+
+
+@pytest.mark.slow
+def test_the_cli_runs_k6_and_reports(k6: Path, gateway: ServedGateway) -> None:
+    from somaagent.cli import main
+    from somaagent.cli.loadtest import loadtest
+
+    if "loadtest" not in main.commands:
+        main.add_command(loadtest)
+    runner = CliRunner()
+    args = ["--base-url", gateway.url, "--api-key", _key(gateway), "loadtest", "run"]
+    result = runner.invoke(
+        main,
+        [*args, "gateway_smoke", "--scale", "0.01", "--max-vus", "2", "--model", FAKE_MODEL],
+    )
+    assert result.exit_code == 0, result.output
+    assert "gateway_smoke (smoke profile)" in result.output and "PASSED" in result.output
+    assert "p99" in result.output and "thresholds:" in result.output
+
+    bad_key = runner.invoke(
+        main,
+        [
+            "--base-url",
+            gateway.url,
+            "--api-key",
+            "soma_sk_wrong",
+            "loadtest",
+            "run",
+            "gateway_smoke",
+            "--scale",
+            "0.005",
+            "--max-vus",
+            "1",
+            "--json",
+        ],
+    )
+    assert bad_key.exit_code == 1
+    report = json.loads(bad_key.stdout)
+    assert report["passed"] is False and report["failure_rate"] > 0.5
+
+    listing = runner.invoke(main, ["loadtest", "list", "--json"])
+    assert [t["name"] for t in json.loads(listing.output)] == list(PRESETS)
+    script = runner.invoke(main, ["loadtest", "script", "gateway_smoke", "--scale", "0.1"])
+    assert "export const options" in script.output and '"duration": "30s"' in script.output
