@@ -97,7 +97,7 @@ def test_api_errors_are_typed(fake_k8s: tuple[FakeKubernetes, ChaosMeshClient]) 
 
     typo = render_manifest(get_preset("slm_memory_stress"))
     typo["spec"]["stressors"]["memroy"] = {"workers": 1}
-    with pytest.raises(KubernetesError, match='unknown field "spec.stressors.memroy"') as strict:
+    with pytest.raises(KubernetesError, match=r'unknown field "spec\.stressors\.memroy"') as strict:
         client.create(typo)
     assert strict.value.status_code == 400
 
@@ -113,9 +113,11 @@ def test_api_errors_are_typed(fake_k8s: tuple[FakeKubernetes, ChaosMeshClient]) 
 
 
 def test_an_unreachable_api_is_a_clear_error() -> None:
-    with ChaosMeshClient.connect(host="http://127.0.0.1:9", timeout=2) as client:
-        with pytest.raises(KubernetesError, match="unreachable"):
-            client.list(NS)
+    with (
+        ChaosMeshClient.connect(host="http://127.0.0.1:9", timeout=2) as client,
+        pytest.raises(KubernetesError, match="unreachable"),
+    ):
+        client.list(NS)
 
 
 def test_a_kubernetes_run_creates_then_deletes_the_object(

@@ -153,7 +153,7 @@ def test_metadata_rules() -> None:
 def test_crd_folder_errors_are_clear(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="does not exist"):
         CrdSchemas.locate(tmp_path / "absent")
-    with pytest.raises(ConfigurationError, match="no chaos-mesh.org CustomResourceDefinitions"):
+    with pytest.raises(ConfigurationError, match=r"no chaos-mesh\.org CustomResourceDefinitions"):
         CrdSchemas.locate(tmp_path)
     assert CrdSchemas.locate(None) is None or os.environ.get("SOMA_CHAOS_CRDS")
 
