@@ -3,6 +3,7 @@ a token budget, prompts, and conversation memory."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from somaagent.memory.documents import Document, IndexProgress
 from somaagent.memory.hybrid import SearchOptions
 from somaagent.memory.keyword import KeywordIndex
 from somaagent.memory.rag import RAGPipeline
+from somaagent.memory.stores.base import create_store
 from tests.memory.rag_fakes import ExactStore, FaultyStore, HashEmbedder
 
 pytestmark = pytest.mark.anyio
@@ -40,9 +42,16 @@ def words(text: str) -> int:
     return len(text.split())
 
 
-@pytest.fixture
-def store() -> FaultyStore:
-    return FaultyStore(ExactStore())
+@pytest.fixture(params=["exact", "chroma"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[FaultyStore]:
+    """The exact reference store, and the default back-end (embedded Chroma) when installed."""
+    if request.param == "exact":
+        yield FaultyStore(ExactStore())
+        return
+    pytest.importorskip("chromadb")
+    inner = create_store("chroma://" + str(tmp_path / "vectors"))
+    yield FaultyStore(inner)
+    await inner.aclose()
 
 
 @pytest.fixture
