@@ -11,11 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from click.testing import CliRunner
 
+from somaagent.cli.slo import slo
 from somaagent.gateway.metrics import GENAI_DURATION_BUCKETS
 from somaagent.sre.slo import SLOSpec, SLOTracker, default_specs
 from somaagent.sre.slo.rules import rule_files
@@ -207,3 +210,28 @@ def test_generated_rules_load_and_record_in_prometheus(
     assert consumed is not None and consumed > 1
     # No memory traffic: no recorded series at all, rather than NaN.
     assert stack.prometheus.query('slo:sli_error:ratio_rate5m{slo="memory-latency"}') == []
+
+
+def test_budget_trend_and_html_report(stack: SLOStack, tmp_path: Path) -> None:
+    end = datetime.now(UTC)
+    with SLOTracker(stack.prometheus.url, [_chat_availability("chat", "75")]) as tracker:
+        points = tracker.trend("chat", start=end - timedelta(minutes=2), end=end, points=25)
+    assert len(points) == 25
+    known = [p.remaining for p in points if p.remaining is not None]
+    assert known, "the recent points have traffic"
+    assert known[-1] == pytest.approx(1 - 0.1 / 0.25, rel=1e-9)  # 40% of the budget spent
+    assert points[0].remaining is None  # before the gateway started: no data, not NaN
+
+    report = tmp_path / "slo.html"
+    result = CliRunner().invoke(
+        slo, ["report", "--html", str(report), "--prometheus", stack.prometheus.url, "--hours", "1"]
+    )
+    assert result.exit_code == 0, result.output
+    html = report.read_text(encoding="utf-8")
+    assert html.startswith("<!doctype html>")
+    assert html.count("<svg") == 8 and "<polyline" in html
+    assert (
+        "<script" not in html
+        and "http://" not in html.replace(stack.prometheus.url, "")[: html.find("<svg")]
+    )
+    assert "gateway-error-rate" in html and "violated" in html

@@ -13,7 +13,6 @@ request building and response parsing; they only send. Failures are typed:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -86,9 +85,8 @@ def _timestamp(when: datetime | float) -> str:
 
 
 def _float(raw: Any) -> float:
-    # The API writes values as strings: "1.5", "NaN", "+Inf", "-Inf".
-    value = float(raw)
-    return value if not math.isnan(value) else math.nan
+    # The API writes values as strings: "1.5", "NaN", "+Inf", "-Inf"; float() reads them all.
+    return float(raw)
 
 
 class _Base:
@@ -116,7 +114,7 @@ class _Base:
             "query": query,
             "start": _timestamp(start),
             "end": _timestamp(end),
-            "step": f"{step:g}",
+            "step": f"{step:.3f}",
         }
 
     def _unreachable(self, exc: httpx.HTTPError, query: str) -> PrometheusUnreachableError:

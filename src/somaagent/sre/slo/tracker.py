@@ -187,6 +187,8 @@ class _TrackerBase:
         queries: EventQueries,
     ) -> BudgetBurn:
         if queries.good is not None and total is not None:
+            if bad_or_good is None and total > 0 and isinstance(spec.sli, LatencySLI):
+                return self._burn_failed(spec, start, end, queries, _bucket_error(spec))
             bad = None if bad_or_good is None else total - bad_or_good
         else:
             bad = bad_or_good
@@ -228,11 +230,12 @@ class _TrackerBase:
     def _trend_query(self, spec: SLOSpec) -> str:
         return _counts_query(spec, [spec.window])
 
-    def _trend(self, spec: SLOSpec, series: list[Series]) -> list[TrendPoint]:
-        by_time: dict[float, list[Sample]] = {}
+    def _trend(self, spec: SLOSpec, series: list[Series], grid: list[float]) -> list[TrendPoint]:
+        # Prometheus leaves out the steps without data; the chart wants them, as gaps.
+        by_time: dict[float, list[Sample]] = {round(t, 3): [] for t in grid}
         for one in series:
             for t, value in one.points:
-                by_time.setdefault(t, []).append(Sample(labels=one.labels, value=value))
+                by_time.setdefault(round(t, 3), []).append(Sample(one.labels, value))
         points: list[TrendPoint] = []
         for t in sorted(by_time):
             try:
@@ -365,9 +368,11 @@ class SLOTracker(_TrackerBase):
             PrometheusError: the server could not answer.
         """
         spec = self.spec(slo) if isinstance(slo, str) else slo
-        step = max(1.0, (end - start).total_seconds() / max(1, points - 1))
-        series = self.client.query_range(self._trend_query(spec), start=start, end=end, step=step)
-        return self._trend(spec, series)
+        grid, step = _grid(start, end, points)
+        series = self.client.query_range(
+            self._trend_query(spec), start=grid[0], end=grid[-1], step=step
+        )
+        return self._trend(spec, series, grid)
 
     def close(self) -> None:
         """Close the client, when the tracker made it."""
@@ -430,6 +435,16 @@ class AsyncSLOTracker(_TrackerBase):
             return self._burn_failed(spec, start, end, queries, exc.message)
         return self._burned(spec, start, end, total, other, queries)
 
+    async def trend(
+        self, slo: str | SLOSpec, *, start: datetime, end: datetime, points: int = 96
+    ) -> list[TrendPoint]:
+        """The budget remaining over time; raises :class:`PrometheusError` on failure."""
+        spec = self.spec(slo) if isinstance(slo, str) else slo
+        grid, step = _grid(start, end, points)
+        query = self._trend_query(spec)
+        series = await self.client.query_range(query, start=grid[0], end=grid[-1], step=step)
+        return self._trend(spec, series, grid)
+
     async def aclose(self) -> None:
         """Close the client, when the tracker made it."""
         if self._owned:
@@ -440,6 +455,15 @@ class AsyncSLOTracker(_TrackerBase):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+def _grid(start: datetime, end: datetime, points: int) -> tuple[list[float], float]:
+    """The evaluation times of a range query, ending at ``end`` (whole milliseconds, as
+    Prometheus steps them), and the step in seconds."""
+    last = round(end.timestamp(), 3)
+    step = max(1.0, round((last - round(start.timestamp(), 3)) / max(1, points - 1), 3))
+    count = int((last - round(start.timestamp(), 3)) // step) + 1
+    return [round(last - (count - 1 - i) * step, 3) for i in range(count)], step
 
 
 def _value(samples: list[Sample]) -> float | None:
