@@ -8,7 +8,8 @@ from decimal import Decimal
 
 import pytest
 
-from somaagent.sre.slo import SLOSpec, SLOStatus, SLOTracker
+from somaagent.sre.slo import SLOSpec, SLOStatus
+from somaagent.sre.slo._tracking import TrackerBase
 from somaagent.sre.slo.maths import (
     BURN_WINDOWS,
     budget_consumed,
@@ -19,7 +20,7 @@ from somaagent.sre.slo.maths import (
     judge,
     tidy,
 )
-from somaagent.sre.slo.prometheus import PrometheusClient, Sample
+from somaagent.sre.slo.prometheus import Sample
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -41,8 +42,7 @@ def _judge(spec: SLOSpec, counts: dict[str, tuple[float, float]]) -> SLOStatus:
     for window, (total, bad) in counts.items():
         samples.append(Sample({"soma_q": f"total:{window}"}, total))
         samples.append(Sample({"soma_q": f"bad:{window}"}, bad))
-    with SLOTracker(PrometheusClient("http://127.0.0.1:9"), [spec]) as tracker:
-        return tracker._judge(spec, samples, AT)
+    return TrackerBase([spec]).judge(spec, samples, AT)
 
 
 def _steady(total: float, bad: float) -> dict[str, tuple[float, float]]:
@@ -150,13 +150,13 @@ def test_latency_counts_bad_events_from_the_bucket() -> None:
             "sli": {"kind": "latency", "metric": "request_seconds", "threshold": 0.2},
         }
     )
-    tracker = SLOTracker(PrometheusClient("http://127.0.0.1:9"), [spec])
+    tracker = TrackerBase([spec])
     windows = ("5m", "30m", "1h", "2h", "6h", "1d", "3d", "30d")
     samples = [Sample({"soma_q": f"total:{w}"}, 1_000) for w in windows]
     samples += [Sample({"soma_q": f"good:{w}"}, 970) for w in windows]
-    status = tracker._judge(spec, samples, AT)
+    status = tracker.judge(spec, samples, AT)
     assert (status.error_ratio, status.budget.consumed, status.status) == (0.03, 0.6, "healthy")
-    missing = tracker._judge(spec, samples[: len(windows)], AT)  # events but no such bucket
+    missing = tracker.judge(spec, samples[: len(windows)], AT)  # events but no such bucket
     assert missing.status == "unknown"
     assert missing.error is not None and "bucket" in missing.error
 
