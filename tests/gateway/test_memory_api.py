@@ -15,12 +15,15 @@ import httpx
 import numpy as np
 import pytest
 
+from somaagent.errors import NotFoundError
+from somaagent.gateway.grounding import ground
 from somaagent.gateway.memory import MemoryService
 from somaagent.gateway.routes import embeddings as embedding_routes
 from somaagent.gateway.routes import memory as memory_routes
 from somaagent.memory.chunking import Chunker
 from somaagent.memory.keyword import KeywordIndex
 from somaagent.memory.rag import RAGPipeline
+from somaagent.prompts.service import PromptService
 from somaagent.types import Message
 from tests.gateway.conftest import Gateway
 from tests.memory.rag_fakes import ExactStore, FaultyStore, HashEmbedder
@@ -375,6 +378,16 @@ async def test_conversation_memory_and_grounding(
 
     await make(client)
     await index(client, DOCS)
-    grounding = await memory.ground("default", "kb", "What do stars fuse?")
+    grounding = await ground(memory, "default", "kb", "What do stars fuse?")
     assert grounding.sources[0].source == "space/stars.md"
     assert "What do stars fuse?" in grounding.prompt and "[1] space/stars.md" in grounding.prompt
+    # Through the tenant's prompt service, counting tokens as the chat model does.
+    spec = gateway.state.pool.registry.get("gpt-4o-mini")
+    prompts = PromptService(gateway.state.sessions)
+    tenant_version = await ground(
+        memory, "default", "kb", "stars?", spec=spec, token_budget=50, prompts=prompts
+    )
+    assert "Question: stars?" in tenant_version.prompt
+    assert tenant_version.context.token_budget == 50
+    with pytest.raises(NotFoundError):
+        await ground(memory, "default", "no-such-collection", "x")

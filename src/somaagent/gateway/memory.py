@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
@@ -48,7 +47,6 @@ from somaagent.memory.rag import RAGPipeline
 from somaagent.memory.schemas import (
     Collection,
     CollectionCreate,
-    ContextSource,
     DocumentIn,
     DocumentInfo,
     IndexResult,
@@ -59,7 +57,7 @@ from somaagent.memory.schemas import (
     SearchResults,
 )
 
-__all__ = ["Grounding", "MemoryService", "store_name"]
+__all__ = ["MemoryService", "store_name"]
 
 logger = logging.getLogger(__name__)
 TokenCounter = Callable[[str], int]
@@ -67,16 +65,6 @@ TokenCounter = Callable[[str], int]
 
 def _options(body: SearchRequest | RetrieveRequest) -> SearchOptions:
     return SearchOptions(mode=body.mode, fusion=body.fusion, alpha=body.alpha, rrf_k=body.rrf_k)
-
-
-@dataclass(frozen=True, slots=True)
-class Grounding:
-    """What grounding a chat turn in a collection gives: the prompt to send in place of the
-    user's message, the sources it cites, and the retrieved context."""
-
-    prompt: str
-    sources: list[ContextSource]
-    context: RAGContext
 
 
 class MemoryService:
@@ -341,34 +329,6 @@ class MemoryService:
             count_tokens=count_tokens,
         )
         return context.model_copy(update={"collection": name})
-
-    async def ground(
-        self,
-        tenant: str,
-        collection: str,
-        query: str,
-        *,
-        count_tokens: TokenCounter | None = None,
-        token_budget: int = 2000,
-        k: int = 5,
-        render: Callable[[str, RAGContext], str] | None = None,
-    ) -> Grounding:
-        """Ground a chat turn: retrieve context for ``query`` and build the prompt to send.
-
-        Args:
-            tenant: whose collection.
-            collection: its name.
-            query: the user's message.
-            count_tokens: the chat model's token counter (for the budget).
-            token_budget: the most tokens of context.
-            k: the most chunks.
-            render: builds the prompt from the query and context; the shipped ``rag_context``
-                template (:func:`somaagent.memory.context.augment_prompt`) when ``None``.
-        """
-        body = RetrieveRequest(query=query, k=k, token_budget=token_budget)
-        context = await self.retrieve(tenant, collection, body, count_tokens=count_tokens)
-        prompt = (render or self.pipeline.augment_prompt)(query, context)
-        return Grounding(prompt=prompt, sources=list(context.sources), context=context)
 
     # -- conversation memory -----------------------------------------------------------------
 
