@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
@@ -219,10 +219,11 @@ class _Probe:
 
 
 class _Recorder:
-    mode = "local"
+    mode: Literal["local", "kubernetes"] = "local"
 
     def __init__(self, probe: _Probe, *, interrupt: bool = False) -> None:
-        self.probe, self.events, self.interrupt = probe, [], interrupt
+        self.probe, self.interrupt = probe, interrupt
+        self.events: list[str] = []
 
     def describe(self) -> str:
         return "recorded fault"
@@ -259,7 +260,7 @@ def test_verdicts(values: dict[str, float | None], verdict: str) -> None:
     injector = _Recorder(probe)
     report = run_experiment(
         get_preset("gateway_cpu_stress"),
-        injector,  # type: ignore[arg-type]
+        injector,
         probe,
         duration=timedelta(seconds=0.2),
         interval=timedelta(seconds=0.05),
@@ -279,7 +280,7 @@ def test_an_interrupt_still_rolls_back() -> None:
         get_preset("gateway_cpu_stress"),
         injector,
         probe,
-        duration=timedelta(seconds=5),  # type: ignore[arg-type]
+        duration=timedelta(seconds=5),
     )
     assert report.interrupted and report.verdict == "interrupted" and report.rolled_back
     assert injector.events == ["setup", "apply", "rollback", "rollback", "teardown"]
@@ -290,7 +291,7 @@ def test_prometheus_unreachable_is_a_status_not_a_crash() -> None:
     probe = _Probe({"before": 1.0, "during": 1.0, "after": 1.0})
     report = run_experiment(
         get_preset("gateway_cpu_stress"),
-        _Recorder(probe),  # type: ignore[arg-type]
+        _Recorder(probe),
         querier,
         duration=timedelta(seconds=0.1),
         interval=timedelta(seconds=0.05),
