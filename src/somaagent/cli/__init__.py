@@ -21,13 +21,24 @@ from somaagent.cli.conversations import conversations
 from somaagent.cli.prompts import prompts
 from somaagent.errors import SomaAgentError
 
-SERVER_EXTRA = "pip install 'somaagent[server]'"
-
-# Commands that need the server extra: imported only when used, so the client-side CLI works
-# (and starts fast) without it. name -> (module, attribute, short help)
-_LAZY: dict[str, tuple[str, str, str]] = {
-    "serve": ("somaagent.cli.serve", "serve", "Run the SomaAgent gateway."),
-    "admin": ("somaagent.cli.admin", "admin", "Administer the gateway: API keys, tenants."),
+# Commands that need an extra: imported only when used, so the client-side CLI works (and
+# starts fast) without them. name -> (module, attribute, short help, extra)
+_LAZY: dict[str, tuple[str, str, str, str]] = {
+    "serve": ("somaagent.cli.serve", "serve", "Run the SomaAgent gateway.", "server"),
+    "admin": (
+        "somaagent.cli.admin",
+        "admin",
+        "Administer the gateway: API keys, tenants.",
+        "server",
+    ),
+    "chaos": (
+        "somaagent.cli.chaos",
+        "chaos",
+        "Chaos experiments: Chaos Mesh and local faults.",
+        "sre",
+    ),
+    "loadtest": ("somaagent.cli.loadtest", "loadtest", "k6 load tests.", "sre"),
+    "sre": ("somaagent.cli.sre", "sre", "Resilience checks judged by the SLOs.", "sre"),
 }
 
 
@@ -49,22 +60,25 @@ class SomaGroup(click.Group):
             raise CliError(_render.describe(exc), exit_code=_render.exit_code_for(exc)) from exc
 
 
-def _load(name: str, module_name: str, attribute: str, short_help: str) -> click.Command:
+def _load(
+    name: str, module_name: str, attribute: str, short_help: str, extra: str
+) -> click.Command:
+    install = f"pip install 'somaagent[{extra}]'"
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name == module_name:
             reason = f"`soma {name}` is not part of this installation"
         else:
-            reason = f"`soma {name}` needs the server extra ({exc.name} is missing)"
-        return _unavailable(name, f"{reason}: {SERVER_EXTRA}", short_help)
+            reason = f"`soma {name}` needs the {extra} extra ({exc.name} is missing)"
+        return _unavailable(name, f"{reason}: {install}", short_help, extra)
     command = getattr(module, attribute)
     if not isinstance(command, click.Command):  # pragma: no cover - a packaging mistake
         raise TypeError(f"{module_name}.{attribute} is not a click command")
     return command
 
 
-def _unavailable(name: str, message: str, short_help: str) -> click.Command:
+def _unavailable(name: str, message: str, short_help: str, extra: str) -> click.Command:
     def fail(args: tuple[str, ...]) -> None:
         raise CliError(message)
 
@@ -72,7 +86,7 @@ def _unavailable(name: str, message: str, short_help: str) -> click.Command:
         name,
         callback=fail,
         params=[click.Argument(["args"], nargs=-1, type=click.UNPROCESSED)],
-        short_help=f"{short_help} (needs the server extra)",
+        short_help=f"{short_help} (needs the {extra} extra)",
         help=message,
         context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
         add_help_option=False,
