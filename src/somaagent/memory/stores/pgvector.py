@@ -124,7 +124,7 @@ class PgVectorStore(VectorStore):
         async with self._lock:
             if self._pool is None:
                 try:
-                    import asyncpg
+                    import asyncpg  # type: ignore[import-untyped]
                     from pgvector.asyncpg import register_vector
                 except ImportError as exc:
                     raise missing_extra("pgvector", str(exc.name), "pgvector") from None
