@@ -75,6 +75,7 @@ def trend_svg(points: Sequence[TrendPoint], *, title: str) -> str:
         f'<svg role="img" aria-label="{label}" width="{_W}" height="{_H}" '
         f'viewBox="0 0 {_W} {_H}" xmlns="http://www.w3.org/2000/svg">'
         f"<title>{label}</title>"
+        f'<rect width="{_W}" height="{_H}" rx="6" fill="#f6f8fa"/>'
         f'<line x1="{_PAD}" x2="{_W - _PAD}" y1="{full:.1f}" y2="{full:.1f}" stroke="#d0d7de"/>'
         f'<line x1="{_PAD}" x2="{_W - _PAD}" y1="{zero:.1f}" y2="{zero:.1f}" stroke="#cf222e" '
         'stroke-dasharray="4 3"/>'
