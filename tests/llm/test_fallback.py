@@ -317,18 +317,22 @@ async def test_an_open_breaker_skips_the_model_until_its_cooldown(
 async def test_a_stream_cut_before_its_first_token_falls_back(
     adapters: dict[str, Model], faulty: tuple[str, FaultsByModel]
 ) -> None:
+    health = HealthTracker()
     stream = await stream_with_fallback(
         [failing("cut", "cut-early"), GOOD],
         ask(),
         adapter_for=adapter_for(adapters),
+        health=health,
         config=FallbackConfig(retries=0),
     )
     assert stream.spec.name == "good"
+    assert [a.outcome for a in stream.attempts] == ["failed"]  # "good" is still answering
     async with aclosing(stream.__aiter__()) as chunks:
         text = "".join([chunk.delta async for chunk in chunks])
     assert text == ECHO
     assert stream.attempts[0].error_type == ProviderResponseError.__name__
     assert [a.outcome for a in stream.attempts] == ["failed", "ok"]
+    assert (health.snapshot("cut").failures, health.snapshot("good").calls) == (1, 1)
 
 
 async def test_a_stream_that_stalls_before_its_first_token_falls_back(

@@ -328,3 +328,9 @@ def test_heuristics_alone_still_route(registry: ModelRegistry) -> None:
     assert easy.estimate.prediction is None
     assert easy.chosen is not None and hard.chosen is not None
     assert hard.chosen.estimated_cost_usd >= easy.chosen.estimated_cost_usd
+
+
+def test_warm_up_never_raises() -> None:
+    Router(ModelRegistry([spec("a", context_window=600)]), learned=None).warm_up()
+    nothing = Router(ModelRegistry([spec("a", enabled=False)]), learned=None)
+    nothing.warm_up()  # no model at all: the first real request will say so

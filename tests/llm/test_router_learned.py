@@ -64,6 +64,10 @@ def test_features_are_stable_across_processes() -> None:
     expected = {zlib.crc32(t.encode()) & mask for t in ("hello", "world", "<num2>")}
     expected |= {zlib.crc32(t.encode()) & mask for t in ("hello hello", "hello world")}
     expected.add(zlib.crc32(b"world <num2>") & mask)
+    category = features.complexity.category  # words are also conjoined with the task category
+    expected |= {
+        zlib.crc32(f"{category}|{t}".encode()) & mask for t in ("hello", "world", "<num2>")
+    }
     assert set(features.hashed) == expected
     assert features.scale == pytest.approx(len(expected) ** -0.5)
     assert len(features.dense) == len(DENSE_NAMES)

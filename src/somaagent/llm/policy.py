@@ -9,14 +9,14 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
-from somaagent.errors import PROBLEM_BASE, ValidationError
+from somaagent.errors import PROBLEM_BASE, APIError, ServiceUnavailableError, ValidationError
 from somaagent.llm.health import BreakerState
 from somaagent.llm.learned.quality import PromptEstimate
 from somaagent.llm.registry import Capability, ModelSpec, TaskCategory
@@ -220,3 +220,105 @@ class RoutingDecision:
             "candidates": [cand.as_dict() for cand in self.candidates],
             "decision_ms": round(self.decision_ms, 3),
         }
+
+
+# -- explanations (used by the router) ----------------------------------------------------
+
+
+def no_route_error(
+    candidates: Sequence[Candidate], retry_in: Callable[[str], float | None]
+) -> APIError:
+    """The error for a decision that left no eligible model: a prompt too long for every
+    context window (422), only open breakers left (503, with ``retry_after``), or a policy no
+    model meets (422 naming each constraint that excluded models)."""
+    by_field: dict[str, list[Candidate]] = {}
+    for c in candidates:
+        by_field.setdefault(c.excluded_by or "", []).append(c)
+    reachable = [
+        c
+        for c in candidates
+        if c.excluded_by not in ("models", "providers", "available", "retired", "capabilities")
+    ]
+    if reachable and all(c.excluded_by == "context" for c in reachable):
+        largest = max(reachable, key=lambda c: c.spec.context_window)
+        message = (
+            f"the prompt ({largest.prompt_tokens} tokens) is longer than every eligible "
+            f"model's context window (the largest: {largest.spec.name}, "
+            f"{largest.spec.context_window} tokens); shorten the conversation"
+        )
+        return ValidationError(
+            message,
+            errors=[{"loc": ["body", "messages"], "msg": message, "type": "prompt_too_long"}],
+            problem_type=PROBLEM_PROMPT_TOO_LONG,
+        )
+    if reachable and all(c.excluded_by == "breaker" for c in reachable):
+        wait = min(retry_in(c.spec.name) or 0.0 for c in reachable)
+        return ServiceUnavailableError(
+            "every model that meets the policy is failing (circuit open); retry later",
+            retry_after=max(wait, 1.0),
+        )
+    parts = [
+        f"{len(cs)} {'is' if len(cs) == 1 else 'are'} excluded by {field} "
+        f"(e.g. {cs[0].spec.name}: {cs[0].why})"
+        for field, cs in sorted(by_field.items(), key=lambda kv: -len(kv[1]))
+    ]
+    message = "no model satisfies the routing policy: " + "; ".join(parts)
+    fields = [f for f in by_field if f in RoutingPolicy.model_fields] or ["policy"]
+    return ValidationError(
+        message,
+        errors=[
+            {
+                "loc": ["body", "policy", f],
+                "msg": "no model meets this constraint",
+                "type": "impossible_policy",
+            }
+            for f in fields
+        ],
+        problem_type=PROBLEM_IMPOSSIBLE_POLICY,
+    )
+
+
+def verdict(c: Candidate, chosen: Candidate, bar: float, tie_tolerance: float) -> Candidate:
+    """``c`` with why it was chosen or passed over (excluded ones keep their reason)."""
+    if c.spec.name == chosen.spec.name:
+        return c.with_verdict(True, "chosen: the cheapest model predicted to reach the bar")
+    if not c.eligible:
+        return c
+    if c.spec.last_resort:
+        why = "last resort: considered only when no other model is eligible"
+    elif c.predicted_quality < bar - 1e-12:
+        why = f"predicted {c.predicted_quality:.3f} is below the bar {bar:.3f}"
+    elif c.estimated_cost_usd > chosen.estimated_cost_usd * (1 + tie_tolerance):
+        why = (
+            f"reaches the bar but costs more (est. ${c.estimated_cost_usd:.6f} vs "
+            f"${chosen.estimated_cost_usd:.6f})"
+        )
+    else:
+        why = (
+            f"ties on cost but is expected slower ({c.estimated_latency_ms:.0f} ms vs "
+            f"{chosen.estimated_latency_ms:.0f} ms)"
+        )
+    return c.with_verdict(False, why)
+
+
+def explain_choice(
+    chosen: Candidate,
+    estimate: PromptEstimate,
+    policy: RoutingPolicy,
+    bar: float,
+    best: Candidate,
+) -> str:
+    """The one-sentence reason given with the decision."""
+    c = estimate.complexity
+    head = f"{c.category} prompt, difficulty {c.difficulty:.2f}"
+    if policy.min_quality is not None:
+        target = f"min_quality {bar:.2f}"
+    else:
+        target = f"the quality bar {bar:.2f} (best: {best.spec.name} {best.predicted_quality:.2f})"
+    if chosen.spec.last_resort:
+        return f"{head}: {chosen.spec.name} is the only eligible model (last resort)"
+    return (
+        f"{head}: {chosen.spec.name} is the cheapest model predicted to reach {target}; "
+        f"predicted {chosen.predicted_quality:.2f}, est. ${chosen.estimated_cost_usd:.6f}, "
+        f"~{chosen.estimated_latency_ms / 1000:.1f} s"
+    )

@@ -31,12 +31,18 @@ when to retry.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
 
-from somaagent.errors import ConfigurationError, ServiceUnavailableError, ValidationError
+from somaagent.errors import (
+    ConfigurationError,
+    SomaAgentError,
+    ValidationError,
+)
 from somaagent.llm import cost, tokens
 from somaagent.llm.base import ChatMessage
 from somaagent.llm.health import HealthTracker
@@ -49,7 +55,10 @@ from somaagent.llm.policy import (
     Candidate,
     RoutingDecision,
     RoutingPolicy,
+    explain_choice,
+    no_route_error,
     parse_policy,
+    verdict,
 )
 from somaagent.llm.registry import Capability, ModelRegistry, ModelSpec
 
@@ -74,6 +83,21 @@ _POLICY = ("body", "policy")
 
 def _always(spec: ModelSpec) -> bool:
     return True
+
+
+@dataclass(slots=True)
+class _Request:
+    """What one decision knows about its request; token counts are filled in per tokenizer."""
+
+    messages: Sequence[ChatMessage]
+    estimate: PromptEstimate
+    policy: RoutingPolicy
+    needed: frozenset[Capability]
+    allowed: frozenset[str] | None
+    available: Availability
+    max_tokens: int | None
+    today: date
+    counts: dict[str, int] = field(default_factory=dict)
 
 
 def _problem(message: str, field: str, kind: str, problem_type: str) -> ValidationError:
@@ -128,6 +152,12 @@ class Router:
         self.tie_tolerance = tie_tolerance
         self._today = today
 
+    def warm_up(self) -> None:
+        """Load what the first decision would (the tokenizers, the artifact); call at start-up."""
+        # Nothing routable yet is fine here: the first real request will say why.
+        with contextlib.suppress(SomaAgentError):
+            self.decide([{"role": "user", "content": "warm up"}])
+
     # -- the decision ----------------------------------------------------------------------
 
     def decide(
@@ -163,28 +193,21 @@ class Router:
             messages, category=policy.task, capabilities=sorted(needed)
         )
         allowed = self._resolve_names(policy.models, "models") if policy.models else None
-        counts: dict[str, int] = {}
-        today = self._today()
-        candidates: list[Candidate] = []
-        for spec in self.registry.all():
-            candidates.append(
-                self._candidate(
-                    spec,
-                    messages,
-                    estimate,
-                    policy,
-                    needed,
-                    allowed,
-                    available,
-                    max_tokens,
-                    counts,
-                    today,
-                )
-            )
+        request = _Request(
+            messages=messages,
+            estimate=estimate,
+            policy=policy,
+            needed=frozenset(needed),
+            allowed=frozenset(s.name for s in allowed) if allowed is not None else None,
+            available=available,
+            max_tokens=max_tokens,
+            today=self._today(),
+        )
+        candidates = [self._candidate(spec, request) for spec in self.registry.all()]
         chosen, bar, best = self._choose(candidates, policy)
         chain = self._fallbacks(chosen.spec, policy, candidates)
-        reason = self._reason(chosen, estimate, policy, bar, best)
-        marked = tuple(self._verdict(c, chosen, bar) for c in candidates)
+        reason = explain_choice(chosen, estimate, policy, bar, best)
+        marked = tuple(verdict(c, chosen, bar, self.tie_tolerance) for c in candidates)
         return RoutingDecision(
             spec=chosen.spec,
             fallbacks=chain,
@@ -284,28 +307,17 @@ class Router:
                 )
         return counts[name]
 
-    def _candidate(
-        self,
-        spec: ModelSpec,
-        messages: Sequence[ChatMessage],
-        estimate: PromptEstimate,
-        policy: RoutingPolicy,
-        needed: set[Capability],
-        allowed: list[ModelSpec] | None,
-        available: Availability,
-        max_tokens: int | None,
-        counts: dict[str, int],
-        today: date,
-    ) -> Candidate:
-        prompt = self._prompt_tokens(messages, spec, counts)
-        wanted = estimate.complexity.expected_output_tokens
+    def _candidate(self, spec: ModelSpec, request: _Request) -> Candidate:
+        policy, max_tokens = request.policy, request.max_tokens
+        prompt = self._prompt_tokens(request.messages, spec, request.counts)
+        wanted = request.estimate.complexity.expected_output_tokens
         output = min(wanted, max_tokens or wanted, spec.max_output_tokens)
         health = self.health.snapshot(spec.name)
         latency = spec.latency.expected_ms(output) * health.slowness
         latency /= 1.0 - min(health.error_rate, 0.9)
         candidate = Candidate(
             spec=spec,
-            predicted_quality=self.quality.quality(spec, estimate),
+            predicted_quality=self.quality.quality(spec, request.estimate),
             estimated_cost_usd=cost.estimate_cost(spec, prompt, output),
             estimated_latency_ms=latency,
             prompt_tokens=prompt,
@@ -313,15 +325,15 @@ class Router:
             error_rate=health.error_rate,
             breaker=health.state,
         )
-        missing = sorted(needed - spec.capabilities)
+        missing = sorted(request.needed - spec.capabilities)
         excluded: tuple[str, str] | None = None
-        if allowed is not None and spec.name not in {s.name for s in allowed}:
+        if request.allowed is not None and spec.name not in request.allowed:
             excluded = ("models", "not in the policy's models")
         elif policy.providers is not None and spec.provider not in policy.providers:
             excluded = ("providers", f"provider {spec.provider} is not in the policy's providers")
-        elif not available(spec):
+        elif not request.available(spec):
             excluded = ("available", f"provider {spec.provider} is not configured")
-        elif spec.retired(today):
+        elif spec.retired(request.today):
             excluded = ("retired", f"retired on {spec.retires_on}")
         elif missing:
             excluded = ("capabilities", f"lacks {', '.join(missing)}")
@@ -363,7 +375,8 @@ class Router:
         if not eligible:
             eligible = [c for c in candidates if c.eligible]
         if not eligible:
-            raise self._no_route(candidates)
+            health = self.health
+            raise no_route_error(candidates, lambda name: health.snapshot(name).retry_in_s)
         best = max(eligible, key=lambda c: (c.predicted_quality, -c.estimated_cost_usd))
         if policy.min_quality is not None:
             bar = policy.min_quality
@@ -388,53 +401,6 @@ class Router:
         )
         return chosen, bar, best
 
-    def _no_route(self, candidates: list[Candidate]) -> Exception:
-        by_field: dict[str, list[Candidate]] = {}
-        for c in candidates:
-            by_field.setdefault(c.excluded_by or "", []).append(c)
-        reachable = [
-            c
-            for c in candidates
-            if c.excluded_by not in ("models", "providers", "available", "retired", "capabilities")
-        ]
-        if reachable and all(c.excluded_by == "context" for c in reachable):
-            largest = max(reachable, key=lambda c: c.spec.context_window)
-            message = (
-                f"the prompt ({largest.prompt_tokens} tokens) is longer than every eligible "
-                f"model's context window (the largest: {largest.spec.name}, "
-                f"{largest.spec.context_window} tokens); shorten the conversation"
-            )
-            return ValidationError(
-                message,
-                errors=[{"loc": ["body", "messages"], "msg": message, "type": "prompt_too_long"}],
-                problem_type=PROBLEM_PROMPT_TOO_LONG,
-            )
-        if reachable and all(c.excluded_by == "breaker" for c in reachable):
-            wait = min(self.health.snapshot(c.spec.name).retry_in_s or 0.0 for c in reachable)
-            return ServiceUnavailableError(
-                "every model that meets the policy is failing (circuit open); retry later",
-                retry_after=max(wait, 1.0),
-            )
-        parts = [
-            f"{len(cs)} {'is' if len(cs) == 1 else 'are'} excluded by {field} "
-            f"(e.g. {cs[0].spec.name}: {cs[0].why})"
-            for field, cs in sorted(by_field.items(), key=lambda kv: -len(kv[1]))
-        ]
-        message = "no model satisfies the routing policy: " + "; ".join(parts)
-        fields = [f for f in by_field if f in RoutingPolicy.model_fields] or ["policy"]
-        return ValidationError(
-            message,
-            errors=[
-                {
-                    "loc": [*_POLICY, f],
-                    "msg": "no model meets this constraint",
-                    "type": "impossible_policy",
-                }
-                for f in fields
-            ],
-            problem_type=PROBLEM_IMPOSSIBLE_POLICY,
-        )
-
     def _fallbacks(
         self, chosen: ModelSpec, policy: RoutingPolicy, candidates: list[Candidate]
     ) -> tuple[ModelSpec, ...]:
@@ -453,48 +419,3 @@ class Router:
                 chain.append(spec)
                 seen.add(spec.name)
         return tuple(chain)
-
-    def _verdict(self, c: Candidate, chosen: Candidate, bar: float) -> Candidate:
-        if c.spec.name == chosen.spec.name:
-            return c.with_verdict(True, "chosen: the cheapest model predicted to reach the bar")
-        if not c.eligible:
-            return c
-        if c.spec.last_resort:
-            why = "last resort: considered only when no other model is eligible"
-        elif c.predicted_quality < bar - 1e-12:
-            why = f"predicted {c.predicted_quality:.3f} is below the bar {bar:.3f}"
-        elif c.estimated_cost_usd > chosen.estimated_cost_usd * (1 + self.tie_tolerance):
-            why = (
-                f"reaches the bar but costs more (est. ${c.estimated_cost_usd:.6f} vs "
-                f"${chosen.estimated_cost_usd:.6f})"
-            )
-        else:
-            why = (
-                f"ties on cost but is expected slower ({c.estimated_latency_ms:.0f} ms vs "
-                f"{chosen.estimated_latency_ms:.0f} ms)"
-            )
-        return c.with_verdict(False, why)
-
-    @staticmethod
-    def _reason(
-        chosen: Candidate,
-        estimate: PromptEstimate,
-        policy: RoutingPolicy,
-        bar: float,
-        best: Candidate,
-    ) -> str:
-        c = estimate.complexity
-        head = f"{c.category} prompt, difficulty {c.difficulty:.2f}"
-        if policy.min_quality is not None:
-            target = f"min_quality {bar:.2f}"
-        else:
-            target = (
-                f"the quality bar {bar:.2f} (best: {best.spec.name} {best.predicted_quality:.2f})"
-            )
-        if chosen.spec.last_resort:
-            return f"{head}: {chosen.spec.name} is the only eligible model (last resort)"
-        return (
-            f"{head}: {chosen.spec.name} is the cheapest model predicted to reach {target}; "
-            f"predicted {chosen.predicted_quality:.2f}, est. ${chosen.estimated_cost_usd:.6f}, "
-            f"~{chosen.estimated_latency_ms / 1000:.1f} s"
-        )

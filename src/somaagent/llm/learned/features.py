@@ -141,6 +141,7 @@ def featurize(
     crc = zlib.crc32
     indices = {crc(w.encode()) & mask for w in words}
     indices.update(crc(f"{a} {b}".encode()) & mask for a, b in itertools.pairwise(words))
+    indices.update(crc(f"{c.category}|{w}".encode()) & mask for w in words)
     hashed = tuple(sorted(indices))
     scale = 1.0 / math.sqrt(len(hashed)) if hashed else 0.0
     return Features(hashed=hashed, scale=scale, dense=_dense(c, text), complexity=c)
