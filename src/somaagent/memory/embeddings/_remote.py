@@ -31,7 +31,13 @@ from somaagent.errors import (
     ProviderError,
 )
 from somaagent.llm import _http
-from somaagent.memory.embeddings.base import Embedder, InputType, Vectors, check_vectors
+from somaagent.memory.embeddings.base import (
+    Embedder,
+    InputType,
+    Vectors,
+    check_texts,
+    check_vectors,
+)
 
 __all__ = ["RemoteEmbedder"]
 
@@ -175,13 +181,7 @@ class RemoteEmbedder(Embedder):
 
     async def embed(self, texts: Sequence[str], *, input_type: InputType = "document") -> Vectors:
         """Embed ``texts`` in batches (see :meth:`Embedder.embed`)."""
-        bad = [index for index, text in enumerate(texts) if not isinstance(text, str) or not text]
-        if bad:
-            raise EmbeddingError(
-                f"item(s) {bad[:10]} are empty or not strings; {self.provider} rejects them",
-                provider=self.provider,
-                items=bad,
-            )
+        check_texts(texts, provider=self.provider, allow_empty=False)
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         limiter = anyio.CapacityLimiter(self.max_concurrency)
         errors: list[ProviderError] = []

@@ -46,6 +46,7 @@ __all__ = [
     "Embedder",
     "InputType",
     "Vectors",
+    "check_texts",
     "check_vectors",
     "create_embedder",
 ]
@@ -150,6 +151,18 @@ def check_vectors(
     if normalise:
         array = array / norms[:, None].astype(np.float32)
     return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def check_texts(texts: Sequence[object], *, provider: str, allow_empty: bool = True) -> None:
+    """Raise :class:`EmbeddingError` naming the items that are not (non-empty) strings."""
+    bad = [
+        index
+        for index, text in enumerate(texts)
+        if not isinstance(text, str) or (not allow_empty and not text)
+    ]
+    if bad:
+        kind = "strings" if allow_empty else "non-empty strings"
+        raise EmbeddingError(f"item(s) {_span(bad)} are not {kind}", provider=provider, items=bad)
 
 
 def _span(items: Sequence[int], limit: int = 10) -> str:

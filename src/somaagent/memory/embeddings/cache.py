@@ -18,7 +18,7 @@ import anyio.to_thread
 import numpy as np
 
 from somaagent.errors import EmbeddingError
-from somaagent.memory.embeddings.base import Embedder, InputType, Vectors
+from somaagent.memory.embeddings.base import Embedder, InputType, Vectors, check_texts
 
 __all__ = ["CachedEmbedder", "default_cache_path"]
 
@@ -115,6 +115,7 @@ class CachedEmbedder(Embedder):
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         if not texts:
             return out
+        check_texts(texts, provider=self.provider)
         key = self._key(input_type)
         digests = [hashlib.sha256(text.encode("utf-8")).digest() for text in texts]
         found = await anyio.to_thread.run_sync(self._lookup, key, list(set(digests)))
