@@ -19,7 +19,8 @@ On RouteLLM's per-prompt outcomes (GSM8K, MMLU, MT-Bench; ``SOMA_ROUTELLM_DATA``
 
 Usage::
 
-    .venv/bin/python bench/router.py [--data PATH] [--folds 5] [--latency-sample 2000]
+    .venv/bin/python bench/router.py [--data PATH] [--folds 5] [--latency-sample 3000]
+    .venv/bin/python bench/router.py --cache /tmp/router_scores.npz   # keep/reuse the scores
 
 Writes ``bench/results/router.json`` and ``router.md``. Without the data it says so and exits 0.
 """
@@ -161,14 +162,12 @@ def oracle_order(
 
 def cross_fit(
     outcomes: list[routellm.Outcome], pair: ModelRegistry, folds: int, config: TrainConfig
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """Out-of-fold router scores (predicted strong minus weak quality), decision latencies
-    (wall and thread CPU, ms) and how many decisions were checked against the threshold rule."""
+) -> tuple[np.ndarray, int]:
+    """Out-of-fold router scores (predicted strong minus weak quality), and how many decisions
+    were checked against the threshold rule."""
     features = featurize_outcomes(outcomes, config.hash_bits)
     fold = np.array([routellm.fold_of(o, folds) for o in outcomes])
     score = np.zeros(len(outcomes))
-    latencies: list[float] = []
-    cpu_latencies: list[float] = []
     checked = 0
     weak_name, strong_name = ANCHOR_MODELS["weak"], ANCHOR_MODELS["strong"]
     for f in range(folds):
@@ -178,10 +177,7 @@ def cross_fit(
         router = Router(pair, learned=learned)
         router.decide(messages("warm up"))
         for i in np.nonzero(fold == f)[0]:
-            started, cpu = time.perf_counter(), time.thread_time()
             decision = router.decide(messages(outcomes[i].prompt))
-            latencies.append((time.perf_counter() - started) * 1000.0)
-            cpu_latencies.append((time.thread_time() - cpu) * 1000.0)
             q = {c.spec.name: c.predicted_quality for c in decision.candidates}
             score[i] = q[strong_name] - q[weak_name]
             if i % 97 == 0:  # the threshold rule is what decide() does with max_quality_drop
@@ -191,12 +187,16 @@ def cross_fit(
                     assert score[i] <= 0 or got.spec.name == expect, (i, d, got.spec.name)
                 checked += 1
         print(f"  fold {f + 1}/{folds} done", file=sys.stderr, flush=True)
-    return score, np.array([latencies, cpu_latencies]), checked
+    return score, checked
 
 
-def full_registry_latency(outcomes: list[routellm.Outcome], sample: int) -> np.ndarray:
-    router = Router(ModelRegistry.load())
-    router.decide(messages("warm up"))
+def decision_latency(
+    registry: ModelRegistry, outcomes: list[routellm.Outcome], sample: int
+) -> np.ndarray:
+    """Wall-clock and thread-CPU milliseconds of ``Router.decide`` (shipped artifact) on a
+    sample of the prompts."""
+    router = Router(registry)
+    router.warm_up()
     picked = random.Random(0).sample(outcomes, min(sample, len(outcomes)))
     wall, cpu = [], []
     for o in picked:
@@ -228,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=None)
     parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--latency-sample", type=int, default=2000)
+    parser.add_argument("--latency-sample", type=int, default=3000)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--cache", type=Path, default=None, help="keep out-of-fold scores here")
     args = parser.parse_args(argv)
@@ -245,14 +245,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     print(f"{len(outcomes)} prompts; cross-fitting {args.folds} folds...", file=sys.stderr)
     cache = args.cache
+    scores_from = "computed in this run"
     if cache is not None and cache.is_file():  # re-render without re-training (same data)
+        scores_from = f"read from {cache}, computed by an earlier run"
         saved = np.load(cache)
-        score, latencies, checked = saved["score"], saved["latencies"], int(saved["checked"])
+        score, checked = saved["score"], int(saved["checked"])
     else:
-        score, latencies, checked = cross_fit(outcomes, pair, args.folds, config)
+        score, checked = cross_fit(outcomes, pair, args.folds, config)
         if cache is not None:
-            np.savez(cache, score=score, latencies=latencies, checked=checked)
-    full_latencies = full_registry_latency(outcomes, args.latency_sample)
+            np.savez(cache, score=score, checked=checked)
+    latencies = decision_latency(pair, outcomes, args.latency_sample)
+    full_latencies = decision_latency(registry, outcomes, args.latency_sample)
     shipped = load_default()
     results: dict[str, Any] = {}
     for name in routellm.DATASETS:
@@ -332,6 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "datasets": results,
         "published": PUBLISHED_NOTE,
         "seconds": round(time.perf_counter() - started, 1),
+        "scores": scores_from,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "router.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -347,7 +351,8 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"{report['date']}, {report['machine']['platform']}, Python {report['machine']['python']}"
         f", {report['machine']['cpus']} CPUs ({report['machine']['note']}). "
-        f"`.venv/bin/python bench/router.py`, {report['seconds']} s.",
+        f"`.venv/bin/python bench/router.py`, {report['seconds']} s "
+        f"(out-of-fold scores {report['scores']}).",
         "",
         f"Weak: `{s['weak']['model']}` (${s['weak']['in_per_mtok']}/${s['weak']['out_per_mtok']} "
         f"per M tokens in/out); strong: `{s['strong']['model']}` (${s['strong']['in_per_mtok']}/"
@@ -385,9 +390,9 @@ def markdown(report: dict[str, Any]) -> str:
             f"{d['shipped_artifact_on_fold_0']['apgr']:.3f} "
             f"({d['shipped_artifact_on_fold_0']['prompts']} prompts)"
             for n, d in report["datasets"].items()
-            if "shipped_artifact_on_fold_0" in d
+            if d.get("shipped_artifact_on_fold_0", {}).get("prompts", 0) >= 100
         )
-        + " (a single fold: MT-Bench's is too small to mean anything).",
+        + " (MT-Bench's fold 0 has 12 prompts, too few to mean anything; it is in the JSON).",
         "",
         "Decision latency of `Router.decide` (complexity, learned heads, token counts, cost "
         "estimates, every candidate explained), wall clock and (thread CPU time):",

@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -286,10 +287,10 @@ class FallbackStream:
         """Every try so far, oldest first."""
         return tuple(self._run.attempts)
 
-    def __aiter__(self) -> AsyncIterator[StreamChunk]:
+    def __aiter__(self) -> AsyncGenerator[StreamChunk, None]:
         return self._iterate()
 
-    async def _iterate(self) -> AsyncIterator[StreamChunk]:
+    async def _iterate(self) -> AsyncGenerator[StreamChunk, None]:
         try:
             for chunk in self._first:
                 yield self._count(chunk)
@@ -440,5 +441,6 @@ class FallbackModel(Model):
             health=self._health,
             config=self._config,
         )
-        async for chunk in opened:
-            yield chunk
+        async with aclosing(opened.__aiter__()) as chunks:
+            async for chunk in chunks:
+                yield chunk

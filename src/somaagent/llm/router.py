@@ -43,7 +43,7 @@ from somaagent.errors import (
     SomaAgentError,
     ValidationError,
 )
-from somaagent.llm import cost, tokens
+from somaagent.llm import tokens
 from somaagent.llm.base import ChatMessage
 from somaagent.llm.health import HealthTracker
 from somaagent.llm.learned.model import LearnedRouter, load_default
@@ -83,6 +83,13 @@ _POLICY = ("body", "policy")
 
 def _always(spec: ModelSpec) -> bool:
     return True
+
+
+def _estimate_cost(spec: ModelSpec, prompt_tokens: int, output_tokens: int) -> float:
+    """:func:`somaagent.llm.cost.estimate_cost` in floats: an estimate needs no decimal
+    exactness, and this runs once per model per decision."""
+    usd = prompt_tokens * spec.input_cost_per_mtok + output_tokens * spec.output_cost_per_mtok
+    return round(usd / 1_000_000, 10)
 
 
 @dataclass(slots=True)
@@ -318,7 +325,7 @@ class Router:
         candidate = Candidate(
             spec=spec,
             predicted_quality=self.quality.quality(spec, request.estimate),
-            estimated_cost_usd=cost.estimate_cost(spec, prompt, output),
+            estimated_cost_usd=_estimate_cost(spec, prompt, output),
             estimated_latency_ms=latency,
             prompt_tokens=prompt,
             expected_output_tokens=output,
@@ -348,7 +355,7 @@ class Router:
                 f"prompt ({prompt}) + max_tokens ({max_tokens}) exceeds "
                 f"its context window ({spec.context_window})",
             )
-        elif self.health.is_open(spec.name):
+        elif health.state == "open" and (health.retry_in_s or 0.0) > 0.0:
             excluded = (
                 "breaker",
                 f"circuit open after failures (retry in {health.retry_in_s or 0:.0f} s)",

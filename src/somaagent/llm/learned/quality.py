@@ -49,10 +49,13 @@ class PromptEstimate:
     Attributes:
         complexity: the heuristic estimate (difficulty, category, expected answer length).
         prediction: the learned anchors' predicted quality, ``None`` without an artifact.
+        anchors: for the prompt's category, the anchors' abilities and predicted logits
+            (weak ability, strong ability, weak logit, strong logit); ``None`` without one.
     """
 
     complexity: Complexity
     prediction: Prediction | None
+    anchors: tuple[float, float, float, float] | None = None
 
 
 class QualityEstimator:
@@ -74,10 +77,17 @@ class QualityEstimator:
     ) -> PromptEstimate:
         """Read the prompt once; :meth:`quality` then prices each model cheaply."""
         complexity = estimate_complexity(messages, capabilities=capabilities, category=category)
-        prediction = None
-        if self.learned is not None:
-            prediction = self.learned.predict(messages, complexity=complexity)
-        return PromptEstimate(complexity=complexity, prediction=prediction)
+        if self.learned is None:
+            return PromptEstimate(complexity=complexity, prediction=None)
+        prediction = self.learned.predict(messages, complexity=complexity)
+        chosen = complexity.category
+        anchors = (
+            _logit(self.learned.weak_anchor.quality.for_task(chosen)),
+            _logit(self.learned.strong_anchor.quality.for_task(chosen)),
+            _logit(prediction.weak),
+            _logit(prediction.strong),
+        )
+        return PromptEstimate(complexity=complexity, prediction=prediction, anchors=anchors)
 
     def quality(self, spec: ModelSpec, estimate: PromptEstimate) -> float:
         """``spec``'s expected quality on the prompt, in (0, 1)."""
@@ -85,15 +95,11 @@ class QualityEstimator:
 
     def quality_of(self, quality: Quality, estimate: PromptEstimate) -> float:
         """Like :meth:`quality`, for a model given by its registry quality scores."""
-        category = estimate.complexity.category
-        ability = _logit(quality.for_task(category))
-        prediction = estimate.prediction
-        if prediction is None or self.learned is None:
+        ability = _logit(quality.for_task(estimate.complexity.category))
+        if estimate.anchors is None:
             shift = HEURISTIC_SLOPE * (estimate.complexity.difficulty - TYPICAL_DIFFICULTY)
             return _sigmoid(ability - shift)
-        weak_ability = _logit(self.learned.weak_anchor.quality.for_task(category))
-        strong_ability = _logit(self.learned.strong_anchor.quality.for_task(category))
-        weak_logit, strong_logit = _logit(prediction.weak), _logit(prediction.strong)
+        weak_ability, strong_ability, weak_logit, strong_logit = estimate.anchors
         if ability <= weak_ability or strong_ability <= weak_ability:
             return _sigmoid(weak_logit + ability - weak_ability)
         if ability >= strong_ability:
