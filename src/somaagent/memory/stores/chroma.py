@@ -94,6 +94,7 @@ class ChromaStore(VectorStore):
         }
         self._client: Any = None
         self._errors_module: Any = None
+        self._handles: dict[str, Any] = {}
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -124,6 +125,7 @@ class ChromaStore(VectorStore):
             errors = self._errors_module
             text = str(exc)
             if errors is not None and isinstance(exc, errors.NotFoundError):
+                self._handles.pop(name, None)  # deleted behind our back
                 raise common.not_found(name) from None
             if "already exists" in text:
                 raise common.conflict(name) from None
@@ -142,9 +144,14 @@ class ChromaStore(VectorStore):
         return await anyio.to_thread.run_sync(call)
 
     def _collection(self, name: str) -> Any:
+        # Chroma's collection handles are cached: looking one up costs as much as a search
+        cached = self._handles.get(name)
+        if cached is not None:
+            return cached
         collection = self._client.get_collection(common.check_name(name), embedding_function=None)
         if "soma:dimension" not in (collection.metadata or {}):
             raise common.not_found(name)
+        self._handles[name] = collection
         return collection
 
     @staticmethod
@@ -202,6 +209,7 @@ class ChromaStore(VectorStore):
     async def delete_collection(self, name: str) -> None:
         def delete() -> None:
             self._collection(name)
+            self._handles.pop(name, None)
             self._client.delete_collection(name)
 
         await self._run(name, delete)
@@ -346,12 +354,9 @@ class ChromaStore(VectorStore):
             kwargs: dict[str, Any] = {}
             if node is not None:
                 kwargs["where"] = to_where(node)
-            total = target.count()
-            if total == 0:
-                return []
             found = target.query(
                 query_embeddings=[query],
-                n_results=min(k, total),
+                n_results=k,
                 include=["distances", "metadatas", "documents"],
                 **kwargs,
             )
@@ -386,3 +391,4 @@ class ChromaStore(VectorStore):
 
     async def aclose(self) -> None:
         self._client = None
+        self._handles.clear()

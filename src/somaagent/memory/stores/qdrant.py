@@ -174,19 +174,20 @@ class QdrantStore(VectorStore):
 
         return await anyio.to_thread.run_sync(call, limiter=self._limiter)
 
-    def _info(self, client: Any, name: str) -> CollectionInfo:
+    def _info(self, client: Any, name: str, *, count: bool = True) -> CollectionInfo:
+        """The collection's settings; its exact count only when asked (it scans)."""
         common.check_name(name)
         described = client.get_collection(name)
         params = described.config.params.vectors
         metric = {"Cosine": "cosine", "Dot": "dot", "Euclid": "euclidean"}.get(
             str(getattr(params.distance, "value", params.distance)), "cosine"
         )
-        count = client.count(name, exact=True).count
+        total = client.count(name, exact=True).count if count else -1
         return CollectionInfo(
             name=name,
             dimension=int(params.size),
             metric=metric,  # type: ignore[arg-type]
-            count=int(count),
+            count=int(total),
             metadata=dict(described.config.metadata or {}),
         )
 
@@ -228,7 +229,7 @@ class QdrantStore(VectorStore):
 
     async def delete_collection(self, name: str) -> None:
         def delete(client: Any) -> None:
-            self._info(client, name)
+            self._info(client, name, count=False)
             client.delete_collection(name)
 
         await self._run(name, delete)
@@ -249,7 +250,7 @@ class QdrantStore(VectorStore):
         m = _models()
 
         def upsert(client: Any) -> None:
-            info = self._info(client, collection)
+            info = self._info(client, collection, count=False)
             ids, rows, metadata = common.check_records(records, info.dimension)
             points = [
                 m.PointStruct(
@@ -276,7 +277,7 @@ class QdrantStore(VectorStore):
 
     async def get(self, collection: str, ids: Sequence[str]) -> list[VectorRecord]:
         def get(client: Any) -> list[VectorRecord]:
-            self._info(client, collection)
+            self._info(client, collection, count=False)
             if not ids:
                 return []
             points = client.retrieve(
@@ -316,7 +317,7 @@ class QdrantStore(VectorStore):
         m = _models()
 
         def delete(client: Any) -> int:
-            self._info(client, collection)
+            self._info(client, collection, count=False)
             if ids is not None and not ids:
                 return 0
             matched: list[Any] = []
@@ -353,7 +354,7 @@ class QdrantStore(VectorStore):
         m = _models()
 
         def search(client: Any) -> list[SearchHit]:
-            info = self._info(client, collection)
+            info = self._info(client, collection, count=False)
             query = common.check_query(vector, info.dimension)
             # local mode searches exactly and warns about search params it ignores
             params = m.SearchParams(hnsw_ef=max(self.hnsw_ef, k)) if self.url else None
@@ -388,7 +389,7 @@ class QdrantStore(VectorStore):
         query_filter = to_qdrant_filter(node) if node is not None else None
 
         def count(client: Any) -> int:
-            self._info(client, collection)
+            self._info(client, collection, count=False)
             return int(client.count(collection, count_filter=query_filter, exact=True).count)
 
         return await self._run(collection, count)
