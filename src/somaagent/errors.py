@@ -13,6 +13,7 @@
     │   ├── PayloadTooLargeError      413
     │   ├── ValidationError           422  invalid input; ``errors`` names the fields
     │   ├── RateLimitError            429  ``retry_after`` seconds
+    │   │   └── BudgetExceededError       429  the API key's monthly budget is spent
     │   └── ServerError               5xx
     │       ├── UpstreamError             502  a model provider failed or answered garbage
     │       ├── ServiceUnavailableError   503  a provider or dependency is unavailable
@@ -129,6 +130,12 @@ class RateLimitError(APIError):
     def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.retry_after = retry_after
+
+
+class BudgetExceededError(RateLimitError):
+    """The API key's monthly budget is spent; ``retry_after`` is the time to the next month."""
+
+    slug, title = "budget-exceeded", "Monthly budget exceeded"
 
 
 class ServerError(APIError):
@@ -311,6 +318,11 @@ _BY_STATUS: dict[int, type[APIError]] = {
 }
 
 
+_BY_TYPE: dict[tuple[int, str], type[APIError]] = {
+    (BudgetExceededError.status, PROBLEM_BASE + BudgetExceededError.slug): BudgetExceededError,
+}
+
+
 def error_class_for_status(status_code: int) -> type[APIError]:
     """The :class:`APIError` subclass for an HTTP status (the SDK's one mapping)."""
     if status_code in _BY_STATUS:
@@ -341,6 +353,8 @@ def error_for_status(
         errors = raw_errors if isinstance(raw_errors, list) else None
         problem_type = body.get("type") if isinstance(body.get("type"), str) else None
         request_id = request_id or body.get("request_id")
+        # a more specific class for the same status, named by the problem type
+        cls = _BY_TYPE.get((status_code, problem_type or ""), cls)
     elif isinstance(body, str) and body:
         message = body[:500]
     kwargs: dict[str, Any] = {
@@ -351,6 +365,6 @@ def error_for_status(
         "problem_type": problem_type,
         "headers": headers,
     }
-    if cls in (RateLimitError, ServiceUnavailableError):
+    if issubclass(cls, RateLimitError | ServiceUnavailableError):
         return cls(message, retry_after=retry_after, **kwargs)
     return cls(message, **kwargs)

@@ -46,6 +46,12 @@ class Message(_Response):
     usage: Usage | None = None
     cost_usd: float | None = None
     latency_ms: float | None = None
+    route: dict[str, Any] | None = Field(
+        default=None, description="assistant messages: the routing decision and the attempts"
+    )
+    sources: list[dict[str, Any]] | None = Field(
+        default=None, description="assistant messages grounded in a collection: what they cite"
+    )
     created_at: datetime
 
 
@@ -90,6 +96,21 @@ class MessageCreate(_Request):
     stream: bool = False
     max_tokens: int | None = Field(default=None, ge=1, le=32_768)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    policy: dict[str, Any] | None = Field(
+        default=None,
+        description="a routing policy (the fields of RoutingPolicy) for the router to apply",
+    )
+    """A routing policy for this message: the fields of :class:`RoutingPolicy` as JSON.
+
+    Kept a plain object here so that the gateway validates it (an unknown or invalid field is a
+    422 naming ``body.policy.<field>``) and an older SDK can send fields a newer gateway added.
+    """
+    collection: str | None = Field(
+        default=None, max_length=200, description="a memory collection to ground the answer in"
+    )
+    filter: dict[str, Any] | None = Field(
+        default=None, description="a metadata filter on the collection's chunks"
+    )
 
 
 class MessageExchange(_Response):
@@ -150,3 +171,145 @@ class Problem(_Response):
     detail: str | None = None
     request_id: str | None = None
     errors: list[dict[str, Any]] = Field(default_factory=list)
+
+
+# -- routing: ``POST /v1/route`` and the ``policy`` of a message ----------------------------
+# Copies of the server's schemas (somaagent.llm.policy.RoutingPolicy and the response models of
+# somaagent.gateway.routes.route), so that the SDK loads no server code;
+# tests/sdk/test_route_sdk.py checks that their field names stay the same.
+
+RouteCapability = Literal["tools", "json_mode", "vision", "streaming", "reasoning"]
+"""A capability a routing policy can require (the registry's ``Capability``)."""
+
+RouteTaskCategory = Literal["coding", "math", "reasoning", "writing", "extraction", "chat"]
+"""A task category the router knows (the registry's ``TaskCategory``)."""
+
+
+class RoutingPolicy(_Request):
+    """What to ask of the router; every field is optional and an unknown field is an error.
+
+    Pass it as ``policy=`` to ``client.route()``, ``client.chat()`` or
+    ``conversations.send_message()``; a plain mapping with the same keys works too (and is
+    validated by the gateway instead).
+
+    Attributes:
+        min_quality: the predicted quality (0-1) the model must reach on this prompt.
+        max_quality_drop: how far below the best eligible model's prediction the choice may be
+            (the gateway's default is 0.05 when ``min_quality`` is not set).
+        max_cost_usd: the most the call may cost, estimated before it.
+        max_latency_ms: the most the call may take, estimated.
+        capabilities: capabilities the model must have.
+        providers: only models of these providers.
+        models: only these models (registry names or aliases).
+        task: the task category, instead of the guessed one.
+        fallbacks: the fallback chain for this request, instead of the gateway's.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_quality: float | None = Field(default=None, ge=0.0, le=1.0)
+    max_quality_drop: float | None = Field(default=None, ge=0.0, le=1.0)
+    max_cost_usd: float | None = Field(default=None, gt=0.0, allow_inf_nan=False)
+    max_latency_ms: float | None = Field(default=None, gt=0.0, allow_inf_nan=False)
+    capabilities: list[RouteCapability] | None = None
+    providers: list[str] | None = Field(default=None, min_length=1)
+    models: list[str] | None = Field(default=None, min_length=1, max_length=100)
+    task: RouteTaskCategory | None = None
+    fallbacks: list[str] | None = Field(default=None, max_length=10)
+
+    def as_body(self) -> dict[str, Any]:
+        """The policy as sent in a request body: the fields that were set."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class RouteCandidate(_Response):
+    """One registry model as the router saw it for a prompt.
+
+    Attributes:
+        model: the registry name.
+        provider: its provider.
+        eligible: whether no constraint ruled it out.
+        chosen: whether it is the decision's model.
+        predicted_quality: its expected quality on this prompt (0-1).
+        estimated_cost_usd: the prompt plus the expected answer at its prices.
+        estimated_latency_ms: its expected latency.
+        prompt_tokens: the prompt, counted with its tokenizer.
+        expected_output_tokens: the answer length the estimates assume.
+        error_rate: its recent error rate at the gateway.
+        breaker: its circuit breaker: ``closed``, ``open`` or ``half_open``.
+        excluded_by: the constraint that ruled it out (``None``: eligible).
+        why: why it was chosen, excluded or passed over.
+    """
+
+    model: str
+    provider: str
+    eligible: bool
+    chosen: bool
+    predicted_quality: float
+    estimated_cost_usd: float
+    estimated_latency_ms: float
+    prompt_tokens: int = 0
+    expected_output_tokens: int = 0
+    error_rate: float = 0.0
+    breaker: str = "closed"
+    excluded_by: str | None = None
+    why: str = ""
+
+
+class RouteComplexity(_Response):
+    """How hard the router judged the prompt, and what it needs.
+
+    Attributes:
+        difficulty: 0 (trivial) to 1 (hard).
+        category: the task category (``coding``, ``math``, ``chat``, ...).
+        expected_output_tokens: the answer length the estimates assume.
+        capabilities: the capabilities the prompt needs.
+        features: the features the estimate was made from.
+    """
+
+    difficulty: float
+    category: str
+    expected_output_tokens: int = 0
+    capabilities: list[str] = Field(default_factory=list)
+    features: dict[str, Any] = Field(default_factory=dict)
+
+
+class RouteDecision(_Response):
+    """The answer of ``POST /v1/route``: the model the router would choose, and why.
+
+    Attributes:
+        model: the chosen model's registry name.
+        provider: its provider.
+        provider_model_id: the provider's id for it.
+        reason: one sentence on why it was chosen.
+        predicted_quality: its predicted quality on the prompt.
+        quality_bar: the predicted quality the choice had to reach.
+        estimated_cost_usd: its estimated cost, before the call.
+        estimated_latency_ms: its estimated latency.
+        fallbacks: the models tried next, in order, if it fails.
+        complexity: the prompt's difficulty and category.
+        learned: the learned router's predictions (``weak``, ``strong``), when it ran.
+        policy: the policy applied (the fields that were set).
+        candidates: every registry model with its estimates and verdict.
+        decision_ms: how long deciding took at the gateway.
+    """
+
+    model: str
+    provider: str
+    provider_model_id: str
+    reason: str
+    predicted_quality: float | None = None
+    quality_bar: float
+    estimated_cost_usd: float | None = None
+    estimated_latency_ms: float | None = None
+    fallbacks: list[str] = Field(default_factory=list)
+    complexity: RouteComplexity
+    learned: dict[str, float] | None = None
+    policy: dict[str, Any] = Field(default_factory=dict)
+    candidates: list[RouteCandidate] = Field(default_factory=list)
+    decision_ms: float = 0.0
+
+    @property
+    def chosen(self) -> RouteCandidate | None:
+        """The chosen model's candidate entry, if the gateway listed it."""
+        return next((c for c in self.candidates if c.chosen), None)

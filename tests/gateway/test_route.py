@@ -28,8 +28,6 @@ async def client(tmp_path: Path, fake_openai: Any) -> AsyncIterator[httpx.AsyncC
     admin: list[str] = []
     settings = make_settings(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'soma.db'}", fake_openai)
     app = create_app(settings, on_admin_key=admin.append)
-    if not any(getattr(r, "path", None) == "/v1/route" for r in app.routes):
-        app.include_router(route.router)
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(
@@ -142,10 +140,10 @@ async def test_the_route_needs_a_key(client: httpx.AsyncClient) -> None:
     assert response.status_code == 401
 
 
-async def test_one_router_per_gateway_and_it_can_be_replaced(client: httpx.AsyncClient) -> None:
+async def test_one_router_per_gateway_shared_with_chat(client: httpx.AsyncClient) -> None:
     state = client.app.state.gateway  # type: ignore[attr-defined]
-    assert route.get_router(state) is route.get_router(state)
+    assert route.get_router(state) is state.turns.router
     custom = Router(state.pool.registry, fallback_chain=["gpt-4o"])
-    route.set_router(state, custom)
+    state.router = state.turns.router = custom
     body = (await client.post("/v1/route", json={"prompt": "hello there"})).json()
     assert body["fallbacks"] in (["gpt-4o"], [])

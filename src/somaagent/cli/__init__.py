@@ -19,6 +19,7 @@ from somaagent.cli.auth import auth, login, logout
 from somaagent.cli.chat import chat
 from somaagent.cli.conversations import conversations
 from somaagent.cli.prompts import prompts
+from somaagent.cli.route import route
 from somaagent.errors import SomaAgentError
 
 # Commands that need an extra: imported only when used, so the client-side CLI works (and
@@ -39,6 +40,12 @@ _LAZY: dict[str, tuple[str, str, str, str]] = {
     ),
     "loadtest": ("somaagent.cli.loadtest", "loadtest", "k6 load tests.", "sre"),
     "sre": ("somaagent.cli.sre", "sre", "Resilience checks judged by the SLOs.", "sre"),
+    "slo": (
+        "somaagent.cli.slo",
+        "slo",
+        "Service level objectives: status, budget report, Prometheus rules, dashboards.",
+        "sre",
+    ),
 }
 
 
@@ -117,5 +124,6 @@ main.add_command(auth)
 main.add_command(chat)
 main.add_command(conversations)
 main.add_command(prompts)
+main.add_command(route)
 
 __all__ = ["main"]

@@ -17,12 +17,16 @@ from somaagent.gateway.metrics import Metrics
 from somaagent.gateway.middleware import GatewayMiddleware
 from somaagent.gateway.providers import ProviderPool
 from somaagent.gateway.ratelimit import RateLimiter
-from somaagent.gateway.routes import conversations, health, me, openai_compat
+from somaagent.gateway.routes import conversations, health, me, openai_compat, route, slo
 from somaagent.gateway.routes import prompts as prompt_routes
 from somaagent.gateway.settings import Settings
 from somaagent.gateway.state import GatewayState
+from somaagent.gateway.turns import ChatTurns
+from somaagent.gateway.usage import UsageLedger
 from somaagent.llm._http import aclose_client
+from somaagent.llm.fallback import FallbackConfig
 from somaagent.llm.registry import ModelRegistry
+from somaagent.llm.router import Router
 from somaagent.prompts.service import PromptService
 
 AdminKeyCallback = Callable[[str], None]
@@ -65,6 +69,13 @@ def create_app(
                     (on_admin_key or _show_admin_key)(secret)
         registry = ModelRegistry.load(settings.models_file)
         pool = ProviderPool(settings, registry)
+        router = Router(registry, fallback_chain=settings.fallback_chain or None)
+        router.warm_up()
+        usage = UsageLedger(sessions)
+        usage.start()
+        conversation_store = ConversationService(
+            sessions, pool, prompts, max_history=settings.max_history_messages
+        )
         app.state.gateway = GatewayState(
             settings=settings,
             engine=engine,
@@ -73,18 +84,23 @@ def create_app(
             pool=pool,
             rate_limiter=RateLimiter(settings.rate_limit_per_minute),
             prompts=prompts,
-            conversations=ConversationService(
-                sessions,
+            router=router,
+            usage=usage,
+            conversations=conversation_store,
+            turns=ChatTurns(
+                conversation_store,
                 pool,
+                router,
+                usage,
                 metrics,
-                prompts,
-                max_history=settings.max_history_messages,
                 default_max_tokens=settings.default_max_tokens,
+                fallback=FallbackConfig(attempt_timeout_s=settings.provider_timeout_s),
             ),
         )
         try:
             yield
         finally:
+            await usage.aclose()
             await pool.aclose()
             await aclose_client()
             await engine.dispose()
@@ -97,6 +113,6 @@ def create_app(
     )
     problems.install(app)
     app.add_middleware(GatewayMiddleware, metrics=metrics, max_body=settings.max_request_bytes)
-    for module in (health, me, conversations, openai_compat, prompt_routes):
+    for module in (health, me, conversations, openai_compat, prompt_routes, route, slo):
         app.include_router(module.router)
     return app

@@ -27,6 +27,7 @@ GENAI_DURATION_BUCKETS = (
     0.32,
     0.64,
     1.28,
+    2,  # the SLM latency SLO's threshold: 99% of calls under 2 s
     2.56,
     5.12,
     10.24,

@@ -42,8 +42,17 @@ def problem_body(exc: APIError, request_id: str | None) -> dict[str, Any]:
 
 
 def api_error_from_provider(exc: ProviderError) -> APIError:
-    """Map a provider failure to the gateway's 4xx/5xx."""
+    """Map a provider failure to the gateway's 4xx/5xx.
+
+    A failed fallback chain maps like its last failure, with every attempt in the detail.
+    """
     detail = f"model provider {exc.provider} failed: {exc.message}"
+    if isinstance(exc, errors.ProviderFallbackError):
+        if not exc.errors:
+            return errors.ServiceUnavailableError(exc.message)
+        last = api_error_from_provider(exc.errors[-1])
+        last.message = exc.message
+        return last
     if isinstance(exc, errors.ProviderTimeoutError):
         return errors.UpstreamTimeoutError(detail)
     if isinstance(

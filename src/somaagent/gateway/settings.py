@@ -54,12 +54,21 @@ class Settings(BaseSettings):
     default_model: str | None = None
     models_file: Path | None = None
     provider_timeout_s: float = Field(default=60.0, gt=0)
+    fallback_chain: list[str] = Field(
+        default_factory=list,
+        description="registry names tried in order behind the router's choice for model 'auto' "
+        "(JSON list in SOMA_FALLBACK_CHAIN); empty: Claude 3 Sonnet, GPT-3.5 Turbo, Llama 3 8B",
+    )
 
     # Limits.
     max_request_bytes: int = Field(default=1_048_576, gt=0)
     rate_limit_per_minute: int = Field(default=600, ge=0, description="0 turns it off")
     max_history_messages: int = Field(default=50, ge=1)
     default_max_tokens: int = Field(default=512, ge=1)
+
+    # SRE.
+    prometheus_url: str | None = None
+    slo_file: Path | None = None
 
     # Operations.
     log_level: str = "info"

@@ -12,6 +12,9 @@ from somaagent.gateway.metrics import Metrics
 from somaagent.gateway.providers import ProviderPool
 from somaagent.gateway.ratelimit import RateLimiter
 from somaagent.gateway.settings import Settings
+from somaagent.gateway.turns import ChatTurns
+from somaagent.gateway.usage import UsageLedger
+from somaagent.llm.router import Router
 from somaagent.prompts.service import PromptService
 
 
@@ -25,4 +28,7 @@ class GatewayState:
     rate_limiter: RateLimiter
     conversations: ConversationService
     prompts: PromptService
+    router: Router
+    usage: UsageLedger
+    turns: ChatTurns
     key_cache: dict[str, tuple[Principal, float]] = field(default_factory=dict)

@@ -17,9 +17,19 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+_last = [0, 0]  # the last millisecond an id was made in, and how many were made in it
+
+
 def new_id(prefix: str) -> str:
-    """A sortable, unguessable id: ``<prefix>_`` + 12 hex digits of ms time + 12 random."""
-    return f"{prefix}_{int(time.time() * 1000):012x}{secrets.token_hex(6)}"
+    """A sortable, unguessable id: ``<prefix>_`` + 12 hex digits of ms time, 4 of a counter
+    (so ids made in the same millisecond by one process still sort in creation order), and
+    8 random."""
+    now = max(int(time.time() * 1000), _last[0])
+    _last[1] = _last[1] + 1 if now == _last[0] else 0
+    if _last[1] > 0xFFFF:
+        now, _last[1] = now + 1, 0
+    _last[0] = now
+    return f"{prefix}_{now:012x}{_last[1]:04x}{secrets.token_hex(4)}"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -61,6 +71,7 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    monthly_budget_usd: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class Conversation(Base):
@@ -94,6 +105,7 @@ class Message(Base):
     cost_usd: Mapped[float | None] = mapped_column(Float, nullable=True)
     latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     api_key_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    extra: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
@@ -109,4 +121,22 @@ class IdempotencyRecord(Base):
     request_hash: Mapped[str] = mapped_column(String(64))
     status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
     response: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class UsageRecord(Base):
+    """One model call's tokens and cost, charged to the API key that made it."""
+
+    __tablename__ = "usage_records"
+    __table_args__ = (Index("ix_usage_key_created", "api_key_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    api_key_id: Mapped[str] = mapped_column(String(40))
+    endpoint: Mapped[str] = mapped_column(String(50))
+    model: Mapped[str] = mapped_column(String(200))
+    provider: Mapped[str] = mapped_column(String(50))
+    prompt_tokens: Mapped[int] = mapped_column(Integer)
+    completion_tokens: Mapped[int] = mapped_column(Integer)
+    cost_usd: Mapped[float] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

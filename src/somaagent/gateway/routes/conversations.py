@@ -57,19 +57,22 @@ async def send_message(
     body: types.MessageCreate,
     who: CurrentPrincipal,
     state: State,
+    response: Response,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> types.MessageExchange | StreamingResponse:
     """Send a user message and get the model's reply (SSE when ``stream`` is true)."""
     if body.stream:
-        events = await state.conversations.stream(
+        events, headers = await state.turns.stream(
             who, conversation_id, body, idempotency_key=idempotency_key
         )
         return StreamingResponse(
-            events, status_code=200, media_type=SSE_MEDIA_TYPE, headers=SSE_HEADERS
+            events, status_code=200, media_type=SSE_MEDIA_TYPE, headers={**SSE_HEADERS, **headers}
         )
-    return await state.conversations.send(
+    exchange, headers = await state.turns.send(
         who, conversation_id, body, idempotency_key=idempotency_key
     )
+    response.headers.update(headers)
+    return exchange
 
 
 @router.get("/{conversation_id}/messages")

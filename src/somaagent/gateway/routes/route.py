@@ -4,46 +4,31 @@ The body is a prompt (or a conversation) and an optional policy; the answer is t
 router would choose, its fallbacks, every candidate with its predicted quality, estimated cost
 and latency and why it was or was not chosen, and the reason. Nothing is sent to any provider.
 
-The gateway's :class:`~somaagent.llm.router.Router` is created on first use from the provider
-pool's registry and kept per pool (:func:`get_router`); :func:`set_router` installs a configured
-one (a fallback chain from settings, a shared health tracker). The chat endpoints use the same
-instance, so the decisions explained here are the ones they make.
+The gateway's :class:`~somaagent.llm.router.Router` is made at start-up and shared with the
+chat endpoints, so the decisions explained here are the ones they make.
 """
 
 from __future__ import annotations
 
-import weakref
 from typing import Any, Literal
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from somaagent.gateway.auth import CurrentPrincipal, State
-from somaagent.gateway.providers import ProviderPool
 from somaagent.gateway.state import GatewayState
 from somaagent.llm.base import ChatMessage
 from somaagent.llm.router import Router, RoutingPolicy
 from somaagent.types import MAX_MESSAGE_CHARS
 
-__all__ = ["RouteRequest", "RouteResponse", "get_router", "router", "set_router"]
+__all__ = ["RouteRequest", "RouteResponse", "get_router", "router"]
 
 router = APIRouter(prefix="/v1", tags=["route"])
 
-_routers: weakref.WeakKeyDictionary[ProviderPool, Router] = weakref.WeakKeyDictionary()
-
 
 def get_router(state: GatewayState) -> Router:
-    """The gateway's router, created on first use from its provider pool's registry."""
-    found = _routers.get(state.pool)
-    if found is None:
-        found = Router(state.pool.registry)
-        _routers[state.pool] = found
-    return found
-
-
-def set_router(state: GatewayState, configured: Router) -> None:
-    """Install a configured router for this gateway (call it at start-up)."""
-    _routers[state.pool] = configured
+    """The gateway's router (one per gateway, shared with the chat endpoints)."""
+    return state.router
 
 
 class RouteMessage(BaseModel):

@@ -1,0 +1,155 @@
+"""Usage and monthly budgets per API key.
+
+Every model call the gateway makes is charged to the calling key: its tokens and cost go to
+``usage_records``. Records are buffered and written in batches (at most one second late) so
+the chat hot path never waits on a database write. A key with a ``monthly_budget_usd`` is
+refused (429 ``budget-exceeded``, ``Retry-After`` = seconds to the next month, UTC) once its
+spend this month — stored plus still buffered — reaches the budget; the stored part is read at
+most every few seconds per key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from somaagent.errors import BudgetExceededError
+from somaagent.gateway.db.models import ApiKey, UsageRecord, new_id, utcnow
+from somaagent.gateway.keys import Principal
+from somaagent.types import Usage
+
+SPEND_CACHE_SECONDS = 5.0
+
+
+def month_start(now: datetime) -> datetime:
+    return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def next_month(now: datetime) -> datetime:
+    start = month_start(now)
+    return (
+        start.replace(year=start.year + 1, month=1)
+        if start.month == 12
+        else start.replace(month=start.month + 1)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Spend:
+    """A key's spend this month against its budget (``None``: no budget)."""
+
+    spent_usd: float
+    budget_usd: float | None
+
+
+class UsageLedger:
+    """Buffers usage records, writes them in batches, and enforces monthly budgets."""
+
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], *, flush_interval: float = 1.0
+    ) -> None:
+        self.sessions = sessions
+        self.flush_interval = flush_interval
+        self._pending: list[UsageRecord] = []
+        self._stored: dict[str, tuple[float, float | None, float]] = {}  # key -> spent, budget, at
+        self._task: asyncio.Task[None] | None = None
+        self._flush_lock = asyncio.Lock()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._flush_forever())
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.flush()
+
+    def record(
+        self,
+        who: Principal,
+        *,
+        endpoint: str,
+        model: str,
+        provider: str,
+        usage: Usage,
+        cost_usd: float,
+    ) -> None:
+        """Charge one model call to ``who``'s key (written within ``flush_interval``)."""
+        self._pending.append(
+            UsageRecord(
+                id=new_id("use"),
+                tenant_id=who.tenant,
+                api_key_id=who.key_id,
+                endpoint=endpoint,
+                model=model,
+                provider=provider,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                cost_usd=cost_usd,
+                created_at=utcnow(),
+            )
+        )
+
+    async def flush(self) -> None:
+        async with self._flush_lock:
+            batch, self._pending = self._pending, []
+            if not batch:
+                return
+            async with self.sessions() as session:
+                session.add_all(batch)
+                await session.commit()
+            for record in batch:
+                cached = self._stored.get(record.api_key_id)
+                if cached is not None:
+                    spent, budget, at = cached
+                    self._stored[record.api_key_id] = (spent + record.cost_usd, budget, at)
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.flush_interval)
+            with contextlib.suppress(Exception):  # a failed batch is retried by the next flush
+                await self.flush()
+
+    async def spend(self, who: Principal) -> Spend:
+        """This month's spend of ``who``'s key, stored and buffered."""
+        now = time.monotonic()
+        cached = self._stored.get(who.key_id)
+        if cached is None or now - cached[2] > SPEND_CACHE_SECONDS:
+            async with self.sessions() as session:
+                budget = await session.scalar(
+                    select(ApiKey.monthly_budget_usd).where(ApiKey.id == who.key_id)
+                )
+                stored = await session.scalar(
+                    select(func.coalesce(func.sum(UsageRecord.cost_usd), 0.0)).where(
+                        UsageRecord.api_key_id == who.key_id,
+                        UsageRecord.created_at >= month_start(datetime.now(UTC)),
+                    )
+                )
+            cached = (float(stored or 0.0), budget, now)
+            self._stored[who.key_id] = cached
+        pending = sum(r.cost_usd for r in self._pending if r.api_key_id == who.key_id)
+        return Spend(spent_usd=round(cached[0] + pending, 10), budget_usd=cached[1])
+
+    async def check_budget(self, who: Principal) -> None:
+        """Raise :class:`BudgetExceededError` when ``who``'s key has spent its budget."""
+        spend = await self.spend(who)
+        if spend.budget_usd is not None and spend.spent_usd >= spend.budget_usd:
+            now = datetime.now(UTC)
+            raise BudgetExceededError(
+                f"this API key has spent ${spend.spent_usd:.4f} of its monthly budget of "
+                f"${spend.budget_usd:.2f}; it resets on {next_month(now):%Y-%m-%d} (UTC)",
+                retry_after=(next_month(now) - now).total_seconds(),
+            )
+
+    def forget(self, key_id: str) -> None:
+        """Drop the cached spend of a key (after its budget changed)."""
+        self._stored.pop(key_id, None)
