@@ -58,8 +58,10 @@ def worker(model_dir: str, texts_file: str, threads: int) -> None:
     """Serve ``time SET`` and ``vectors SET PATH`` commands on stdin, one JSON line each."""
     os.environ["HF_HUB_OFFLINE"] = "1"
     import numpy as np
-    import torch
-    from sentence_transformers import SentenceTransformer
+    import torch  # type: ignore[import-not-found,unused-ignore]
+    from sentence_transformers import (  # type: ignore[import-not-found,unused-ignore]
+        SentenceTransformer,
+    )
 
     torch.set_num_threads(threads)
     model = SentenceTransformer(model_dir, device="cpu")
@@ -255,7 +257,7 @@ def main() -> None:
     report: dict[str, Any] = {}
     for label, by_set in speeds.items():
         for name, values in by_set.items():
-            entry = {
+            entry: dict[str, Any] = {
                 "docs_per_s": round(statistics.median(values), 1),
                 "rounds": [round(v, 1) for v in values],
             }

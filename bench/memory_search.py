@@ -130,7 +130,10 @@ async def run_queries(
 
 def percentiles(latencies: list[float]) -> dict[str, float]:
     ms = sorted(x * 1000 for x in latencies)
-    pick = lambda q: ms[min(len(ms) - 1, round(q * (len(ms) - 1)))]  # noqa: E731
+
+    def pick(q: float) -> float:
+        return ms[min(len(ms) - 1, round(q * (len(ms) - 1)))]
+
     return {
         "p50_ms": pick(0.50),
         "p95_ms": pick(0.95),
@@ -181,7 +184,7 @@ def versions() -> dict[str, str]:
 
 def write(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    meta = {
+    meta: dict[str, Any] = {
         "benchmark": "memory_search",
         "when": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from somaagent.memory.stores.base import VectorStore, create_store
+from somaagent.memory.stores.base import Metric, VectorStore, create_store
 from tests import pg
 
 BACKENDS = ["chroma", "qdrant", "pinecone", "pgvector"]
 PINECONE_DIMENSION = 8  # the stand-in index's dimension, used by the contract tests
-PINECONE_METRIC = "cosine"
+PINECONE_METRIC: Metric = "cosine"
 
 StoreFactory = Callable[..., VectorStore]
 

@@ -3,6 +3,8 @@ errors, and failed items pinned by index."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -155,8 +157,8 @@ async def test_cohere_sends_input_type_and_batches_of_96(fake_cohere: MemoryFake
 
 
 async def test_cache_serves_repeats_and_keys_by_input_type(
-    fake_cohere: MemoryFake, tmp_path
-) -> None:  # type: ignore[no-untyped-def]
+    fake_cohere: MemoryFake, tmp_path: Path
+) -> None:
     fake = fake_cohere.fake
     inner = create_embedder(
         "cohere:embed-english-light-v3.0",
@@ -187,7 +189,9 @@ async def test_cache_serves_repeats_and_keys_by_input_type(
     assert fake.requests == []
 
 
-async def test_cache_names_the_callers_items_on_failure(fake_cohere: MemoryFake, tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_cache_names_the_callers_items_on_failure(
+    fake_cohere: MemoryFake, tmp_path: Path
+) -> None:
     inner = create_embedder(
         "cohere:embed-english-light-v3.0",
         api_key=fake_cohere.api_key,

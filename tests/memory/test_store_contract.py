@@ -24,22 +24,27 @@ DIM = PINECONE_DIMENSION
 
 def metrics_for(store: VectorStore) -> list[Metric]:
     # a Pinecone index has one metric; collections are namespaces inside it
-    return [PINECONE_METRIC] if store.backend == "pinecone" else ["cosine", "dot", "euclidean"]
+    every: list[Metric] = ["cosine", "dot", "euclidean"]
+    return [PINECONE_METRIC] if store.backend == "pinecone" else every
 
 
 def unit(rng: np.random.Generator, n: int, dim: int = DIM) -> np.ndarray:
     vectors = rng.normal(size=(n, dim)).astype(np.float32)
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    normalised: np.ndarray = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    return normalised
 
 
 def exact(metric: Metric, vectors: np.ndarray, query: np.ndarray) -> np.ndarray:
     """SomaAgent's distance convention, computed directly."""
+    distances: np.ndarray
     if metric == "cosine":
         norms = np.linalg.norm(vectors, axis=1) * np.linalg.norm(query)
-        return 1.0 - (vectors @ query) / norms
-    if metric == "dot":
-        return 1.0 - vectors @ query
-    return np.linalg.norm(vectors - query, axis=1)
+        distances = 1.0 - (vectors @ query) / norms
+    elif metric == "dot":
+        distances = 1.0 - vectors @ query
+    else:
+        distances = np.linalg.norm(vectors - query, axis=1)
+    return distances
 
 
 TOPICS = ["bio", "chem", "phys", None]
@@ -210,9 +215,8 @@ async def test_wrong_dimension_names_the_record_and_writes_nothing(store: Vector
     with pytest.raises(ValidationError):
         await store.upsert("docs", [VectorRecord(id="nan", vector=[float("nan")] * DIM)])
     with pytest.raises(ValidationError, match="nested"):
-        await store.upsert(
-            "docs", [VectorRecord(id="m", vector=[1.0] * DIM, metadata={"nested": {"a": 1}})]
-        )  # type: ignore[dict-item]
+        nested: Any = {"nested": {"a": 1}}
+        await store.upsert("docs", [VectorRecord(id="m", vector=[1.0] * DIM, metadata=nested)])
     with pytest.raises(ValidationError):
         await store.search("docs", [1.0] * (DIM + 1))
     assert await store.count("docs") == 0
