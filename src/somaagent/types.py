@@ -160,6 +160,7 @@ class ApiKeyInfo(_Response):
     prefix: str
     created_at: datetime
     revoked_at: datetime | None = None
+    monthly_budget_usd: float | None = None
 
 
 class Problem(_Response):

@@ -76,3 +76,17 @@ def test_revoking_unknown_key_fails_clearly(runner: CliRunner) -> None:
     result = runner.invoke(admin, ["keys", "revoke", "key_nope"])
     assert result.exit_code == 1
     assert "no API key" in result.output
+
+
+def test_budget_set_shown_and_removed(runner: CliRunner) -> None:
+    created = runner.invoke(admin, ["keys", "create", "--name", "b", "--budget", "12.5", "--json"])
+    info = json.loads(created.output)
+    assert info["monthly_budget_usd"] == 12.5
+    changed = runner.invoke(admin, ["keys", "budget", info["id"], "3", "--json"])
+    assert json.loads(changed.output)["monthly_budget_usd"] == 3.0
+    removed = runner.invoke(admin, ["keys", "budget", info["id"], "--none", "--json"])
+    assert json.loads(removed.output)["monthly_budget_usd"] is None
+    assert runner.invoke(admin, ["keys", "budget", info["id"]]).exit_code == 2
+    negative = runner.invoke(admin, ["keys", "budget", info["id"], "--", "-1"])
+    assert negative.exit_code == 1
+    assert "budget" in negative.output

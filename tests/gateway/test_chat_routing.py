@@ -115,6 +115,9 @@ async def test_monthly_budget_blocks_with_clear_error(gateway: Gateway, tmp_path
     assert body["type"] == "urn:somaagent:problem:budget-exceeded"
     assert "monthly budget" in body["detail"]
     assert int(blocked.headers["retry-after"]) > 0
+    me_after = (await client.get("/v1/me")).json()
+    assert me_after["monthly_budget_usd"] == 0.0000001
+    assert me_after["spent_this_month_usd"] == first.json()["reply"]["cost_usd"]
     other = await gateway.client.post(
         url.replace(conv, await conversation(gateway)), json={"content": "x"}
     )

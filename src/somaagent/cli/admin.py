@@ -60,12 +60,17 @@ def keys() -> None:
 @click.option(
     "--scope", type=click.Choice(["admin", "member"]), default="member", show_default=True
 )
+@click.option("--budget", type=float, default=None, help="Monthly budget in USD (default: none).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON; the secret is under `key`.")
-def create_key(name: str, tenant: str, scope: str, as_json: bool) -> None:
+def create_key(name: str, tenant: str, scope: str, budget: float | None, as_json: bool) -> None:
     """Create an API key. The secret is shown only once."""
     from somaagent.gateway import keys as key_store
 
-    info, secret = _run(lambda s: key_store.create_key(s, name=name, tenant=tenant, scope=scope))
+    info, secret = _run(
+        lambda s: key_store.create_key(
+            s, name=name, tenant=tenant, scope=scope, monthly_budget_usd=budget
+        )
+    )
     if as_json:
         click.echo(json.dumps({**info.model_dump(mode="json"), "key": secret}))
         return
@@ -114,3 +119,24 @@ def revoke_key(key_id: str, as_json: bool) -> None:
         click.echo(json.dumps(info.model_dump(mode="json")))
         return
     click.echo(f"Revoked {info.id} ({info.name}).")
+
+
+@keys.command("budget")
+@click.argument("key_id")
+@click.argument("usd", required=False, type=float)
+@click.option("--none", "remove", is_flag=True, help="Remove the key's budget.")
+@click.option("--json", "as_json", is_flag=True)
+def budget_key(key_id: str, usd: float | None, remove: bool, as_json: bool) -> None:
+    """Set a key's monthly budget in USD (or remove it with --none)."""
+    from somaagent.gateway import keys as key_store
+
+    if (usd is None) == (not remove):
+        raise click.UsageError("give a budget in USD, or --none")
+    info = _run(lambda s: key_store.set_budget(s, key_id, None if remove else usd))
+    if as_json:
+        click.echo(json.dumps(info.model_dump(mode="json")))
+        return
+    shown = (
+        "no budget" if info.monthly_budget_usd is None else f"${info.monthly_budget_usd:.2f}/month"
+    )
+    click.echo(f"{info.id} ({info.name}): {shown}")

@@ -74,14 +74,21 @@ def to_info(row: ApiKey) -> ApiKeyInfo:
         prefix=row.prefix,
         created_at=row.created_at,
         revoked_at=row.revoked_at,
+        monthly_budget_usd=row.monthly_budget_usd,
     )
 
 
 async def create_key(
-    session: AsyncSession, *, name: str, tenant: str = DEFAULT_TENANT, scope: str = "member"
+    session: AsyncSession,
+    *,
+    name: str,
+    tenant: str = DEFAULT_TENANT,
+    scope: str = "member",
+    monthly_budget_usd: float | None = None,
 ) -> tuple[ApiKeyInfo, str]:
     """Create a key (and its tenant if new); return its info and the secret, shown once."""
     _validate(name, tenant, scope)
+    _validate_budget(monthly_budget_usd)
     if await session.get(Tenant, tenant) is None:
         session.add(Tenant(id=tenant))
         await session.flush()  # no ORM relationship orders the inserts, so flush the tenant first
@@ -94,6 +101,7 @@ async def create_key(
         prefix=secret[: len(KEY_PREFIX) + 4],
         key_hash=hash_key(secret),
         created_at=utcnow(),
+        monthly_budget_usd=monthly_budget_usd,
     )
     session.add(row)
     await session.commit()
@@ -122,6 +130,31 @@ async def revoke_key(
         row.revoked_at = utcnow()
         await session.commit()
     return to_info(row)
+
+
+def _validate_budget(value: float | None) -> None:
+    if value is not None and not 0 <= value < 1e9:
+        raise ValidationError(
+            "the monthly budget must be a number of USD, 0 or more",
+            errors=[_err("monthly_budget_usd", "out of range")],
+        )
+
+
+async def set_budget(
+    session: AsyncSession, key_id: str, monthly_budget_usd: float | None
+) -> ApiKeyInfo:
+    """Set (or with ``None`` remove) a key's monthly budget in USD."""
+    _validate_budget(monthly_budget_usd)
+    rows = (
+        await session.scalars(
+            select(ApiKey).where((ApiKey.id == key_id) | (ApiKey.prefix == key_id))
+        )
+    ).all()
+    if len(rows) != 1:
+        raise NotFoundError(f"no API key {key_id!r}" if not rows else f"{key_id!r} is ambiguous")
+    rows[0].monthly_budget_usd = monthly_budget_usd
+    await session.commit()
+    return to_info(rows[0])
 
 
 async def count_active_admin_keys(session: AsyncSession) -> int:
