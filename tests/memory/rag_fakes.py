@@ -174,6 +174,7 @@ class FaultyStore(VectorStore):
         self.inner = inner
         self.failing: set[str] = set()
         self.upsert_partially = False
+        self.upserted = 0  # records written by upsert so far
 
     def _check(self, operation: str) -> None:
         if operation in self.failing or "*" in self.failing:
@@ -201,6 +202,7 @@ class FaultyStore(VectorStore):
             raise VectorStoreError("the store died mid-write", backend=self.backend)
         self._check("upsert")
         await self.inner.upsert(collection, records)
+        self.upserted += len(records)
 
     async def get(self, collection: str, ids: Sequence[str]) -> list[VectorRecord]:
         self._check("get")

@@ -95,6 +95,27 @@ def test_index_text_and_returned_document_can_differ(index: KeywordIndex) -> Non
     assert hit.id == "h#0" and hit.document == "run it"
 
 
+def test_document_id_filters_and_unchanged_records(tmp_path: Path) -> None:
+    index = KeywordIndex(tmp_path)
+    index.create_collection("c")
+    chunks = [
+        KeywordRecord(f"{doc}#{i}", f"{doc} part {i}", {"document_id": doc, "chunk_index": i})
+        for doc in ("a", "b")
+        for i in range(3)
+    ]
+    index.upsert("c", chunks)
+    assert index.count("c", where={"document_id": "a"}) == 3
+    assert index.count("c", where={"document_id": {"in": ["a", "b"]}, "chunk_index": 2}) == 2
+    assert index.count("c", where={"document_id": {"eq": 5}}) == 0  # a number is not an id
+    # Replacing a document with its first chunk only: the other two go, in one transaction.
+    deleted = index.replace("c", chunks[:1], delete_where={"document_id": "a"})
+    assert deleted == 2 and index.count("c") == 4
+    assert set(ids(index.search("c", "part", k=10))) == {"a#0", "b#0", "b#1", "b#2"}
+    assert index.delete("c", where={"document_id": {"in": ["b"]}}) == 3
+    assert [r.id for r in index.get("c", ["a#0", "b#0"])] == ["a#0"]
+    index.close()
+
+
 def test_delete_by_ids_and_by_filter(index: KeywordIndex) -> None:
     assert index.delete("docs", ids=["bio#0", "nope"]) == 1
     assert index.delete("docs", where={"topic": {"in": ["bio", "physics"]}}) == 2

@@ -103,12 +103,25 @@ async def test_index_search_retrieve_and_prompt(pipeline: RAGPipeline) -> None:
     assert "[1] guide/search.md" in prompt and "BM25 keyword ranking" in prompt
 
 
-async def test_reindexing_replaces_and_never_duplicates(pipeline: RAGPipeline) -> None:
-    await pipeline.index_documents("docs", docs())
+async def test_reindexing_replaces_and_never_duplicates(
+    pipeline: RAGPipeline, store: FaultyStore
+) -> None:
+    first = await pipeline.index_documents("docs", docs())
     before = await counts(pipeline)
+    store.upserted = 0
     again = await pipeline.index_documents("docs", docs())
-    assert [d.chunk_count for d in again.indexed] == [d.chunk_count for d in again.indexed]
+    assert [d.chunk_count for d in again.indexed] == [d.chunk_count for d in first.indexed]
     assert await counts(pipeline) == before
+    assert store.upserted == 0  # unchanged chunks are not written again
+    # An edit at the end rewrites only the chunks that changed.
+    edited = Document(
+        "install.md",
+        INSTALL + "\nUpgrade with pip install -U.",
+        source="guide/install.md",
+        metadata={"topic": "setup"},
+    )
+    await pipeline.index_documents("docs", [edited])
+    assert 0 < store.upserted < first.indexed[0].chunk_count + 1
     # A shorter new version: its leftover chunks go, from both indexes.
     short = Document("install.md", "# Install\n\nJust pip.", source="guide/install.md")
     await pipeline.index_documents("docs", [short])

@@ -37,14 +37,28 @@ import json
 import re
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from somaagent.errors import ConflictError, NotFoundError, ValidationError, VectorStoreError
-from somaagent.memory.filters import Filter, FilterInput, Scalar, matches, parse_filter
+from somaagent.memory._keyword_sql import (
+    BACKEND,
+    SQLiteCollection,
+    delete_ids,
+    document_id_of,
+    dump,
+    indexed_text,
+    mapped,
+    matching_ids,
+)
+from somaagent.memory.filters import (
+    FilterInput,
+    Scalar,
+    matches,
+    parse_filter,
+)
 
 __all__ = ["COLLECTION_PATTERN", "KeywordHit", "KeywordIndex", "KeywordRecord", "query_terms"]
 
@@ -54,7 +68,6 @@ _NAME = re.compile(COLLECTION_PATTERN)
 _SUFFIX = ".fts.sqlite3"
 _TOKEN = re.compile(r"[^\W_]+")
 _MAX_QUERY_TERMS = 64
-_BACKEND = "keyword"
 
 # Lucene's English stop words (what Anserini's BM25 baselines drop).
 _LUCENE_STOP_WORDS = (
@@ -62,18 +75,6 @@ _LUCENE_STOP_WORDS = (
     "there these they this to was will with"
 )
 STOP_WORDS = frozenset(_LUCENE_STOP_WORDS.split())
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS records (
-    rowid INTEGER PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
-    document TEXT NOT NULL,
-    metadata TEXT NOT NULL
-);
-CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(
-    text, tokenize = 'porter unicode61 remove_diacritics 2'
-);
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,40 +126,6 @@ def _match_expression(terms: Sequence[str]) -> str:
     return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
 
 
-class _Collection:
-    """One collection's SQLite file and its connection (shared by threads, under a lock)."""
-
-    def __init__(self, path: Path | None) -> None:
-        target = ":memory:" if path is None else str(path)
-        self.lock = threading.Lock()
-        self.connection = sqlite3.connect(target, check_same_thread=False, isolation_level=None)
-        self.connection.execute("PRAGMA busy_timeout = 5000")
-        if path is not None:
-            self.connection.execute("PRAGMA journal_mode = WAL")
-            self.connection.execute("PRAGMA synchronous = NORMAL")
-        self.connection.executescript(_SCHEMA)
-
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        with self.lock:
-            self.connection.execute("BEGIN IMMEDIATE")
-            try:
-                yield self.connection
-            except BaseException:
-                self.connection.execute("ROLLBACK")
-                raise
-            self.connection.execute("COMMIT")
-
-    @contextmanager
-    def reading(self) -> Iterator[sqlite3.Connection]:
-        with self.lock:
-            yield self.connection
-
-    def close(self) -> None:
-        with self.lock:
-            self.connection.close()
-
-
 class KeywordIndex:
     """BM25 keyword search over named collections, persistent in ``directory``.
 
@@ -173,7 +140,7 @@ class KeywordIndex:
         self.directory = Path(directory) if directory is not None else None
         if self.directory is not None:
             self.directory.mkdir(parents=True, exist_ok=True)
-        self._open: dict[str, _Collection] = {}
+        self._open: dict[str, SQLiteCollection] = {}
         self._lock = threading.Lock()
 
     # -- collections -------------------------------------------------------------------------
@@ -234,15 +201,15 @@ class KeywordIndex:
                 collection.close()
             self._open.clear()
 
-    def _connect(self, path: Path | None) -> _Collection:
+    def _connect(self, path: Path | None) -> SQLiteCollection:
         try:
-            return _Collection(path)
+            return SQLiteCollection(path)
         except sqlite3.Error as exc:
             raise VectorStoreError(
-                f"cannot open the keyword index at {path}: {exc}", backend=_BACKEND
+                f"cannot open the keyword index at {path}: {exc}", backend=BACKEND
             ) from exc
 
-    def _collection(self, name: str) -> _Collection:
+    def _collection(self, name: str) -> SQLiteCollection:
         path = self._path(name)
         with self._lock:
             found = self._open.get(name)
@@ -281,28 +248,40 @@ class KeywordIndex:
         where = parse_filter(delete_where)
         target = self._collection(collection)
         rows = [
-            (r.id, r.document if r.document is not None else r.text, _dump(r.metadata), r.text)
+            (
+                r.id,
+                r.document if r.document is not None else r.text,
+                dump(r.metadata),
+                r.text,
+                document_id_of(r.metadata),
+            )
             for r in records
         ]
         new_ids = {r.id for r in records}
-        with _mapped(collection), target.transaction() as db:
+        with mapped(collection), target.transaction() as db:
             deleted = 0
             if where is not None:
-                stale = [i for i in _matching_ids(db, where) if i not in new_ids]
-                deleted = _delete_ids(db, stale)
-            for record_id, document, metadata, text in rows:
-                row = db.execute("SELECT rowid FROM records WHERE id = ?", (record_id,)).fetchone()
+                stale = [i for i in matching_ids(db, where) if i not in new_ids]
+                deleted = delete_ids(db, stale)
+            for record_id, document, metadata, text, document_id in rows:
+                row = db.execute(
+                    "SELECT rowid, document, metadata FROM records WHERE id = ?", (record_id,)
+                ).fetchone()
                 if row is None:
                     cursor = db.execute(
-                        "INSERT INTO records (id, document, metadata) VALUES (?, ?, ?)",
-                        (record_id, document, metadata),
+                        "INSERT INTO records (id, document_id, document, metadata) "
+                        "VALUES (?, ?, ?, ?)",
+                        (record_id, document_id, document, metadata),
                     )
                     rowid = cursor.lastrowid
                 else:
                     rowid = row[0]
+                    if (row[1], row[2]) == (document, metadata) and indexed_text(db, rowid) == text:
+                        continue  # unchanged: rewriting it would only churn the index
                     db.execute(
-                        "UPDATE records SET document = ?, metadata = ? WHERE rowid = ?",
-                        (document, metadata, rowid),
+                        "UPDATE records SET document_id = ?, document = ?, metadata = ? "
+                        "WHERE rowid = ?",
+                        (document_id, document, metadata, rowid),
                     )
                     db.execute("DELETE FROM fts WHERE rowid = ?", (rowid,))
                 db.execute("INSERT INTO fts (rowid, text) VALUES (?, ?)", (rowid, text))
@@ -312,7 +291,7 @@ class KeywordIndex:
         """The stored records with these ids, in the order asked (unknown ids are skipped)."""
         target = self._collection(collection)
         found: dict[str, KeywordRecord] = {}
-        with _mapped(collection), target.reading() as db:
+        with mapped(collection), target.reading() as db:
             for start in range(0, len(ids), 500):
                 batch = list(ids[start : start + 500])
                 marks = ",".join("?" * len(batch))
@@ -342,18 +321,18 @@ class KeywordIndex:
         if (ids is None) == (node is None):
             raise ValueError("delete takes ids or a filter (exactly one)")
         target = self._collection(collection)
-        with _mapped(collection), target.transaction() as db:
-            chosen = list(ids) if ids is not None else list(_matching_ids(db, node))
-            return _delete_ids(db, chosen)
+        with mapped(collection), target.transaction() as db:
+            chosen = list(ids) if ids is not None else list(matching_ids(db, node))
+            return delete_ids(db, chosen)
 
     def count(self, collection: str, where: FilterInput = None) -> int:
         """How many records the collection holds (that match ``where``)."""
         node = parse_filter(where)
         target = self._collection(collection)
-        with _mapped(collection), target.reading() as db:
+        with mapped(collection), target.reading() as db:
             if node is None:
                 return int(db.execute("SELECT count(*) FROM records").fetchone()[0])
-            return sum(1 for _ in _matching_ids(db, node))
+            return sum(1 for _ in matching_ids(db, node))
 
     def search(
         self, collection: str, query: str, *, k: int = 10, where: FilterInput = None
@@ -385,7 +364,7 @@ class KeywordIndex:
             sql += " LIMIT ?"
             params.append(k)
         hits: list[KeywordHit] = []
-        with _mapped(collection), target.reading() as db:
+        with mapped(collection), target.reading() as db:
             for record_id, document, raw_metadata, score in db.execute(sql, params):
                 metadata = json.loads(raw_metadata)
                 if node is not None and not matches(node, metadata):
@@ -394,36 +373,3 @@ class KeywordIndex:
                 if len(hits) == k:
                     break
         return hits
-
-
-def _dump(metadata: Mapping[str, Scalar]) -> str:
-    return json.dumps(dict(metadata), ensure_ascii=False, separators=(",", ":"))
-
-
-def _matching_ids(db: sqlite3.Connection, node: Filter | None) -> Iterable[str]:
-    for record_id, metadata in db.execute("SELECT id, metadata FROM records"):
-        if matches(node, json.loads(metadata)):
-            yield record_id
-
-
-def _delete_ids(db: sqlite3.Connection, ids: Sequence[str]) -> int:
-    deleted = 0
-    for record_id in ids:
-        row = db.execute("SELECT rowid FROM records WHERE id = ?", (record_id,)).fetchone()
-        if row is None:
-            continue
-        db.execute("DELETE FROM fts WHERE rowid = ?", (row[0],))
-        db.execute("DELETE FROM records WHERE rowid = ?", (row[0],))
-        deleted += 1
-    return deleted
-
-
-@contextmanager
-def _mapped(collection: str) -> Iterator[None]:
-    """SQLite failures as the typed 503 that names the collection."""
-    try:
-        yield
-    except sqlite3.Error as exc:
-        raise VectorStoreError(
-            f"the keyword index of collection {collection!r} failed: {exc}", backend=_BACKEND
-        ) from exc

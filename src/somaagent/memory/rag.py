@@ -219,8 +219,13 @@ class RAGPipeline:
         ]
         ids_filter = {"document_id": {"in": [d.id for d in ready]}}
         try:
-            if records:
-                await self.store.upsert(collection, records)
+            # Chunks the store already holds as they are (an unchanged document, or the part of
+            # an edited one before the edit) are not written again: replacing a vector in an
+            # HNSW index costs far more than reading it back to compare.
+            held = {r.id: r for r in await self.store.get(collection, [r.id for r in records])}
+            changed = [r for r in records if not _same(held.get(r.id), r)]
+            if changed:
+                await self.store.upsert(collection, changed)
             await self.store.delete(collection, where=_any_of(leftovers))
             await anyio.to_thread.run_sync(
                 lambda: self.keyword.replace(collection, keyword_records, delete_where=ids_filter)
@@ -395,3 +400,12 @@ class RAGPipeline:
 
 def _any_of(clauses: Sequence[Mapping[str, object]]) -> dict[str, object]:
     return dict(clauses[0]) if len(clauses) == 1 else {"or": list(clauses)}
+
+
+def _same(old: VectorRecord | None, new: VectorRecord) -> bool:
+    """Whether ``old`` (as stored) already is ``new``: same text, metadata and vector."""
+    if old is None or old.document != new.document or dict(old.metadata) != dict(new.metadata):
+        return False
+    before = np.asarray(old.vector, dtype=np.float32)
+    after = np.asarray(new.vector, dtype=np.float32)
+    return before.shape == after.shape and bool(np.allclose(before, after, atol=1e-6))
