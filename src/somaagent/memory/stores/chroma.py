@@ -74,6 +74,7 @@ class ChromaStore(VectorStore):
         search_ef: HNSW ``ef`` at query time for new collections.
         construction_ef: HNSW ``ef`` at build time for new collections.
         m: HNSW ``M`` for new collections.
+        timeout: accepted for symmetry with the server back-ends (embedded: unused).
     """
 
     backend = "chroma"
@@ -85,6 +86,7 @@ class ChromaStore(VectorStore):
         search_ef: int = 100,
         construction_ef: int = 200,
         m: int = 16,
+        timeout: float | None = None,
     ) -> None:
         self.path = path
         self.hnsw = {

@@ -100,6 +100,7 @@ class PgVectorStore(VectorStore):
         ef_search: HNSW ``ef_search`` for unfiltered searches (raised to ``k`` when larger).
         m: HNSW ``m`` for new collections.
         ef_construction: HNSW ``ef_construction`` for new collections.
+        timeout: seconds to connect, and for each statement.
     """
 
     backend = "pgvector"
@@ -112,8 +113,10 @@ class PgVectorStore(VectorStore):
         ef_search: int = 100,
         m: int = 16,
         ef_construction: int = 64,
+        timeout: float = 30.0,
     ) -> None:
         self.dsn = dsn
+        self.timeout = timeout
         self.pool_size = pool_size
         self.ef_search = ef_search
         self.m, self.ef_construction = m, ef_construction
@@ -128,13 +131,18 @@ class PgVectorStore(VectorStore):
                     from pgvector.asyncpg import register_vector
                 except ImportError as exc:
                     raise missing_extra("pgvector", str(exc.name), "pgvector") from None
-                setup = await asyncpg.connect(self.dsn)
+                setup = await asyncpg.connect(self.dsn, timeout=self.timeout)
                 try:
                     await setup.execute(_SETUP)
                 finally:
                     await setup.close()
                 self._pool = await asyncpg.create_pool(
-                    self.dsn, min_size=1, max_size=self.pool_size, init=register_vector
+                    self.dsn,
+                    min_size=1,
+                    max_size=self.pool_size,
+                    init=register_vector,
+                    timeout=self.timeout,
+                    command_timeout=self.timeout,
                 )
             return self._pool
 

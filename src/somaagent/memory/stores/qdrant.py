@@ -141,8 +141,13 @@ class QdrantStore(VectorStore):
             except ImportError:
                 raise missing_extra("Qdrant", "qdrant-client", "qdrant") from None
             if self.url:
+                # no background version probe: its thread would raise on its own when the
+                # server is down; our calls report that as a VectorStoreError instead
                 self._client = QdrantClient(
-                    url=self.url, api_key=self.api_key, timeout=int(self.timeout)
+                    url=self.url,
+                    api_key=self.api_key,
+                    timeout=max(1, int(self.timeout)),
+                    check_compatibility=False,
                 )
             elif self.path:
                 self._client = QdrantClient(path=self.path)
