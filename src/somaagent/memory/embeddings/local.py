@@ -68,6 +68,9 @@ _BUILD_LOCK = threading.Lock()
 
 
 def _default_data_dir() -> Path:
+    """``$SOMA_DATA_DIR`` (the gateway's setting), else the user data directory."""
+    if env := os.environ.get("SOMA_DATA_DIR"):
+        return Path(env)
     import platformdirs
 
     return Path(platformdirs.user_data_dir("somaagent"))
@@ -129,7 +132,8 @@ class LocalEmbedder(Embedder):
         model: the model's name (only ``all-MiniLM-L6-v2`` ships; another BERT-style
             sentence-transformers folder can be given with ``model_dir``).
         model_dir: the folder with the weights and tokenizer; found automatically by default.
-        data_dir: where the built ONNX graph is cached (default: the user data directory).
+        data_dir: where the built ONNX graph is cached (default: ``$SOMA_DATA_DIR``, else the
+            user data directory).
         quantize: ``"int8"`` (per-channel, fast) or ``"none"`` (exact fp32).
         threads: ONNX Runtime intra-op threads (default: its own choice, one per core).
         batch_size: texts per model run at most (inputs are grouped by token length).
