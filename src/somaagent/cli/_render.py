@@ -24,7 +24,7 @@ from somaagent.errors import (
     PermissionDeniedError,
     SomaAgentError,
 )
-from somaagent.types import Conversation, Message, Page
+from somaagent.types import Conversation, Message, Page, RouteCandidate, RouteDecision
 
 EXIT_ERROR = 1
 EXIT_NOT_FOUND = 3
@@ -201,3 +201,92 @@ def key_value(rows: Iterable[tuple[str, str]]) -> None:
     console = _out()
     for label, value in rows:
         console.print(f"[bold]{label + ':':<{width}}[/] {escape(value)}", soft_wrap=True)
+
+
+def _usd(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"${value:.6f}" if value < 1 else f"${value:,.4f}"
+
+
+def _quality(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def _ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.0f} ms"
+
+
+def _candidate_order(candidate: RouteCandidate) -> tuple[int, float, float]:
+    rank = 0 if candidate.chosen else 1 if candidate.eligible else 2
+    return rank, candidate.estimated_cost_usd, candidate.estimated_latency_ms
+
+
+def _verdict(candidate: RouteCandidate) -> str:
+    why = escape(candidate.why.removeprefix("chosen: "))
+    if candidate.chosen:
+        verdict = "[bold green]✓ chosen[/]"
+    elif candidate.eligible:
+        verdict = "passed over"
+    else:
+        verdict = f"[dim]excluded by {escape(candidate.excluded_by or '?')}[/]"
+    return f"{verdict}: {why}" if why else verdict
+
+
+_WIDE_TABLE = 120
+"""The console width from which the route table gives the provider a column of its own."""
+
+
+def route_decision(decision: RouteDecision) -> None:
+    """A routing decision: the chosen model and the reason, then a table of every candidate.
+
+    Candidates are listed chosen first, then the eligible ones by estimated cost, then those a
+    constraint excluded. On a narrow console the provider goes under the model's name, so that
+    the reasons keep room.
+    """
+    complexity = decision.complexity
+    rows = [
+        ("chosen", f"{decision.model} ({decision.provider}, {decision.provider_model_id})"),
+        ("reason", decision.reason),
+        (
+            "estimate",
+            f"quality {_quality(decision.predicted_quality)} (bar {decision.quality_bar:.3f})"
+            f" · {_usd(decision.estimated_cost_usd)} · {_ms(decision.estimated_latency_ms)}",
+        ),
+        (
+            "prompt",
+            f"{complexity.category}, difficulty {complexity.difficulty:.2f}, "
+            f"~{complexity.expected_output_tokens} output tokens",
+        ),
+        ("fallbacks", ", ".join(decision.fallbacks) or "none"),
+    ]
+    if decision.policy:
+        policy = ", ".join(f"{k}={json.dumps(v)}" for k, v in decision.policy.items())
+        rows.append(("policy", policy))
+    key_value(rows)
+    console = _out()
+    wide = console.width >= _WIDE_TABLE
+    table = Table(show_edge=False, header_style="bold")
+    table.add_column("Model", no_wrap=True)
+    if wide:
+        table.add_column("Provider", no_wrap=True)
+    table.add_column("Quality", justify="right", no_wrap=True)
+    table.add_column("Est. cost", justify="right", no_wrap=True)
+    table.add_column("Est. latency", justify="right", no_wrap=True)
+    table.add_column("Verdict: why", ratio=1)
+    for candidate in sorted(decision.candidates, key=_candidate_order):
+        name = escape(candidate.model)
+        provider = escape(candidate.provider)
+        if candidate.chosen:
+            name = f"[bold]{name}[/]"
+        models = [name, provider] if wide else [f"{name}\n[dim]{provider}[/]"]
+        table.add_row(
+            *models,
+            _quality(candidate.predicted_quality),
+            _usd(candidate.estimated_cost_usd),
+            _ms(candidate.estimated_latency_ms),
+            _verdict(candidate),
+        )
+    console.print()
+    console.print(table)
+    note(f"decided in {decision.decision_ms:.1f} ms; no model was called")

@@ -5,8 +5,8 @@ sync and async classes that send them through a client.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable
-from typing import Any, Protocol, TypedDict, TypeVar, cast
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeAlias, TypedDict, TypeVar, cast
 from urllib.parse import quote
 
 import httpx
@@ -14,10 +14,21 @@ from pydantic import BaseModel
 
 from somaagent.sdk._base import APICall
 from somaagent.sdk._streaming import AsyncMessageStream, MessageStream
-from somaagent.types import Conversation, Message, MessageExchange, ModelInfo, Page
+from somaagent.types import (
+    Conversation,
+    Message,
+    MessageExchange,
+    ModelInfo,
+    Page,
+    RouteDecision,
+    RoutingPolicy,
+)
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
+
+PolicyLike: TypeAlias = RoutingPolicy | Mapping[str, Any]
+"""A routing policy: a :class:`~somaagent.types.RoutingPolicy`, or a mapping of its fields."""
 
 
 class Identity(TypedDict):
@@ -63,6 +74,27 @@ def _conversation_path(conversation_id: str, suffix: str = "") -> str:
 
 def _drop_none(**fields: Any) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if v is not None}
+
+
+def policy_body(policy: PolicyLike | None) -> dict[str, Any] | None:
+    """A routing policy as sent in a request body.
+
+    A :class:`~somaagent.types.RoutingPolicy` was validated when it was made; a mapping is
+    sent as it is, for the gateway to validate (an unknown field is a
+    :class:`~somaagent.errors.ValidationError` naming ``body.policy.<field>``).
+
+    Raises:
+        TypeError: ``policy`` is neither.
+    """
+    if policy is None:
+        return None
+    if isinstance(policy, RoutingPolicy):
+        return policy.as_body()
+    if isinstance(policy, Mapping):
+        return dict(policy)
+    raise TypeError(
+        f"policy must be a RoutingPolicy or a mapping of its fields, not {type(policy).__name__}"
+    )
 
 
 # The builders of every call the SDK makes: paths, parameters, bodies and parsers; no I/O.
@@ -122,8 +154,15 @@ def send_message_call(
     temperature: float | None,
     idempotency_key: str | None,
     stream: bool,
+    policy: PolicyLike | None = None,
 ) -> APICall[MessageExchange]:
-    body = _drop_none(content=content, model=model, max_tokens=max_tokens, temperature=temperature)
+    body = _drop_none(
+        content=content,
+        model=model,
+        max_tokens=max_tokens,
+        temperature=temperature,
+        policy=policy_body(policy),
+    )
     if stream:
         body["stream"] = True
     return APICall(
@@ -134,6 +173,26 @@ def send_message_call(
         idempotency_key=idempotency_key,
         stream=stream,
     )
+
+
+def route_call(
+    prompt: str | None,
+    *,
+    messages: Sequence[Mapping[str, Any]] | None,
+    policy: PolicyLike | None,
+    max_tokens: int | None,
+    stream: bool,
+) -> APICall[RouteDecision]:
+    """``POST /v1/route``: explain the router's choice for a prompt or a conversation."""
+    body = _drop_none(
+        prompt=prompt,
+        messages=[dict(m) for m in messages] if messages is not None else None,
+        policy=policy_body(policy),
+        max_tokens=max_tokens,
+    )
+    if stream:
+        body["stream"] = True
+    return APICall("POST", "/v1/route", _model(RouteDecision), json=body)
 
 
 class SyncSender(Protocol):
@@ -210,6 +269,7 @@ class Conversations:
         max_tokens: int | None = None,
         temperature: float | None = None,
         idempotency_key: str | None = None,
+        policy: PolicyLike | None = None,
     ) -> MessageExchange:
         """Send a user message and wait for the assistant's reply.
 
@@ -221,6 +281,9 @@ class Conversations:
             temperature: sampling temperature, 0 to 2.
             idempotency_key: reuse a key to make a repeated send safe; one is made otherwise,
                 and kept across the SDK's own retries.
+            policy: a routing policy for the router to apply: a
+                :class:`~somaagent.types.RoutingPolicy` or a mapping of its fields. It asks the
+                router to choose, so ``model`` must be ``auto`` or left out.
         """
         call = send_message_call(
             conversation_id,
@@ -230,6 +293,7 @@ class Conversations:
             temperature=temperature,
             idempotency_key=idempotency_key,
             stream=False,
+            policy=policy,
         )
         return self._client._call(call)
 
@@ -242,6 +306,7 @@ class Conversations:
         max_tokens: int | None = None,
         temperature: float | None = None,
         idempotency_key: str | None = None,
+        policy: PolicyLike | None = None,
     ) -> MessageStream:
         """Send a user message and stream the reply as Server-Sent Events.
 
@@ -256,6 +321,7 @@ class Conversations:
             temperature=temperature,
             idempotency_key=idempotency_key,
             stream=True,
+            policy=policy,
         )
         return self._client._stream(call)
 
@@ -326,6 +392,7 @@ class AsyncConversations:
         max_tokens: int | None = None,
         temperature: float | None = None,
         idempotency_key: str | None = None,
+        policy: PolicyLike | None = None,
     ) -> MessageExchange:
         """Send a user message and wait for the reply; see :meth:`Conversations.send_message`."""
         call = send_message_call(
@@ -336,6 +403,7 @@ class AsyncConversations:
             temperature=temperature,
             idempotency_key=idempotency_key,
             stream=False,
+            policy=policy,
         )
         return await self._client._call(call)
 
@@ -348,6 +416,7 @@ class AsyncConversations:
         max_tokens: int | None = None,
         temperature: float | None = None,
         idempotency_key: str | None = None,
+        policy: PolicyLike | None = None,
     ) -> AsyncMessageStream:
         """Send a user message and stream the reply; use with ``async with``.
 
@@ -361,6 +430,7 @@ class AsyncConversations:
             temperature=temperature,
             idempotency_key=idempotency_key,
             stream=True,
+            policy=policy,
         )
         return self._client._stream(call)
 

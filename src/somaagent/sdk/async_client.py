@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar, overload
 
@@ -21,9 +22,16 @@ from somaagent.sdk._base import (
     title_from,
 )
 from somaagent.sdk._prompts import AsyncPrompts
-from somaagent.sdk._resources import AsyncConversations, AsyncModels, Identity, me_call
+from somaagent.sdk._resources import (
+    AsyncConversations,
+    AsyncModels,
+    Identity,
+    PolicyLike,
+    me_call,
+    route_call,
+)
 from somaagent.sdk._streaming import AsyncMessageStream
-from somaagent.types import MessageExchange
+from somaagent.types import MessageExchange, RouteDecision
 
 T = TypeVar("T")
 
@@ -83,6 +91,7 @@ class AsyncClient(BaseClient):
         *,
         conversation_id: str | None = ...,
         model: str | None = ...,
+        policy: PolicyLike | None = ...,
         stream: Literal[False] = ...,
     ) -> MessageExchange: ...
 
@@ -93,6 +102,7 @@ class AsyncClient(BaseClient):
         *,
         conversation_id: str | None = ...,
         model: str | None = ...,
+        policy: PolicyLike | None = ...,
         stream: Literal[True],
     ) -> AsyncMessageStream: ...
 
@@ -102,6 +112,7 @@ class AsyncClient(BaseClient):
         *,
         conversation_id: str | None = None,
         model: str | None = None,
+        policy: PolicyLike | None = None,
         stream: bool = False,
     ) -> MessageExchange | AsyncMessageStream:
         """Send one message, in a new conversation unless ``conversation_id`` is given.
@@ -110,15 +121,64 @@ class AsyncClient(BaseClient):
             content: the user's message.
             conversation_id: the conversation to continue; a new one (titled after the
                 message, with ``model`` as its default) is created when omitted.
-            model: the model to answer with.
+            model: the model to answer with (a registry name, or ``auto`` for the router).
+            policy: a routing policy for the router to apply (see :meth:`route`); with
+                one, ``model`` must be ``auto`` or left out.
             stream: return an :class:`AsyncMessageStream` instead of waiting for the reply.
         """
         if conversation_id is None:
             created = await self.conversations.create(title_from(content), model=model)
             conversation_id = created.id
         if stream:
-            return self.conversations.stream_message(conversation_id, content, model=model)
-        return await self.conversations.send_message(conversation_id, content, model=model)
+            return self.conversations.stream_message(
+                conversation_id, content, model=model, policy=policy
+            )
+        return await self.conversations.send_message(
+            conversation_id, content, model=model, policy=policy
+        )
+
+    async def route(
+        self,
+        prompt: str | None = None,
+        *,
+        messages: Sequence[Mapping[str, Any]] | None = None,
+        policy: PolicyLike | None = None,
+        max_tokens: int | None = None,
+        stream: bool = False,
+    ) -> RouteDecision:
+        """Explain which model the router would choose, and why; no model is called.
+
+        ::
+
+            from somaagent.types import RoutingPolicy
+
+            policy = RoutingPolicy(max_cost_usd=0.01)
+            decision = await client.route("Prove that sqrt(2) is irrational", policy=policy)
+            print(decision.model, decision.reason)
+            for candidate in decision.candidates:
+                print(candidate.model, candidate.predicted_quality, candidate.why)
+
+        Args:
+            prompt: the prompt to route; give it or ``messages``, not both.
+            messages: a conversation to route instead: ``{"role": ..., "content": ...}``
+                mappings, roles ``system``, ``user`` and ``assistant``.
+            policy: what to ask of the router: a :class:`~somaagent.types.RoutingPolicy`, or a
+                mapping of its fields (checked by the gateway).
+            max_tokens: the most tokens the answer may have (it bounds the cost estimate).
+            stream: route as for a streamed answer (only models that stream are eligible).
+
+        Returns:
+            The chosen model, the reason, and every candidate with its predicted quality,
+            estimated cost and latency, and why it was or was not chosen.
+
+        Raises:
+            ValidationError: an unknown or invalid policy field, a policy no model meets, or a
+                prompt longer than every context window; ``errors`` names the field.
+        """
+        call = route_call(
+            prompt, messages=messages, policy=policy, max_tokens=max_tokens, stream=stream
+        )
+        return await self._call(call)
 
     async def aclose(self) -> None:
         """Close the HTTP client and its connections."""
