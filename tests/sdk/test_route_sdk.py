@@ -52,7 +52,6 @@ class RoutedGateway:
 def serve_routed_gateway(data: Path, fake_openai: FakeVendor) -> Iterator[RoutedGateway]:
     """Serve the real gateway on loopback, with ``/v1/route`` mounted if the app lacks it."""
     from somaagent.gateway.app import create_app
-    from somaagent.gateway.routes import route
     from somaagent.gateway.settings import Settings
 
     settings = Settings(
@@ -66,9 +65,6 @@ def serve_routed_gateway(data: Path, fake_openai: FakeVendor) -> Iterator[Routed
     )
     admin: list[str] = []
     app = create_app(settings, on_admin_key=admin.append)
-    if "/v1/route" not in app.openapi()["paths"]:  # until create_app mounts it
-        app.include_router(route.router)
-        app.openapi_schema = None
     with run_asgi(app, lifespan="on") as url:
         yield RoutedGateway(base_url=url, admin_key=admin[0])
 
@@ -312,12 +308,6 @@ def test_a_policy_without_auto_is_refused(client: Client) -> None:
     assert ["body", "policy", "max_cost"] in [e["loc"] for e in unknown.value.errors]
 
 
-@pytest.mark.xfail(
-    raises=ValidationError,
-    strict=True,
-    reason="the gateway refuses 'auto' as a conversation's default model (ConversationCreate "
-    "resolves it as a registry name); remove this marker once it accepts it",
-)
 def test_chat_with_model_auto_in_a_new_conversation(client: Client) -> None:
     chatted = client.chat("hi again", model="auto", policy=RoutingPolicy(providers=["openai"]))
     assert chatted.reply.content == "Echo: hi again"

@@ -82,7 +82,7 @@ class ConversationService:
     # -- conversations -------------------------------------------------------------------
 
     async def create(self, who: Principal, body: types.ConversationCreate) -> types.Conversation:
-        if body.model is not None:
+        if body.model is not None and body.model != "auto":
             self.pool.resolve(body.model)
         system_prompt = body.system_prompt
         metadata = dict(body.metadata)
