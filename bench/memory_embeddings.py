@@ -26,7 +26,7 @@ Figures go to ``bench/results/memory_embeddings.{json,md}``.
 
 Usage::
 
-    .venv/bin/python bench/memory_embeddings.py                   # --n 1000, 3 rounds
+    .venv/bin/python bench/memory_embeddings.py                   # --n 512, 3 rounds
     .venv/bin/python bench/memory_embeddings.py --n 200 --rounds 1
 """
 
@@ -183,7 +183,7 @@ def peer_python(given: str | None) -> str | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=1000, help="short documents (long: n // 4)")
+    parser.add_argument("--n", type=int, default=512, help="short documents (long: n // 4)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--peer-python", help="interpreter with sentence-transformers + torch")
