@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from contextlib import aclosing
 
-import httpx
+import aiohttp
 import pytest
 
 from somaagent.errors import (
@@ -235,7 +235,8 @@ async def test_stall_times_out(anthropic_model: AnthropicModel, streaming: bool)
             await anthropic_model.complete(request)
 
     assert time.monotonic() - started < 5
-    assert isinstance(caught.value.__cause__, httpx.ReadTimeout)
+    # the per-read timeout, not one for the whole exchange
+    assert isinstance(caught.value.__cause__, aiohttp.SocketTimeoutError)
 
 
 async def test_slow_stream_succeeds(anthropic_model: AnthropicModel) -> None:
@@ -299,6 +300,19 @@ async def test_connection_refused_is_a_connection_error(
             await model.complete(ask("hi"))
 
     assert caught.value.retryable
+
+
+async def test_an_own_http_client_is_used_and_left_open(fake_anthropic: FakeVendor) -> None:
+    fake_anthropic.clear()
+    async with aiohttp.ClientSession(headers={"x-test": "own"}) as client:
+        model = AnthropicModel(
+            api_key=fake_anthropic.api_key, base_url=fake_anthropic.base_url, http_client=client
+        )
+        chunks = await collect(model, ask("a"))
+        await model.aclose()
+        assert not client.closed
+    assert "".join(c.delta for c in chunks) == "Echo: a"
+    assert fake_anthropic.requests[0].headers["x-test"] == "own"
 
 
 def test_the_official_sdk_accepts_the_fake(fake_anthropic: FakeVendor) -> None:

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import email.utils
+from collections.abc import AsyncIterator
 
+import aiohttp
 import httpx
 import pytest
+from aiohttp import web
+from aiohttp.http_exceptions import ContentEncodingError, ContentLengthError
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 
 from somaagent.errors import (
     ProviderAuthenticationError,
@@ -20,10 +26,13 @@ from somaagent.llm._http import (
     SSEEvent,
     aclose_client,
     aiter_sse,
+    env_proxy,
     error_for_status,
     get_client,
+    get_session,
     map_transport_errors,
     parse_retry_after,
+    request_timeout,
 )
 
 NOW = 1_750_000_000.0
@@ -50,6 +59,12 @@ def test_parse_retry_after(headers: dict[str, str], expected: float | None) -> N
 
 def test_parse_retry_after_reads_httpx_headers() -> None:
     assert parse_retry_after(httpx.Headers({"Retry-After": "2"})) == 2.0
+
+
+def test_parse_retry_after_reads_aiohttp_headers() -> None:
+    headers = CIMultiDictProxy(CIMultiDict({"Retry-After-Ms": "40"}))
+
+    assert parse_retry_after(headers) == 0.04
 
 
 @pytest.mark.parametrize(
@@ -134,9 +149,98 @@ def test_map_transport_errors(raised: Exception, expected: type[Exception]) -> N
     assert "http://127.0.0.1:9/v1/chat/completions" in str(caught.value)
 
 
+URL_TEXT = "http://127.0.0.1:9/v1/chat/completions"
+
+
+def payload_error(cause: Exception) -> aiohttp.ClientPayloadError:
+    error = aiohttp.ClientPayloadError(f"Response payload is not completed: {cause!r}")
+    error.__cause__ = cause  # how aiohttp attaches what went wrong with the body
+    return error
+
+
+def response_error() -> aiohttp.ClientResponseError:
+    info = aiohttp.RequestInfo(URL(URL_TEXT), "POST", CIMultiDictProxy(CIMultiDict()))
+    return aiohttp.ContentTypeError(info, (), message="unexpected mimetype")
+
+
+@pytest.mark.parametrize(
+    ("raised", "expected", "words"),
+    [
+        (aiohttp.ConnectionTimeoutError("timeout"), ProviderTimeoutError, "connecting timed out"),
+        (
+            aiohttp.SocketTimeoutError("Timeout on reading data from socket"),
+            ProviderTimeoutError,
+            "waiting for the answer timed out",
+        ),
+        (aiohttp.ServerDisconnectedError(), ProviderConnectionError, "ServerDisconnectedError"),
+        (aiohttp.ClientOSError(104, "reset"), ProviderConnectionError, "reset"),
+        (
+            payload_error(ContentLengthError("Not enough data to satisfy content length")),
+            ProviderConnectionError,
+            "cut short",
+        ),
+        (
+            payload_error(ContentEncodingError("Can not decode content-encoding: gzip")),
+            ProviderResponseError,
+            "gzip",
+        ),
+        (response_error(), ProviderResponseError, "unexpected mimetype"),
+    ],
+)
+def test_map_transport_errors_of_aiohttp(
+    raised: Exception, expected: type[Exception], words: str
+) -> None:
+    with pytest.raises(expected) as caught, map_transport_errors("p", method="POST", url=URL_TEXT):
+        raise raised
+
+    assert type(caught.value) is expected
+    assert caught.value.__cause__ is raised
+    assert f"(POST {URL_TEXT})" in str(caught.value)
+    assert words in str(caught.value)
+
+
 def test_map_transport_errors_leaves_other_exceptions_alone() -> None:
     with pytest.raises(KeyError):
         raise_inside(KeyError("x"))
+
+
+def test_map_transport_errors_lets_provider_errors_through() -> None:
+    error = error_for_status(429, provider="p")
+
+    with pytest.raises(ProviderRateLimitError) as caught:
+        raise_inside(error)
+
+    assert caught.value is error
+
+
+def test_request_timeout_is_per_read_with_no_total() -> None:
+    timeout = request_timeout(2.5)
+
+    assert (timeout.total, timeout.connect, timeout.sock_connect, timeout.sock_read) == (
+        None,
+        2.5,
+        2.5,
+        2.5,
+    )
+    assert request_timeout(2.5) is timeout  # built once per value
+
+
+def test_env_proxy_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    monkeypatch.setenv("https_proxy", "http://proxy.internal:3128")
+    monkeypatch.setenv("no_proxy", "localhost,.corp.example")
+    env_proxy.cache_clear()
+    try:
+        assert env_proxy("https://api.openai.com/v1/chat/completions") == (
+            "http://proxy.internal:3128"
+        )
+        assert env_proxy("http://api.openai.com/v1/chat/completions") is None
+        assert env_proxy("https://llm.corp.example/v1/chat/completions") is None
+        assert env_proxy("http://localhost:8000/v1/chat/completions") is None
+    finally:
+        env_proxy.cache_clear()
 
 
 @pytest.mark.anyio
@@ -164,6 +268,71 @@ async def test_aiter_sse_follows_the_event_stream_rules() -> None:
     ]
 
 
+class ChunkedBody(httpx.AsyncByteStream):
+    """A response body delivered in the given pieces, as a network would split it."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for chunk in self.chunks:
+            yield chunk
+
+
+# CRLF split across chunks, a lone CR as a line end, a UTF-8 character split across chunks.
+AWKWARD_CHUNKS = [
+    b"event: delta\r",
+    b"\ndata: caf\xc3",
+    b"\xa9\r\n\r",
+    b"\n",
+    b"data: one\rdata: two\r\r",
+    b"data: last\r",
+]
+AWKWARD_EVENTS = [
+    SSEEvent("delta", "café"),
+    SSEEvent("message", "one\ntwo"),
+    SSEEvent("message", "last"),
+]
+
+
+@pytest.mark.anyio
+async def test_aiter_sse_splits_lines_whatever_the_chunk_boundaries() -> None:
+    response = httpx.Response(200, stream=ChunkedBody(AWKWARD_CHUNKS))
+
+    events = [event async for event in aiter_sse(response)]
+
+    assert events == AWKWARD_EVENTS
+
+
+@pytest.mark.anyio
+async def test_aiter_sse_reads_an_aiohttp_stream() -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        for chunk in AWKWARD_CHUNKS:  # one write each, as a chunk of the chunked body
+            await response.write(chunk)
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_post("/events", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(f"http://127.0.0.1:{port}/events") as response,
+        ):
+            events = [event async for event in aiter_sse(response)]
+    finally:
+        await runner.cleanup()
+
+    assert events == AWKWARD_EVENTS
+
+
 @pytest.mark.anyio
 async def test_the_shared_client_is_per_loop_and_reopens_after_close() -> None:
     client = get_client()
@@ -175,3 +344,17 @@ async def test_the_shared_client_is_per_loop_and_reopens_after_close() -> None:
     reopened = get_client()
     assert reopened is not client
     await aclose_client()
+
+
+@pytest.mark.anyio
+async def test_the_shared_session_is_per_loop_and_reopens_after_close() -> None:
+    session = get_session()
+    assert get_session() is session
+
+    await aclose_client()
+
+    assert session.closed
+    reopened = get_session()
+    assert reopened is not session
+    await aclose_client()
+    assert reopened.closed

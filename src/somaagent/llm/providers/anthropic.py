@@ -16,7 +16,7 @@ import json
 from collections.abc import AsyncGenerator
 from typing import Any, Literal, NotRequired, TypedDict
 
-import httpx
+import aiohttp
 
 from somaagent.errors import (
     ConfigurationError,
@@ -30,10 +30,11 @@ from somaagent.errors import (
 from somaagent.llm._http import (
     aiter_sse,
     check_base_url,
+    env_proxy,
     error_from_response,
-    get_client,
+    get_session,
     map_transport_errors,
-    timeout_for,
+    request_timeout,
     vendor_error,
 )
 from somaagent.llm.base import ChatRequest, Completion, Model, StreamChunk
@@ -84,7 +85,8 @@ class AnthropicModel(Model):
 
     One instance serves one endpoint; each :class:`ChatRequest` names the model id
     (``claude-haiku-4-5``, ...). Requests go through the process-wide connection pool of
-    :mod:`somaagent.llm._http` unless ``http_client`` is given.
+    :mod:`somaagent.llm._http` (an aiohttp session per event loop) unless ``http_client`` is
+    given.
 
     Args:
         api_key: sent as ``x-api-key``; required.
@@ -92,7 +94,8 @@ class AnthropicModel(Model):
         timeout: seconds allowed to connect and for each read, unless a request sets its own.
         default_max_tokens: ``max_tokens`` for requests that set none (Anthropic requires one).
         provider: the provider id recorded on answers and errors.
-        http_client: a client to send with instead of the shared pool; the caller closes it.
+        http_client: an :class:`aiohttp.ClientSession` to send with instead of the shared
+            pool (its own settings then apply, proxies included); the caller closes it.
 
     Raises:
         ConfigurationError: no API key, or ``base_url`` is not an absolute http(s) URL.
@@ -106,7 +109,7 @@ class AnthropicModel(Model):
         timeout: float = 60.0,
         default_max_tokens: int = DEFAULT_MAX_TOKENS,
         provider: str = "anthropic",
-        http_client: httpx.AsyncClient | None = None,
+        http_client: aiohttp.ClientSession | None = None,
     ) -> None:
         if not api_key:
             raise ConfigurationError(
@@ -118,19 +121,26 @@ class AnthropicModel(Model):
         self.default_max_tokens = default_max_tokens
         self._api_key = api_key
         self._http_client = http_client
+        self._url = f"{self.base_url}/v1/messages"
+        # The shared session reads no proxy settings per request; an own session has its own.
+        self._proxy = env_proxy(self._url) if http_client is None else None
+        # Built once: the same headers go with every request of this instance.
+        self._json_headers = self._headers(stream=False)
+        self._sse_headers = self._headers(stream=True)
 
     def __repr__(self) -> str:
         return f"AnthropicModel(provider={self.provider!r}, base_url={self.base_url!r})"
 
     @property
-    def _client(self) -> httpx.AsyncClient:
-        return self._http_client if self._http_client is not None else get_client()
+    def _client(self) -> aiohttp.ClientSession:
+        return self._http_client if self._http_client is not None else get_session()
 
     def _headers(self, *, stream: bool) -> dict[str, str]:
         return {
             "x-api-key": self._api_key,
             "anthropic-version": API_VERSION,
             "accept": "text/event-stream" if stream else "application/json",
+            "content-type": "application/json",
         }
 
     def _body(self, request: ChatRequest, *, stream: bool) -> _MessagesBody:
@@ -163,20 +173,24 @@ class AnthropicModel(Model):
         Raises:
             ProviderError: a subclass for each failure; see :mod:`somaagent.errors`.
         """
-        timeout = timeout_for(request.timeout if request.timeout is not None else self.timeout)
-        with map_transport_errors(self.provider):
-            response = await self._client.post(
-                f"{self.base_url}/v1/messages",
-                json=self._body(request, stream=False),
-                headers=self._headers(stream=False),
+        timeout = request_timeout(request.timeout if request.timeout is not None else self.timeout)
+        with map_transport_errors(self.provider, method="POST", url=self._url):
+            async with self._client.post(
+                self._url,
+                data=_encode(self._body(request, stream=False)),
+                headers=self._json_headers,
                 timeout=timeout,
-            )
-            if not response.is_success:
-                raise await error_from_response(response, provider=self.provider)
+                proxy=self._proxy,
+                allow_redirects=False,
+            ) as response:
+                if not 200 <= response.status < 300:
+                    raise await error_from_response(response, provider=self.provider)
+                raw = await response.read()
         try:
-            data = response.json()
+            data = json.loads(raw)
         except ValueError:
-            raise self._bad(f"the answer is not JSON: {response.text[:200]!r}") from None
+            text = raw.decode("utf-8", errors="replace")
+            raise self._bad(f"the answer is not JSON: {text[:200]!r}") from None
         return self._completion(data, request)
 
     def _completion(self, data: Any, request: ChatRequest) -> Completion:
@@ -218,20 +232,21 @@ class AnthropicModel(Model):
                 (``overloaded_error`` → ``ProviderOverloadedError``, ...); a stream cut short or
                 an event that is not JSON raises ``ProviderResponseError``.
         """
-        timeout = timeout_for(request.timeout if request.timeout is not None else self.timeout)
+        timeout = request_timeout(request.timeout if request.timeout is not None else self.timeout)
         prompt_tokens = completion_tokens = 0
         stop_reason: Any = None
         done = False
         events = 0
-        with map_transport_errors(self.provider):
-            async with self._client.stream(
-                "POST",
-                f"{self.base_url}/v1/messages",
-                json=self._body(request, stream=True),
-                headers=self._headers(stream=True),
+        with map_transport_errors(self.provider, method="POST", url=self._url):
+            async with self._client.post(
+                self._url,
+                data=_encode(self._body(request, stream=True)),
+                headers=self._sse_headers,
                 timeout=timeout,
+                proxy=self._proxy,
+                allow_redirects=False,
             ) as response:
-                if not response.is_success:
+                if not 200 <= response.status < 300:
                     raise await error_from_response(response, provider=self.provider)
                 async for sse in aiter_sse(response):
                     event = self._event(sse.data)
@@ -293,6 +308,11 @@ class AnthropicModel(Model):
 
     def _bad(self, message: str, body: Any = None) -> ProviderResponseError:
         return ProviderResponseError(message, provider=self.provider, body=body)
+
+
+def _encode(body: _MessagesBody) -> bytes:
+    # What httpx's ``json=`` sent: compact, UTF-8, and no NaN or infinity.
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 
 def _text(event: dict[str, Any]) -> str:

@@ -14,16 +14,17 @@ import json
 from collections.abc import AsyncGenerator
 from typing import Any, NotRequired, TypedDict
 
-import httpx
+import aiohttp
 
 from somaagent.errors import ProviderResponseError
 from somaagent.llm._http import (
     aiter_sse,
     check_base_url,
+    env_proxy,
     error_from_response,
-    get_client,
+    get_session,
     map_transport_errors,
-    timeout_for,
+    request_timeout,
     vendor_error,
 )
 from somaagent.llm.base import ChatMessage, ChatRequest, Completion, Model, StreamChunk
@@ -53,14 +54,16 @@ class OpenAIModel(Model):
 
     One instance serves one endpoint; each :class:`ChatRequest` names the endpoint's model id
     (``gpt-4o-mini``, ``meta-llama/Llama-3.1-8B-Instruct``, ...). Requests go through the
-    process-wide connection pool of :mod:`somaagent.llm._http` unless ``http_client`` is given.
+    process-wide connection pool of :mod:`somaagent.llm._http` (an aiohttp session per event
+    loop) unless ``http_client`` is given.
 
     Args:
         api_key: sent as ``Authorization: Bearer``; optional, since local servers often need none.
         base_url: the API root, including ``/v1``; defaults to OpenAI's.
         timeout: seconds allowed to connect and for each read, unless a request sets its own.
         provider: the provider id recorded on answers and errors (e.g. ``vllm`` for a vLLM server).
-        http_client: a client to send with instead of the shared pool; the caller closes it.
+        http_client: an :class:`aiohttp.ClientSession` to send with instead of the shared
+            pool (its own settings then apply, proxies included); the caller closes it.
 
     Raises:
         ConfigurationError: ``base_url`` is not an absolute http(s) URL.
@@ -73,23 +76,32 @@ class OpenAIModel(Model):
         base_url: str | None = None,
         timeout: float = 60.0,
         provider: str = "openai",
-        http_client: httpx.AsyncClient | None = None,
+        http_client: aiohttp.ClientSession | None = None,
     ) -> None:
         self.provider = provider
         self.base_url = check_base_url(base_url or DEFAULT_BASE_URL, setting="base_url")
         self.timeout = timeout
         self._api_key = api_key
         self._http_client = http_client
+        self._url = f"{self.base_url}/chat/completions"
+        # The shared session reads no proxy settings per request; an own session has its own.
+        self._proxy = env_proxy(self._url) if http_client is None else None
+        # Built once: the same headers go with every request of this instance.
+        self._json_headers = self._headers(stream=False)
+        self._sse_headers = self._headers(stream=True)
 
     def __repr__(self) -> str:
         return f"OpenAIModel(provider={self.provider!r}, base_url={self.base_url!r})"
 
     @property
-    def _client(self) -> httpx.AsyncClient:
-        return self._http_client if self._http_client is not None else get_client()
+    def _client(self) -> aiohttp.ClientSession:
+        return self._http_client if self._http_client is not None else get_session()
 
     def _headers(self, *, stream: bool) -> dict[str, str]:
-        headers = {"accept": "text/event-stream" if stream else "application/json"}
+        headers = {
+            "accept": "text/event-stream" if stream else "application/json",
+            "content-type": "application/json",
+        }
         if self._api_key:
             headers["authorization"] = f"Bearer {self._api_key}"
         return headers
@@ -116,20 +128,24 @@ class OpenAIModel(Model):
         Raises:
             ProviderError: a subclass for each failure; see :mod:`somaagent.errors`.
         """
-        timeout = timeout_for(request.timeout if request.timeout is not None else self.timeout)
-        with map_transport_errors(self.provider):
-            response = await self._client.post(
-                f"{self.base_url}/chat/completions",
-                json=self._body(request, stream=False),
-                headers=self._headers(stream=False),
+        timeout = request_timeout(request.timeout if request.timeout is not None else self.timeout)
+        with map_transport_errors(self.provider, method="POST", url=self._url):
+            async with self._client.post(
+                self._url,
+                data=_encode(self._body(request, stream=False)),
+                headers=self._json_headers,
                 timeout=timeout,
-            )
-            if not response.is_success:
-                raise await error_from_response(response, provider=self.provider)
+                proxy=self._proxy,
+                allow_redirects=False,
+            ) as response:
+                if not 200 <= response.status < 300:
+                    raise await error_from_response(response, provider=self.provider)
+                raw = await response.read()
         try:
-            data = response.json()
+            data = json.loads(raw)
         except ValueError:
-            raise self._bad(f"the answer is not JSON: {response.text[:200]!r}") from None
+            text = raw.decode("utf-8", errors="replace")
+            raise self._bad(f"the answer is not JSON: {text[:200]!r}") from None
         return self._completion(data, request)
 
     def _completion(self, data: Any, request: ChatRequest) -> Completion:
@@ -167,20 +183,21 @@ class OpenAIModel(Model):
             ProviderError: a subclass for each failure; a stream cut short, an ``error`` object
                 in the stream, or a chunk that is not JSON raise ``ProviderResponseError``.
         """
-        timeout = timeout_for(request.timeout if request.timeout is not None else self.timeout)
+        timeout = request_timeout(request.timeout if request.timeout is not None else self.timeout)
         finish_reason: str | None = None
         usage: Usage | None = None
         done = False
         received = 0
-        with map_transport_errors(self.provider):
-            async with self._client.stream(
-                "POST",
-                f"{self.base_url}/chat/completions",
-                json=self._body(request, stream=True),
-                headers=self._headers(stream=True),
+        with map_transport_errors(self.provider, method="POST", url=self._url):
+            async with self._client.post(
+                self._url,
+                data=_encode(self._body(request, stream=True)),
+                headers=self._sse_headers,
                 timeout=timeout,
+                proxy=self._proxy,
+                allow_redirects=False,
             ) as response:
-                if not response.is_success:
+                if not 200 <= response.status < 300:
                     raise await error_from_response(response, provider=self.provider)
                 async for event in aiter_sse(response):
                     if event.data.strip() == "[DONE]":
@@ -228,6 +245,11 @@ class OpenAIModel(Model):
 
     def _bad(self, message: str, body: Any = None) -> ProviderResponseError:
         return ProviderResponseError(message, provider=self.provider, body=body)
+
+
+def _encode(body: _ChatBody) -> bytes:
+    # What httpx's ``json=`` sent: compact, UTF-8, and no NaN or infinity.
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 
 def _usage(raw: Any) -> Usage | None:
