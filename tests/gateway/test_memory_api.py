@@ -391,3 +391,5 @@ async def test_conversation_memory_and_grounding(
     assert tenant_version.context.token_budget == 50
     with pytest.raises(NotFoundError):
         await ground(memory, "default", "no-such-collection", "x")
+    long = await ground(memory, "default", "kb", "stars " * 5000, token_budget=0)
+    assert long.context.token_budget == 16 and long.prompt.endswith("stars")

@@ -60,8 +60,13 @@ async def ground(
     Returns:
         The prompt to send in place of the user's message, its sources and context.
     """
+    # Retrieval reads at most the first 10,000 characters of a long message; the prompt keeps
+    # all of it.
     body = RetrieveRequest(
-        query=query, k=k, token_budget=token_budget, filter=dict(filter) if filter else None
+        query=query[:10_000],
+        k=k,
+        token_budget=max(16, token_budget),
+        filter=dict(filter) if filter else None,
     )
     counter = (lambda text: tokens.count_text(text, spec)) if spec is not None else None
     context = await memory.retrieve(tenant, collection, body, count_tokens=counter)
