@@ -18,8 +18,6 @@ import pytest
 from somaagent.errors import NotFoundError
 from somaagent.gateway.grounding import ground
 from somaagent.gateway.memory import MemoryService
-from somaagent.gateway.routes import embeddings as embedding_routes
-from somaagent.gateway.routes import memory as memory_routes
 from somaagent.memory.chunking import Chunker
 from somaagent.memory.keyword import KeywordIndex
 from somaagent.memory.rag import RAGPipeline
@@ -48,10 +46,6 @@ DOCS = [
 @pytest.fixture
 async def memory(gateway: Gateway) -> AsyncIterator[MemoryService]:
     """The app's memory service, on the test embedder and a store that can fail on demand."""
-    for module in (memory_routes, embedding_routes):
-        prefix = "/v1/memory" if module is memory_routes else "/v1/embeddings"
-        if not any(getattr(r, "path", "").startswith(prefix) for r in gateway.app.routes):
-            gateway.app.include_router(module.router)  # until the app routes it itself
     pipeline = RAGPipeline(
         HashEmbedder(),
         FaultyStore(ExactStore()),
@@ -59,10 +53,10 @@ async def memory(gateway: Gateway) -> AsyncIterator[MemoryService]:
         chunker=Chunker(chunk_size=48, overlap=8),
     )
     service = MemoryService(gateway.state.sessions, pipeline)
-    gateway.app.state.memory_service = service
-    if hasattr(type(gateway.state), "memory"):
-        gateway.state.memory = service  # type: ignore[attr-defined]
+    original = gateway.state.memory
+    gateway.state.memory = service
     yield service
+    gateway.state.memory = original
     await service.aclose()
 
 
@@ -393,3 +387,27 @@ async def test_conversation_memory_and_grounding(
         await ground(memory, "default", "no-such-collection", "x")
     long = await ground(memory, "default", "kb", "stars " * 5000, token_budget=0)
     assert long.context.token_budget == 16 and long.prompt.endswith("stars")
+
+
+async def test_a_conversation_message_grounded_in_a_collection_cites_its_sources(
+    gateway: Gateway, client: httpx.AsyncClient, memory: MemoryService, fake_openai: Any
+) -> None:
+    await make(client)
+    await index(client, DOCS)
+    conversation = (await client.post("/v1/conversations", json={})).json()
+    url = f"/v1/conversations/{conversation['id']}/messages"
+    fake_openai.clear()
+    r = await client.post(url, json={"content": "What do stars fuse?", "collection": "kb"})
+    assert r.status_code == 201, r.text
+    reply = r.json()["reply"]
+    assert reply["sources"][0]["source"] == "space/stars.md"
+    sent = fake_openai.requests.snapshot()[-1].json["messages"][-1]["content"]
+    assert "[1] space/stars.md" in sent and "What do stars fuse?" in sent
+    stored = (await client.get(url)).json()["data"]
+    assert stored[0]["content"] == "What do stars fuse?"  # stored as the user wrote it
+    assert stored[1]["sources"] == reply["sources"]
+    missing = await client.post(url, json={"content": "x", "collection": "nope"})
+    assert missing.status_code == 404
+    await memory.drain()
+    found = await client.post("/v1/memory/conversations/search", json={"query": "stars fuse"})
+    assert conversation["id"] in {hit["conversation_id"] for hit in found.json()}

@@ -32,7 +32,6 @@ def serve_gateway(data_dir: Path, fake_openai: FakeVendor) -> Iterator[Running]:
     """Serve a gateway on SQLite in ``data_dir`` with ``/v1/memory`` and ``/v1/embeddings``."""
     from somaagent.gateway.app import create_app
     from somaagent.gateway.memory import MemoryService
-    from somaagent.gateway.routes import embeddings, memory
     from somaagent.gateway.settings import Settings
     from somaagent.memory.chunking import Chunker
     from somaagent.memory.keyword import KeywordIndex
@@ -49,9 +48,6 @@ def serve_gateway(data_dir: Path, fake_openai: FakeVendor) -> Iterator[Running]:
     )
     admin: list[str] = []
     app = create_app(settings, on_admin_key=admin.append)
-    for module, prefix in ((memory, "/v1/memory"), (embeddings, "/v1/embeddings")):
-        if not any(getattr(r, "path", "").startswith(prefix) for r in app.routes):
-            app.include_router(module.router)  # until the app routes it itself
 
     def factory(settings: Settings, sessions: Any) -> MemoryService:
         pipeline = RAGPipeline(

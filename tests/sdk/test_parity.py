@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from somaagent import AsyncClient, AsyncMessageStream, Client, MessageStream
+from somaagent.sdk._memory import AsyncEmbeddings, AsyncMemory, Embeddings, Memory
 from somaagent.sdk._prompts import AsyncPrompts, Prompts
 from somaagent.sdk._resources import AsyncConversations, AsyncModels, Conversations, Models
 
@@ -36,6 +37,8 @@ TWINS = [
     (Models, AsyncModels),
     (MessageStream, AsyncMessageStream),
     (Prompts, AsyncPrompts),
+    (Memory, AsyncMemory),
+    (Embeddings, AsyncEmbeddings),
 ]
 
 
@@ -79,5 +82,5 @@ def test_both_clients_have_the_same_resources() -> None:
     with Client(api_key="k") as sync:
         sync_resources = {n for n, v in vars(sync).items() if not n.startswith("_")}
     sync_resources -= {"api_key", "base_url", "timeout", "max_retries"}
-    assert sync_resources == {"conversations", "models", "prompts"}
+    assert sync_resources == {"conversations", "models", "prompts", "memory", "embeddings"}
     assert set(AsyncClient.__annotations__) == set(Client.__annotations__)

@@ -18,6 +18,7 @@ from somaagent.cli._render import CliError
 from somaagent.cli.auth import auth, login, logout
 from somaagent.cli.chat import chat
 from somaagent.cli.conversations import conversations
+from somaagent.cli.memory import memory
 from somaagent.cli.prompts import prompts
 from somaagent.cli.route import route
 from somaagent.errors import SomaAgentError
@@ -124,6 +125,7 @@ main.add_command(auth)
 main.add_command(chat)
 main.add_command(conversations)
 main.add_command(prompts)
+main.add_command(memory)
 main.add_command(route)
 
 __all__ = ["main"]

@@ -124,8 +124,12 @@ def end_of_stream() -> None:
 
 
 def footer(message: Message) -> None:
-    """A dim line under a reply: model, tokens, cost, latency and the conversation."""
+    """A dim line under a reply: model, tokens, cost, latency and the conversation; then
+    the sources a grounded reply cites."""
     note(" · ".join(_footer_parts(message)))
+    for source in message.sources or []:
+        label = source.get("source") or source.get("document_id")
+        note(f"[{source.get('number')}] {label}")
 
 
 def _footer_parts(message: Message) -> list[str]:

@@ -30,6 +30,11 @@ from somaagent.sdk import Client
     help="Start the conversation with a stored prompt template as its system prompt.",
 )
 @click.option(
+    "--collection",
+    metavar="NAME",
+    help="Ground the answer in this memory collection; the sources are listed under it.",
+)
+@click.option(
     "--var", "pairs", multiple=True, metavar="NAME=VALUE", help="A --prompt variable (repeatable)."
 )
 @click.option(
@@ -46,6 +51,7 @@ def chat(
     conversation_id: str | None,
     model: str | None,
     prompt_ref: str | None,
+    collection: str | None,
     pairs: tuple[str, ...],
     as_json: bool,
 ) -> None:
@@ -69,9 +75,18 @@ def chat(
                 prompt=prompt_ref, variables=variables, model=model
             ).id
         if stream:
-            _stream(client, message, conversation_id=conversation_id, model=model, as_json=as_json)
+            _stream(
+                client,
+                message,
+                conversation_id=conversation_id,
+                model=model,
+                collection=collection,
+                as_json=as_json,
+            )
             return
-        exchange = client.chat(message, conversation_id=conversation_id, model=model)
+        exchange = client.chat(
+            message, conversation_id=conversation_id, model=model, collection=collection
+        )
     if as_json:
         _render.as_json(exchange)
     else:
@@ -80,12 +95,22 @@ def chat(
 
 
 def _stream(
-    client: Client, message: str, *, conversation_id: str | None, model: str | None, as_json: bool
+    client: Client,
+    message: str,
+    *,
+    conversation_id: str | None,
+    model: str | None,
+    collection: str | None,
+    as_json: bool,
 ) -> None:
     printed = False
     try:
         with client.chat(
-            message, conversation_id=conversation_id, model=model, stream=True
+            message,
+            conversation_id=conversation_id,
+            model=model,
+            collection=collection,
+            stream=True,
         ) as events:
             for event in events:
                 if as_json:

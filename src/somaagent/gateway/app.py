@@ -13,11 +13,15 @@ from somaagent import __version__
 from somaagent.gateway import keys, problems
 from somaagent.gateway.conversations import ConversationService
 from somaagent.gateway.db.engine import make_engine, make_sessionmaker, migrate
+from somaagent.gateway.grounding import ground
+from somaagent.gateway.memory import MemoryService
 from somaagent.gateway.metrics import Metrics
 from somaagent.gateway.middleware import GatewayMiddleware
 from somaagent.gateway.providers import ProviderPool
 from somaagent.gateway.ratelimit import RateLimiter
 from somaagent.gateway.routes import conversations, health, me, openai_compat, route, slo
+from somaagent.gateway.routes import embeddings as embedding_routes
+from somaagent.gateway.routes import memory as memory_routes
 from somaagent.gateway.routes import prompts as prompt_routes
 from somaagent.gateway.settings import Settings
 from somaagent.gateway.state import GatewayState
@@ -57,6 +61,12 @@ def create_app(
         await migrate(engine)
         sessions = make_sessionmaker(engine)
         prompts = PromptService(sessions)
+        factory = getattr(app.state, "memory_factory", None)
+        memory = (
+            factory(settings, sessions)
+            if callable(factory)
+            else MemoryService.from_settings(settings, sessions)
+        )
         if settings.bootstrap_admin_key:
             async with sessions() as session:
                 if await keys.count_active_admin_keys(session) == 0:
@@ -74,7 +84,11 @@ def create_app(
         usage = UsageLedger(sessions)
         usage.start()
         conversation_store = ConversationService(
-            sessions, pool, prompts, max_history=settings.max_history_messages
+            sessions,
+            pool,
+            prompts,
+            lambda: app.state.gateway.memory,
+            max_history=settings.max_history_messages,
         )
         app.state.gateway = GatewayState(
             settings=settings,
@@ -84,6 +98,7 @@ def create_app(
             pool=pool,
             rate_limiter=RateLimiter(settings.rate_limit_per_minute),
             prompts=prompts,
+            memory=memory,
             router=router,
             usage=usage,
             conversations=conversation_store,
@@ -95,12 +110,16 @@ def create_app(
                 metrics,
                 default_max_tokens=settings.default_max_tokens,
                 fallback=FallbackConfig(attempt_timeout_s=settings.provider_timeout_s),
+                grounder=lambda *args, **kwargs: ground(
+                    app.state.gateway.memory, *args, prompts=prompts, **kwargs
+                ),
             ),
         )
         try:
             yield
         finally:
             await usage.aclose()
+            await app.state.gateway.memory.aclose()
             await pool.aclose()
             await aclose_client()
             await engine.dispose()
@@ -113,6 +132,16 @@ def create_app(
     )
     problems.install(app)
     app.add_middleware(GatewayMiddleware, metrics=metrics, max_body=settings.max_request_bytes)
-    for module in (health, me, conversations, openai_compat, prompt_routes, route, slo):
+    for module in (
+        health,
+        me,
+        conversations,
+        openai_compat,
+        prompt_routes,
+        route,
+        slo,
+        memory_routes,
+        embedding_routes,
+    ):
         app.include_router(module.router)
     return app

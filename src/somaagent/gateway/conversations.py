@@ -7,6 +7,7 @@ not found (404), never "forbidden".
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, ParamSpec, TypeVar
@@ -16,12 +17,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from somaagent import types
-from somaagent.errors import NotFoundError
+from somaagent.errors import NotFoundError, SomaAgentError
 from somaagent.gateway.db import models as db
 from somaagent.gateway.keys import Principal
+from somaagent.gateway.memory import MemoryService
 from somaagent.gateway.pagination import decode_cursor, encode_cursor
 from somaagent.gateway.providers import ProviderPool
 from somaagent.prompts.service import PromptService
+
+log = logging.getLogger("somaagent.gateway")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -71,13 +75,20 @@ class ConversationService:
         sessions: async_sessionmaker[AsyncSession],
         pool: ProviderPool,
         prompts: PromptService,
+        memory_of: Callable[[], MemoryService],
         *,
         max_history: int,
     ) -> None:
         self.sessions = sessions
         self.pool = pool
         self.prompts = prompts
+        self._memory_of = memory_of
         self.max_history = max_history
+
+    @property
+    def memory(self) -> MemoryService:
+        """The gateway's memory service (looked up on use, so it can be swapped)."""
+        return self._memory_of()
 
     # -- conversations -------------------------------------------------------------------
 
@@ -151,6 +162,10 @@ class ConversationService:
             await session.execute(delete(db.Message).where(db.Message.conversation_id == row.id))
             await session.delete(row)
             await session.commit()
+        try:
+            await self.memory.forget_conversation(who.tenant, conv_id)
+        except SomaAgentError:  # a vector store that is down must not block the delete
+            log.warning("could not drop the message index of %s", conv_id, exc_info=True)
 
     async def messages(
         self, who: Principal, conv_id: str, *, limit: int, cursor: str | None

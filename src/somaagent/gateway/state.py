@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from somaagent.gateway.conversations import ConversationService
 from somaagent.gateway.keys import Principal
+from somaagent.gateway.memory import MemoryService
 from somaagent.gateway.metrics import Metrics
 from somaagent.gateway.providers import ProviderPool
 from somaagent.gateway.ratelimit import RateLimiter
@@ -28,6 +29,7 @@ class GatewayState:
     rate_limiter: RateLimiter
     conversations: ConversationService
     prompts: PromptService
+    memory: MemoryService
     router: Router
     usage: UsageLedger
     turns: ChatTurns

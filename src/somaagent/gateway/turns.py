@@ -275,6 +275,8 @@ class ChatTurns:
             if record_id is not None:
                 await idempotency.remember_message(session, record_id, user_message.id)
             await session.commit()
+        if reused is None:
+            store.memory.message_stored(who.tenant, message_public(user_message))
         max_tokens = body.max_tokens or min(self.default_max_tokens, spec.max_output_tokens)
         request = ChatRequest(
             messages=fit_context(spec, system, turns, max_tokens),
@@ -349,7 +351,9 @@ class ChatTurns:
                 await session.commit()
             return exchange
 
-        return await _retry_on_seq_race(store)
+        exchange = await _retry_on_seq_race(store)
+        self.conversations.memory.message_stored(who.tenant, exchange.reply)
+        return exchange
 
     def _record_attempts(
         self,

@@ -155,6 +155,7 @@ def send_message_call(
     idempotency_key: str | None,
     stream: bool,
     policy: PolicyLike | None = None,
+    collection: str | None = None,
 ) -> APICall[MessageExchange]:
     body = _drop_none(
         content=content,
@@ -162,6 +163,7 @@ def send_message_call(
         max_tokens=max_tokens,
         temperature=temperature,
         policy=policy_body(policy),
+        collection=collection,
     )
     if stream:
         body["stream"] = True
@@ -270,6 +272,7 @@ class Conversations:
         temperature: float | None = None,
         idempotency_key: str | None = None,
         policy: PolicyLike | None = None,
+        collection: str | None = None,
     ) -> MessageExchange:
         """Send a user message and wait for the assistant's reply.
 
@@ -284,6 +287,8 @@ class Conversations:
             policy: a routing policy for the router to apply: a
                 :class:`~somaagent.types.RoutingPolicy` or a mapping of its fields. It asks the
                 router to choose, so ``model`` must be ``auto`` or left out.
+            collection: a memory collection to ground the answer in; the reply's ``sources``
+                say what it cites.
         """
         call = send_message_call(
             conversation_id,
@@ -294,6 +299,7 @@ class Conversations:
             idempotency_key=idempotency_key,
             stream=False,
             policy=policy,
+            collection=collection,
         )
         return self._client._call(call)
 
@@ -307,6 +313,7 @@ class Conversations:
         temperature: float | None = None,
         idempotency_key: str | None = None,
         policy: PolicyLike | None = None,
+        collection: str | None = None,
     ) -> MessageStream:
         """Send a user message and stream the reply as Server-Sent Events.
 
@@ -322,6 +329,7 @@ class Conversations:
             idempotency_key=idempotency_key,
             stream=True,
             policy=policy,
+            collection=collection,
         )
         return self._client._stream(call)
 
@@ -393,6 +401,7 @@ class AsyncConversations:
         temperature: float | None = None,
         idempotency_key: str | None = None,
         policy: PolicyLike | None = None,
+        collection: str | None = None,
     ) -> MessageExchange:
         """Send a user message and wait for the reply; see :meth:`Conversations.send_message`."""
         call = send_message_call(
@@ -404,6 +413,7 @@ class AsyncConversations:
             idempotency_key=idempotency_key,
             stream=False,
             policy=policy,
+            collection=collection,
         )
         return await self._client._call(call)
 
@@ -417,6 +427,7 @@ class AsyncConversations:
         temperature: float | None = None,
         idempotency_key: str | None = None,
         policy: PolicyLike | None = None,
+        collection: str | None = None,
     ) -> AsyncMessageStream:
         """Send a user message and stream the reply; use with ``async with``.
 
@@ -431,6 +442,7 @@ class AsyncConversations:
             idempotency_key=idempotency_key,
             stream=True,
             policy=policy,
+            collection=collection,
         )
         return self._client._stream(call)
 

@@ -21,6 +21,7 @@ from somaagent.sdk._base import (
     parse_result,
     title_from,
 )
+from somaagent.sdk._memory import AsyncEmbeddings, AsyncMemory
 from somaagent.sdk._prompts import AsyncPrompts
 from somaagent.sdk._resources import (
     AsyncConversations,
@@ -62,6 +63,8 @@ class AsyncClient(BaseClient):
     conversations: AsyncConversations
     models: AsyncModels
     prompts: AsyncPrompts
+    memory: AsyncMemory
+    embeddings: AsyncEmbeddings
 
     def __init__(
         self,
@@ -79,6 +82,8 @@ class AsyncClient(BaseClient):
         self.conversations = AsyncConversations(self)
         self.models = AsyncModels(self)
         self.prompts = AsyncPrompts(self)
+        self.memory = AsyncMemory(self)
+        self.embeddings = AsyncEmbeddings(self)
 
     async def me(self) -> Identity:
         """The API key's identity: ``key_id``, ``name``, ``tenant`` and ``scope``."""
@@ -92,6 +97,7 @@ class AsyncClient(BaseClient):
         conversation_id: str | None = ...,
         model: str | None = ...,
         policy: PolicyLike | None = ...,
+        collection: str | None = ...,
         stream: Literal[False] = ...,
     ) -> MessageExchange: ...
 
@@ -103,6 +109,7 @@ class AsyncClient(BaseClient):
         conversation_id: str | None = ...,
         model: str | None = ...,
         policy: PolicyLike | None = ...,
+        collection: str | None = ...,
         stream: Literal[True],
     ) -> AsyncMessageStream: ...
 
@@ -113,6 +120,7 @@ class AsyncClient(BaseClient):
         conversation_id: str | None = None,
         model: str | None = None,
         policy: PolicyLike | None = None,
+        collection: str | None = None,
         stream: bool = False,
     ) -> MessageExchange | AsyncMessageStream:
         """Send one message, in a new conversation unless ``conversation_id`` is given.
@@ -124,6 +132,7 @@ class AsyncClient(BaseClient):
             model: the model to answer with (a registry name, or ``auto`` for the router).
             policy: a routing policy for the router to apply (see :meth:`route`); with
                 one, ``model`` must be ``auto`` or left out.
+            collection: a memory collection to ground the answer in.
             stream: return an :class:`AsyncMessageStream` instead of waiting for the reply.
         """
         if conversation_id is None:
@@ -131,10 +140,10 @@ class AsyncClient(BaseClient):
             conversation_id = created.id
         if stream:
             return self.conversations.stream_message(
-                conversation_id, content, model=model, policy=policy
+                conversation_id, content, model=model, policy=policy, collection=collection
             )
         return await self.conversations.send_message(
-            conversation_id, content, model=model, policy=policy
+            conversation_id, content, model=model, policy=policy, collection=collection
         )
 
     async def route(

@@ -21,6 +21,7 @@ from somaagent.sdk._base import (
     parse_result,
     title_from,
 )
+from somaagent.sdk._memory import Embeddings, Memory
 from somaagent.sdk._prompts import Prompts
 from somaagent.sdk._resources import (
     Conversations,
@@ -62,6 +63,8 @@ class Client(BaseClient):
     conversations: Conversations
     models: Models
     prompts: Prompts
+    memory: Memory
+    embeddings: Embeddings
 
     def __init__(
         self,
@@ -79,6 +82,8 @@ class Client(BaseClient):
         self.conversations = Conversations(self)
         self.models = Models(self)
         self.prompts = Prompts(self)
+        self.memory = Memory(self)
+        self.embeddings = Embeddings(self)
 
     def me(self) -> Identity:
         """The API key's identity: ``key_id``, ``name``, ``tenant`` and ``scope``."""
@@ -92,6 +97,7 @@ class Client(BaseClient):
         conversation_id: str | None = ...,
         model: str | None = ...,
         policy: PolicyLike | None = ...,
+        collection: str | None = ...,
         stream: Literal[False] = ...,
     ) -> MessageExchange: ...
 
@@ -103,6 +109,7 @@ class Client(BaseClient):
         conversation_id: str | None = ...,
         model: str | None = ...,
         policy: PolicyLike | None = ...,
+        collection: str | None = ...,
         stream: Literal[True],
     ) -> MessageStream: ...
 
@@ -113,6 +120,7 @@ class Client(BaseClient):
         conversation_id: str | None = None,
         model: str | None = None,
         policy: PolicyLike | None = None,
+        collection: str | None = None,
         stream: bool = False,
     ) -> MessageExchange | MessageStream:
         """Send one message, in a new conversation unless ``conversation_id`` is given.
@@ -124,15 +132,18 @@ class Client(BaseClient):
             model: the model to answer with (a registry name, or ``auto`` for the router).
             policy: a routing policy for the router to apply (see :meth:`route`); with
                 one, ``model`` must be ``auto`` or left out.
+            collection: a memory collection to ground the answer in.
             stream: return a :class:`MessageStream` instead of waiting for the reply.
         """
         if conversation_id is None:
             conversation_id = self.conversations.create(title_from(content), model=model).id
         if stream:
             return self.conversations.stream_message(
-                conversation_id, content, model=model, policy=policy
+                conversation_id, content, model=model, policy=policy, collection=collection
             )
-        return self.conversations.send_message(conversation_id, content, model=model, policy=policy)
+        return self.conversations.send_message(
+            conversation_id, content, model=model, policy=policy, collection=collection
+        )
 
     def route(
         self,

@@ -7,7 +7,6 @@ every file, and ``force``). A binary file is a 422 naming it; one over the size 
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Annotated, Any
 
@@ -44,30 +43,8 @@ _MARKDOWN_SUFFIXES = (".md", ".markdown", ".mdx")
 
 
 async def get_memory(request: Request) -> MemoryService:
-    """The gateway's :class:`MemoryService`.
-
-    The app makes it at start (``GatewayState.memory``); until it does, one is made on first
-    use and kept on the app: by ``app.state.memory_factory(settings, sessions)`` when the embedding
-    application set one (tests do, to pick the embedder and store), else from the settings.
-    """
-    gateway = get_state(request)
-    service = getattr(gateway, "memory", None)
-    if isinstance(service, MemoryService):
-        return service
-    lock = getattr(request.app.state, "memory_lock", None)
-    if lock is None:
-        lock = request.app.state.memory_lock = asyncio.Lock()
-    async with lock:
-        service = getattr(request.app.state, "memory_service", None)
-        if not isinstance(service, MemoryService) or service.sessions is not gateway.sessions:
-            factory = getattr(request.app.state, "memory_factory", None)
-            service = (
-                factory(gateway.settings, gateway.sessions)
-                if callable(factory)
-                else MemoryService.from_settings(gateway.settings, gateway.sessions)
-            )
-            request.app.state.memory_service = service
-    return service
+    """The gateway's :class:`MemoryService` (made at start; see ``create_app``)."""
+    return get_state(request).memory
 
 
 Memory = Annotated[MemoryService, Depends(get_memory)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+import somaagent.gateway.db.memory_models  # registers the memory tables
 import somaagent.gateway.db.prompt_models  # noqa: F401  (registers the prompt tables)
 from somaagent.gateway.db.models import Base
 
