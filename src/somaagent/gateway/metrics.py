@@ -8,6 +8,10 @@
   operation, provider, model and error type (empty on success).
 
 Each app owns its registry, so several apps (tests, replicas in one process) never clash.
+
+The recording methods keep each instrument's child per label values: ``labels()`` validates
+its arguments and takes a lock on every call, and these instruments never remove a child, so
+a child looked up once stays the one to observe.
 """
 
 from __future__ import annotations
@@ -70,6 +74,17 @@ class Metrics:
             buckets=GENAI_DURATION_BUCKETS,
             registry=self.registry,
         )
+        self._http_children: dict[tuple[str, str, int], Histogram] = {}
+        self._duration_children: dict[tuple[str, str, str, str], Histogram] = {}
+        self._token_children: dict[tuple[str, str, str, str], Histogram] = {}
+
+    def observe_http(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Record one HTTP request's duration by method, route template and status code."""
+        key = (method, route, status)
+        child = self._http_children.get(key)
+        if child is None:
+            child = self._http_children[key] = self.http_duration.labels(method, route, str(status))
+        child.observe(seconds)
 
     def record_model_call(
         self,
@@ -82,11 +97,24 @@ class Metrics:
         error_type: str = "",
         operation: str = "chat",
     ) -> None:
-        self.operation_duration.labels(operation, provider, model, error_type).observe(seconds)
+        """Record one model call's duration, and its token counts when known."""
+        key = (operation, provider, model, error_type)
+        child = self._duration_children.get(key)
+        if child is None:
+            child = self._duration_children[key] = self.operation_duration.labels(*key)
+        child.observe(seconds)
         if input_tokens is not None:
-            self.token_usage.labels(operation, provider, model, "input").observe(input_tokens)
+            self._tokens(operation, provider, model, "input").observe(input_tokens)
         if output_tokens is not None:
-            self.token_usage.labels(operation, provider, model, "output").observe(output_tokens)
+            self._tokens(operation, provider, model, "output").observe(output_tokens)
+
+    def _tokens(self, operation: str, provider: str, model: str, kind: str) -> Histogram:
+        key = (operation, provider, model, kind)
+        child = self._token_children.get(key)
+        if child is None:
+            child = self._token_children[key] = self.token_usage.labels(*key)
+        return child
 
     def render(self) -> bytes:
+        """The registry in Prometheus' text format."""
         return generate_latest(self.registry)

@@ -4,7 +4,9 @@ unbuffered and adds well under a millisecond per request."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 import secrets
 import time
 from typing import Any
@@ -16,6 +18,27 @@ from somaagent.gateway.metrics import Metrics
 from somaagent.gateway.problems import PROBLEM_JSON
 
 _UNMATCHED = "unmatched"
+
+# Request ids need to be unique, not secret: 16 hex digits, counting from a random start per
+# process (fresh randomness per request cost more than the rest of this middleware). A forked
+# worker starts again from its own random point, so workers forked from one parent differ.
+_ID_MASK = (1 << 64) - 1
+_ID_START = secrets.randbits(64)
+_id_counter = itertools.count()
+
+
+def _restart_ids() -> None:
+    global _ID_START, _id_counter
+    _ID_START = secrets.randbits(64)
+    _id_counter = itertools.count()
+
+
+os.register_at_fork(after_in_child=_restart_ids)
+
+
+def new_request_id() -> str:
+    """A request id for a request that brought none: 16 hex digits, unique in the process."""
+    return f"{(_ID_START + next(_id_counter)) & _ID_MASK:016x}"
 
 
 class _TooLarge(Exception):
@@ -36,7 +59,8 @@ class GatewayMiddleware:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        request_id = _incoming_request_id(scope) or secrets.token_hex(8)
+        incoming, declared = _read_headers(scope)
+        request_id = incoming or new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         status = 500
         started = False
@@ -51,7 +75,6 @@ class GatewayMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
-        declared = _content_length(scope)
         try:
             if declared is not None and declared > self.max_body:
                 raise _TooLarge
@@ -64,8 +87,8 @@ class GatewayMiddleware:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or _UNMATCHED
-            self.metrics.http_duration.labels(scope["method"], template, str(status)).observe(
-                time.perf_counter() - start
+            self.metrics.observe_http(
+                scope["method"], template, status, time.perf_counter() - start
             )
 
     def _limited(self, receive: Receive) -> Receive:
@@ -85,23 +108,24 @@ class GatewayMiddleware:
         return wrapped
 
 
-def _incoming_request_id(scope: Scope) -> str | None:
+def _read_headers(scope: Scope) -> tuple[str | None, int | None]:
+    """In one pass: the first usable ``x-request-id`` (1-64 printable characters), and the
+    first ``content-length`` (None when it is not a number)."""
+    request_id: str | None = None
+    length: int | None = None
+    seen_length = False
     for name, value in scope.get("headers", []):
-        if name == b"x-request-id":
+        if name == b"x-request-id" and request_id is None:
             text: str = value.decode("latin-1")
             if 0 < len(text) <= 64 and text.isprintable():
-                return text
-    return None
-
-
-def _content_length(scope: Scope) -> int | None:
-    for name, value in scope.get("headers", []):
-        if name == b"content-length":
+                request_id = text
+        elif name == b"content-length" and not seen_length:
+            seen_length = True
             try:
-                return int(value)
+                length = int(value)
             except ValueError:
-                return None
-    return None
+                length = None
+    return request_id, length
 
 
 def _too_large_detail(limit: int) -> str:

@@ -5,27 +5,50 @@ Existing OpenAI clients work unchanged: the request and response bodies, the str
 Fields OpenAI defines but SomaAgent does not act on (``seed``, ``user``, ...) are accepted
 and ignored; ones that would change the answer and are not supported (``n`` > 1, tools,
 images) are a 422 naming the field rather than a silently different answer.
+
+``POST /v1/chat/completions`` is the gateway's hot path, so its route skips FastAPI's
+per-request dependency solving when it can (:class:`LeanJSONRoute`): a JSON body that
+validates goes straight to the endpoint, with the caller authenticated by one plain call;
+anything else (another content type, a body that does not parse or validate, dependency
+overrides) takes FastAPI's own path, so errors and their problem+json bodies are FastAPI's,
+word for word. The route is declared as usual, so the OpenAPI document is unchanged.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
+import logging
+import os
+import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter
-from fastapi.responses import JSONResponse, StreamingResponse
+import orjson
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError as PydanticValidationError
+from starlette.exceptions import HTTPException
 
 from somaagent.errors import APIError, ProviderError, ValidationError
-from somaagent.gateway.auth import CurrentPrincipal, State
-from somaagent.gateway.db.models import new_id
+from somaagent.gateway.auth import (
+    CurrentPrincipal,
+    State,
+    current_state,
+    require_principal,
+)
 from somaagent.gateway.problems import problem_body, to_api_error
 from somaagent.gateway.streaming import SSE_HEADERS, SSE_MEDIA_TYPE, sse_data
 from somaagent.llm import cost, tokens
 from somaagent.llm.base import ChatMessage, ChatRequest
 from somaagent.llm.registry import ModelSpec
 from somaagent.types import MAX_MESSAGE_CHARS, PromptInvocation, Usage
+
+log = logging.getLogger("somaagent.gateway")
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -122,14 +145,176 @@ def _usage_json(usage: Usage) -> dict[str, int]:
 def _soma_headers(spec: ModelSpec, usage: Usage | None) -> dict[str, str]:
     headers = {"x-soma-model": spec.name}
     if usage is not None:
-        headers["x-soma-cost-usd"] = f"{cost.cost_usd(spec, usage):.10f}".rstrip("0").rstrip(".")
+        headers["x-soma-cost-usd"] = f"{_cost_usd(spec, usage):.10f}".rstrip("0").rstrip(".")
     return headers
 
 
-@router.post("/chat/completions", response_model=None)
+# Prices with at most four decimals (all of the registry's) are whole numbers of 1e-4 USD per
+# million tokens, so a call's cost is a whole number N of 1e-10 USD: exact, with nothing to
+# round. N / 1e10 as int / int is the float nearest to it, as float() of the Decimal that
+# somaagent.llm.cost computes is, so the header is the same string, without the Decimal maths.
+_PRICE_SCALE = 10_000
+_COST_UNITS_PER_USD = 10**10
+
+
+@functools.lru_cache(maxsize=1024)
+def _scaled_prices(input_price: float, output_price: float) -> tuple[int, int] | None:
+    """Both prices in 1e-4 USD per million tokens, or None if one is not a whole number."""
+    scaled: list[int] = []
+    for price in (input_price, output_price):
+        exact = Decimal(repr(price)) * _PRICE_SCALE  # repr: the price as written, see cost._dec
+        if not exact.is_finite() or exact < 0 or exact != exact.to_integral_value():
+            return None
+        scaled.append(int(exact))
+    return scaled[0], scaled[1]
+
+
+def _cost_usd(spec: ModelSpec, usage: Usage) -> float:
+    """:func:`somaagent.llm.cost.cost_usd` for a call without cached or reasoning tokens."""
+    prompt, completion = usage.prompt_tokens, usage.completion_tokens
+    scaled = _scaled_prices(spec.input_cost_per_mtok, spec.output_cost_per_mtok)
+    if scaled is None or type(prompt) is not int or type(completion) is not int:
+        return cost.cost_usd(spec, usage)
+    if prompt < 0 or completion < 0:
+        return cost.cost_usd(spec, usage)  # raises, naming the count
+    return (scaled[0] * prompt + scaled[1] * completion) / _COST_UNITS_PER_USD
+
+
+# Completion ids need to be unique, not secret: new_id's shape (prefix, 12 hex digits of the
+# time in ms, 12 more) with a counter from a random start per process instead of fresh
+# randomness per id; a forked worker starts again from its own random point.
+_ID_MASK = (1 << 48) - 1
+_ID_START = secrets.randbits(48)
+_id_counter = itertools.count()
+
+
+def _restart_ids() -> None:
+    global _ID_START, _id_counter
+    _ID_START = secrets.randbits(48)
+    _id_counter = itertools.count()
+
+
+os.register_at_fork(after_in_child=_restart_ids)
+
+
+def _completion_id(now: float) -> str:
+    return f"chatcmpl_{int(now * 1000):012x}{(_ID_START + next(_id_counter)) & _ID_MASK:012x}"
+
+
+def _json_response(payload: dict[str, Any], headers: dict[str, str]) -> Response:
+    """What ``JSONResponse(payload, headers=headers)`` sends (the same bytes for these
+    payloads: strings, ints, None, lists and dicts), encoded with orjson."""
+    return Response(orjson.dumps(payload), media_type="application/json", headers=headers)
+
+
+_Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+# The dependencies the lean path knows how to run: each takes the request and nothing else.
+_LEAN_DEPENDENCIES: tuple[Callable[[Request], Coroutine[Any, Any, Any]], ...] = (
+    require_principal,
+    current_state,
+)
+
+
+class LeanJSONRoute(APIRoute):
+    """An :class:`APIRoute` that skips FastAPI's dependency solving on well-formed requests.
+
+    It applies to an endpoint whose parameters are one JSON body model plus any of the
+    gateway's request-only dependencies (``CurrentPrincipal``, ``State``), that returns a
+    :class:`Response`, and whose route and router declare no other dependencies. Then, for a
+    request with ``Content-Type: application/json`` and no dependency overrides on the app,
+    the handler reads the body, validates it with the model's ``model_validate_json``
+    (pydantic-core's own JSON parser, no intermediate ``dict``), runs the dependencies as plain
+    calls in their declared order, and awaits the endpoint.
+
+    Everything else is handed to the handler FastAPI built for the route, on the body already
+    read: another content type, a body that does not parse or validate, a failure reading it.
+    So the errors, their order (a malformed JSON body is refused before authentication,
+    invalid fields after it) and their problem+json bodies are FastAPI's, word for word, and
+    only valid requests take the short path. An endpoint of another shape is served by
+    FastAPI's handler alone. (Dependencies added with ``app.include_router(...,
+    dependencies=...)`` are not visible to the route: include this router without them.)
+    """
+
+    def get_route_handler(self) -> _Handler:
+        """The lean handler, falling back to FastAPI's; see the class docstring."""
+        standard = super().get_route_handler()
+        plan = _lean_plan(self)
+        if plan is None:
+            log.debug("route %s %s takes FastAPI's path: unsupported shape", self.methods, self)
+            return standard
+        body_name, model, dependencies = plan
+        endpoint: Callable[..., Coroutine[Any, Any, Response]] = self.endpoint
+
+        async def handler(request: Request) -> Response:
+            if request.app.dependency_overrides or not _is_json(
+                request.headers.get("content-type")
+            ):
+                return await standard(request)
+            try:
+                raw = await request.body()
+            except HTTPException:
+                raise  # the body limit's 413, as on FastAPI's path
+            except Exception:
+                # FastAPI's handler turns a failed read into its 400 (the body is gone, so it
+                # fails too, the same way)
+                return await standard(request)
+            try:
+                body = model.model_validate_json(raw)
+            except PydanticValidationError:
+                return await standard(request)  # its 422, with FastAPI's locations
+            values: dict[str, Any] = {body_name: body}
+            for name, dependency in dependencies:
+                values[name] = await dependency(request)
+            return await endpoint(**values)
+
+        return handler
+
+
+def _lean_plan(
+    route: APIRoute,
+) -> tuple[str, type[BaseModel], list[tuple[str, Callable[[Request], Any]]]] | None:
+    """(body parameter, its model, [(parameter, dependency)]) if the lean path can serve the
+    route, else None."""
+    dependant = route.dependant
+    if (
+        dependant.path_params
+        or dependant.query_params
+        or dependant.header_params
+        or dependant.cookie_params
+        or len(dependant.body_params) != 1
+        or dependant.request_param_name
+        or dependant.response_param_name
+        or dependant.background_tasks_param_name
+        or dependant.security_scopes_param_name
+        or route.response_model is not None
+    ):
+        return None
+    body = dependant.body_params[0]
+    model = body.field_info.annotation
+    if (
+        not isinstance(model, type)
+        or not issubclass(model, BaseModel)
+        or getattr(body.field_info, "embed", False)
+    ):
+        return None
+    dependencies: list[tuple[str, Callable[[Request], Any]]] = []
+    for sub in dependant.dependencies:
+        if sub.name is None or sub.call not in _LEAN_DEPENDENCIES:
+            return None
+        dependencies.append((sub.name, sub.call))
+    return body.name, model, dependencies
+
+
+def _is_json(content_type: str | None) -> bool:
+    """Whether FastAPI would read the body as JSON because it is ``application/json``."""
+    if content_type is None:
+        return False
+    return content_type.partition(";")[0].strip().lower() == "application/json"
+
+
 async def chat_completions(
     body: ChatCompletionRequest, who: CurrentPrincipal, state: State
-) -> JSONResponse | StreamingResponse:
+) -> Response:
     """Create a chat completion, OpenAI-style."""
     spec = state.pool.resolve(body.model)
     stop = [body.stop] if isinstance(body.stop, str) else body.stop
@@ -151,8 +336,9 @@ async def chat_completions(
         stop=stop,
     )
     adapter = await state.pool.adapter(spec)
-    completion_id = new_id("chatcmpl")
-    created = int(time.time())
+    now = time.time()
+    completion_id = _completion_id(now)
+    created = int(now)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         chunks = _stream(state, spec, request, completion_id, created, include_usage)
@@ -193,7 +379,16 @@ async def chat_completions(
         "usage": _usage_json(completion.usage),
         "system_fingerprint": None,
     }
-    return JSONResponse(payload, headers=_soma_headers(spec, completion.usage))
+    return _json_response(payload, _soma_headers(spec, completion.usage))
+
+
+router.add_api_route(
+    "/chat/completions",
+    chat_completions,
+    methods=["POST"],
+    response_model=None,
+    route_class_override=LeanJSONRoute,
+)
 
 
 async def _stream(
