@@ -299,8 +299,17 @@ def _lean_plan(
         return None
     dependencies: list[tuple[str, Callable[[Request], Any]]] = []
     for sub in dependant.dependencies:
-        if sub.name is None or sub.call not in _LEAN_DEPENDENCIES:
-            return None
+        if (
+            sub.name is None
+            or sub.call not in _LEAN_DEPENDENCIES
+            or sub.dependencies
+            or sub.path_params
+            or sub.query_params
+            or sub.header_params
+            or sub.cookie_params
+            or sub.body_params
+        ):
+            return None  # not a dependency of the request alone
         dependencies.append((sub.name, sub.call))
     return body.name, model, dependencies
 
