@@ -309,7 +309,7 @@ def machine_info() -> dict[str, Any]:
         "cpu": cpu,
         "cpu_count": os.cpu_count(),
         "memory_gib": mem_gib,
-        "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "load_average_at_start": [round(x, 1) for x in os.getloadavg()],
     }
 
 
@@ -367,7 +367,8 @@ def install_runtime(
         # CPU seconds barely depend on what else the shared machine runs; wall time does.
         result["install_cpu_seconds"] = round(_children_cpu_seconds() - cpu_start, 1)
         result["install_cached"] = bool(args.pip_cache)
-        result["install_load_average"] = os.getloadavg()
+        result["install_load_average"] = [round(x, 1) for x in os.getloadavg()]
+        result["install_timed_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         if proc.returncode != 0:
             result["error"] = "pip install failed: " + proc.stderr[-1500:]
             return result
@@ -380,13 +381,11 @@ def install_runtime(
             "install_cpu_seconds",
             "install_cached",
             "install_load_average",
+            "install_timed_at",
         ):
             result[key] = earlier.get(key)
-        result["install_note"] = (
-            f"venv reused (--reuse); install timed by the run of {previous.get('when')}"
-            if result["install_seconds"] is not None
-            else "venv reused (--reuse); install not timed"
-        )
+        if result["install_seconds"] is not None and result["install_timed_at"] is None:
+            result["install_timed_at"] = f"by the run of {previous.get('when')} or earlier"
     names = [r.split("=")[0].split("[")[0] for r in runtime.requirements]
     result["versions"] = _pip_versions(python, [*names, "numpy", "tokenizers"])
     return result
@@ -470,7 +469,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"at start {m['load_average_at_start']}), so figures are noisy: compare runtimes within "
         f"this run, and read the min–max range. Run at {report['when']}.",
         "",
-        "| runtime | version | clean install: wall s (CPU s) | load (s) | "
+        "| runtime | version | clean install: wall s (CPU s), load avg | model load (s) | "
         + " | ".join(f"tokens/s, {t} thr. (median, min–max)" for t in threads)
         + " | note |",
         "|---|---|---:|---:|" + "---:|" * len(threads) + "---|",
@@ -482,6 +481,8 @@ def markdown(report: dict[str, Any]) -> str:
         install = r.get("install_seconds")
         if install is not None and r.get("install_cpu_seconds") is not None:
             install = f"{install} ({r['install_cpu_seconds']})"
+        if install is not None and r.get("install_load_average"):
+            install = f"{install}, load {r['install_load_average'][0]:.1f}"
         tps = r.get("tokens_per_second", {})
         cells = [
             f"{tps[str(t)]['median']} ({tps[str(t)]['min']}–{tps[str(t)]['max']})"
@@ -495,6 +496,8 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {r['label']} | {version} | {install if install is not None else '-'} "
             f"| {r.get('load_seconds', '-')} | {' | '.join(cells)} | {note} |"
         )
+    if report.get("notes"):
+        lines += ["", "Notes:", ""] + [f"- {note}" for note in report["notes"]]
     lines += ["", "First words of each answer (coherence check):", ""]
     for r in report["results"]:
         if "text" in r:
@@ -535,12 +538,28 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--worker-timeout", type=int, default=900)
     parser.add_argument("--out-dir", default=str(HERE / "results"))
+    parser.add_argument(
+        "--note", action="append", default=[], help="a line for the summary's notes (repeatable)"
+    )
+    parser.add_argument(
+        "--render",
+        action="store_true",
+        help="only rewrite local_model.md from local_model.json (after editing its notes)",
+    )
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.worker:
         return run_worker(args)
     threads = [int(t) for t in str(args.threads).split(",") if t]
+    out = Path(args.out_dir)
+    if args.render:
+        report = json.loads((out / "local_model.json").read_text())
+        report["notes"] = [*report.get("notes", []), *args.note]
+        (out / "local_model.json").write_text(json.dumps(report, indent=2) + "\n")
+        (out / "local_model.md").write_text(markdown(report))
+        print(markdown(report))
+        return 0
 
     model = args.model or default_model_path()
     if model is None or not Path(model).is_file():
@@ -584,8 +603,8 @@ def main(argv: list[str] | None = None) -> int:
             "pip_cache": args.pip_cache,
         },
         "results": [],
+        "notes": args.note,
     }
-    out = Path(args.out_dir)
     previous: dict[str, Any] = {}
     if args.reuse and (out / "local_model.json").is_file():
         previous = json.loads((out / "local_model.json").read_text())

@@ -5,26 +5,27 @@ found with :func:`importlib.util.find_spec`, never imported); nothing is fetched
 
 Runtime: ``llama-cpp-python`` (the ``local`` extra), chosen by ``bench/local_model.py`` on the
 2-core reference machine (AMD EPYC with AVX-512, shared with other jobs), greedy, 128 new
-tokens, chat template applied; tokens/s are the best of 6-12 runs, i.e. the machine when quiet:
+tokens, chat template applied; tokens/s are the day's best runs, i.e. the machine when quiet
+(``bench/results/local_model.md``):
 
 ==================================  =======================  ==========  ==========
 runtime                             clean install            1 thread    2 threads
 ==================================  =======================  ==========  ==========
-llama-cpp-python 0.3.36             191 s, 348 CPU-s         ~149        ~161
+llama-cpp-python 0.3.36             191 s, 348 CPU-s         ~150        ~161
                                     (compiles llama.cpp)
 xllamacpp 2026.10.11549             1 s (prebuilt wheel)     ~117        ~151
-transformers 5.23 + gguf + torch    27 s                     ~20         ~25
+transformers 5.23 + gguf + torch    27 s                     ~23         ~25
 llama-cpp-py-sync 0.11739           3 s                      does not load: its wheel
                                                              needs glibc 2.38
 ==================================  =======================  ==========  ==========
 
 llama-cpp-python generates fastest (its build targets the host CPU; the prebuilt xllamacpp
-wheel stops at AVX2 and runs llama.cpp's server loop), its answers match the other runtimes',
-and it is the only candidate whose public API gives this adapter what it needs: the
-tokenizer without the weights (``vocab_only``), the GGUF's own chat template, and a
-token-by-token generator we can stop between any two tokens. The price is a one-off compile per
-machine (about 3 minutes on two quiet cores, over 10 on busy ones); pip's wheel cache makes
-later installs take seconds.
+wheel stops at AVX2 and runs llama.cpp's server loop), its answer is as coherent as the
+others' (all four begin with the same sentence), and it is the only candidate whose public
+API gives this adapter what it needs: the tokenizer without the weights (``vocab_only``), the
+GGUF's own chat template, and a token-by-token generator we can stop between any two tokens.
+The price is a one-off compile per machine (about 3 minutes on two quiet cores, over 10 on
+busy ones); pip's wheel cache makes later installs take seconds.
 
 Design: one ``Llama`` instance is loaded lazily, once, under a lock; one generation runs at a
 time (a llama context is not re-entrant) on a worker thread, never on the event loop. The
