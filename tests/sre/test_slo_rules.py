@@ -65,9 +65,13 @@ def test_promtool_unit_tests_pass(promtool: str, tmp_path: Path) -> None:
         )
         for path in tests
     ]
+    outputs = []
     for run in runs:
-        output, _ = run.communicate(timeout=120)
-        assert run.returncode == 0, output
+        with run:  # read every run to the end before asserting, so no pipe is left open
+            output, _ = run.communicate(timeout=120)
+        outputs.append((run.returncode, output))
+    for returncode, output in outputs:
+        assert returncode == 0, output
         assert "SUCCESS" in output
 
 
