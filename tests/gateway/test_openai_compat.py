@@ -100,3 +100,36 @@ def test_errors_surface_as_openai_exceptions(
         pytest.raises(openai.AuthenticationError),
     ):
         bad.models.list()
+
+
+def test_model_auto_routes_and_explains(client: openai.OpenAI) -> None:
+    raw = client.chat.completions.with_raw_response.create(
+        model="auto",
+        messages=[{"role": "user", "content": "hello router"}],
+        extra_body={"policy": {"providers": ["openai"]}},
+    )
+    completion = raw.parse()
+    assert completion.choices[0].message.content == "Echo: hello router"
+    assert raw.headers["x-soma-model"] == completion.model
+    assert raw.headers["x-soma-route-reason"]
+    extra: dict[str, Any] = completion.model_extra or {}
+    assert extra["soma_route"]["model"] == completion.model
+    stream = client.chat.completions.create(
+        model="auto", messages=[{"role": "user", "content": "stream it"}], stream=True
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert text == "Echo: stream it"
+
+
+def test_usage_is_charged_to_the_key(client: openai.OpenAI, served: tuple[str, str]) -> None:
+    import httpx
+
+    url, key = served
+    client.chat.completions.create(model=FAKE_MODEL, messages=[{"role": "user", "content": "x"}])
+    deadline = 50
+    spent = 0.0
+    while deadline and spent == 0.0:  # the ledger writes within a second; poll, don't sleep blind
+        me = httpx.get(f"{url}/v1/me", headers={"Authorization": f"Bearer {key}"}).json()
+        spent = me["spent_this_month_usd"]
+        deadline -= 1
+    assert spent > 0

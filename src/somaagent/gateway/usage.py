@@ -57,6 +57,7 @@ class UsageLedger:
         self.sessions = sessions
         self.flush_interval = flush_interval
         self._pending: list[UsageRecord] = []
+        self._pending_cost: dict[str, float] = {}  # key -> cost of its buffered records
         self._stored: dict[str, tuple[float, float | None, float]] = {}  # key -> spent, budget, at
         self._task: asyncio.Task[None] | None = None
         self._flush_lock = asyncio.Lock()
@@ -98,12 +99,19 @@ class UsageLedger:
                 created_at=utcnow(),
             )
         )
+        self._pending_cost[who.key_id] = self._pending_cost.get(who.key_id, 0.0) + cost_usd
 
     async def flush(self) -> None:
         async with self._flush_lock:
             batch, self._pending = self._pending, []
             if not batch:
                 return
+            for record in batch:
+                left = self._pending_cost.get(record.api_key_id, 0.0) - record.cost_usd
+                if left > 1e-12:
+                    self._pending_cost[record.api_key_id] = left
+                else:
+                    self._pending_cost.pop(record.api_key_id, None)
             async with self.sessions() as session:
                 session.add_all(batch)
                 await session.commit()
@@ -136,7 +144,7 @@ class UsageLedger:
                 )
             cached = (float(stored or 0.0), budget, now)
             self._stored[who.key_id] = cached
-        pending = sum(r.cost_usd for r in self._pending if r.api_key_id == who.key_id)
+        pending = self._pending_cost.get(who.key_id, 0.0)
         return Spend(spent_usd=round(cached[0] + pending, 10), budget_usd=cached[1])
 
     async def check_budget(self, who: Principal) -> None:

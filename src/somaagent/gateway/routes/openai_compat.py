@@ -41,10 +41,14 @@ from somaagent.gateway.auth import (
     current_state,
     require_principal,
 )
+from somaagent.gateway.keys import Principal
 from somaagent.gateway.problems import problem_body, to_api_error
+from somaagent.gateway.state import GatewayState
 from somaagent.gateway.streaming import SSE_HEADERS, SSE_MEDIA_TYPE, sse_data
+from somaagent.gateway.turns import route_headers
 from somaagent.llm import cost, tokens
-from somaagent.llm.base import ChatMessage, ChatRequest
+from somaagent.llm.base import ChatMessage, ChatRequest, Completion
+from somaagent.llm.fallback import FallbackStream, complete_with_fallback, stream_with_fallback
 from somaagent.llm.registry import ModelSpec
 from somaagent.types import MAX_MESSAGE_CHARS, PromptInvocation, Usage
 
@@ -102,6 +106,8 @@ class ChatCompletionRequest(BaseModel):
     service_tier: str | None = None
     # SomaAgent's extension: a stored template rendered in front of the messages.
     prompt: PromptInvocation | None = None
+    # SomaAgent's extension: a routing policy for the router (with model "auto").
+    policy: dict[str, Any] | None = None
 
 
 def _to_chat_messages(messages: list[OpenAIMessage]) -> list[ChatMessage]:
@@ -324,8 +330,10 @@ def _is_json(content_type: str | None) -> bool:
 async def chat_completions(
     body: ChatCompletionRequest, who: CurrentPrincipal, state: State
 ) -> Response:
-    """Create a chat completion, OpenAI-style."""
-    spec = state.pool.resolve(body.model)
+    """Create a chat completion, OpenAI-style (``model: "auto"`` or a ``policy`` routes)."""
+    await state.usage.check_budget(who)
+    routed = body.model == "auto" or body.policy is not None
+    spec = None if routed else state.pool.resolve(body.model)
     stop = [body.stop] if isinstance(body.stop, str) else body.stop
     messages = _to_chat_messages(body.messages)
     if body.prompt is not None:
@@ -337,10 +345,13 @@ async def chat_completions(
             ref_loc=("body", "prompt", "name"),
         )
         messages.insert(0, {"role": rendered.role, "content": rendered.content})
+    max_tokens = body.max_completion_tokens or body.max_tokens
+    if spec is None:
+        return await _routed(state, who, body, messages, max_tokens=max_tokens, stop=stop)
     request = ChatRequest(
         messages=messages,
         model=spec.provider_model_id,
-        max_tokens=body.max_completion_tokens or body.max_tokens,
+        max_tokens=max_tokens,
         temperature=body.temperature,
         stop=stop,
     )
@@ -350,7 +361,7 @@ async def chat_completions(
     created = int(now)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        chunks = _stream(state, spec, request, completion_id, created, include_usage)
+        chunks = _stream(state, who, spec, request, completion_id, created, include_usage)
         return StreamingResponse(
             chunks, media_type=SSE_MEDIA_TYPE, headers={**SSE_HEADERS, **_soma_headers(spec, None)}
         )
@@ -372,7 +383,28 @@ async def chat_completions(
         input_tokens=completion.usage.prompt_tokens,
         output_tokens=completion.usage.completion_tokens,
     )
-    payload = {
+    _charge(state, who, spec, completion.usage)
+    return _json_response(
+        _completion_payload(completion_id, created, spec, completion),
+        _soma_headers(spec, completion.usage),
+    )
+
+
+def _charge(state: GatewayState, who: Principal, spec: ModelSpec, usage: Usage) -> None:
+    state.usage.record(
+        who,
+        endpoint="chat.completions",
+        model=spec.name,
+        provider=spec.provider,
+        usage=usage,
+        cost_usd=_cost_usd(spec, usage),
+    )
+
+
+def _completion_payload(
+    completion_id: str, created: int, spec: ModelSpec, completion: Completion
+) -> dict[str, Any]:
+    return {
         "id": completion_id,
         "object": "chat.completion",
         "created": created,
@@ -388,7 +420,69 @@ async def chat_completions(
         "usage": _usage_json(completion.usage),
         "system_fingerprint": None,
     }
-    return _json_response(payload, _soma_headers(spec, completion.usage))
+
+
+async def _routed(
+    state: GatewayState,
+    who: Principal,
+    body: ChatCompletionRequest,
+    messages: list[ChatMessage],
+    *,
+    max_tokens: int | None,
+    stop: list[str] | None,
+) -> Response:
+    """``model: "auto"`` or a policy: the router's choice, down its fallback chain."""
+    decision = state.turns.decide(
+        "auto", body.policy, messages, max_tokens=max_tokens, stream=body.stream
+    )
+    request = ChatRequest(
+        messages=messages,
+        model=decision.spec.provider_model_id,
+        max_tokens=max_tokens,
+        temperature=body.temperature,
+        stop=stop,
+    )
+    now = time.time()
+    completion_id, created = _completion_id(now), int(now)
+    if body.stream:
+        opened = await stream_with_fallback(
+            decision.chain,
+            request,
+            adapter_for=state.pool.adapter,
+            health=state.router.health,
+            config=state.turns.fallback,
+        )
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        chunks = _stream(
+            state, who, opened.spec, request, completion_id, created, include_usage, opened=opened
+        )
+        headers = {**SSE_HEADERS, **route_headers(decision, opened.spec, None)}
+        return StreamingResponse(chunks, media_type=SSE_MEDIA_TYPE, headers=headers)
+    result = await complete_with_fallback(
+        decision.chain,
+        request,
+        adapter_for=state.pool.adapter,
+        health=state.router.health,
+        config=state.turns.fallback,
+    )
+    spec, completion = result.spec, result.completion
+    state.metrics.record_model_call(
+        provider=spec.provider,
+        model=spec.name,
+        seconds=time.time() - now,
+        input_tokens=completion.usage.prompt_tokens,
+        output_tokens=completion.usage.completion_tokens,
+    )
+    _charge(state, who, spec, completion.usage)
+    payload = _completion_payload(completion_id, created, spec, completion)
+    payload["soma_route"] = {
+        "model": spec.name,
+        "reason": decision.reason,
+        "estimated_cost_usd": decision.estimated_cost_usd,
+        "attempts": [a.describe() for a in result.attempts],
+    }
+    headers = route_headers(decision, spec, _cost_usd(spec, completion.usage))
+    return _json_response(payload, headers)
 
 
 router.add_api_route(
@@ -401,12 +495,15 @@ router.add_api_route(
 
 
 async def _stream(
-    state: Any,
+    state: GatewayState,
+    who: Principal,
     spec: ModelSpec,
     request: ChatRequest,
     completion_id: str,
     created: int,
     include_usage: bool,
+    *,
+    opened: FallbackStream | None = None,
 ) -> AsyncIterator[bytes]:
     def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
         return {
@@ -425,8 +522,8 @@ async def _stream(
     parts: list[str] = []
     yield sse_data(chunk({"role": "assistant", "content": ""}))
     try:
-        adapter = await state.pool.adapter(spec)
-        async for piece in adapter.stream(request):
+        pieces = opened if opened is not None else (await state.pool.adapter(spec)).stream(request)
+        async for piece in pieces:
             if piece.delta:
                 parts.append(piece.delta)
                 yield sse_data(chunk({"content": piece.delta}))
@@ -469,6 +566,7 @@ async def _stream(
         input_tokens=usage.prompt_tokens,
         output_tokens=usage.completion_tokens,
     )
+    _charge(state, who, spec, usage)
     yield sse_data(chunk({}, finish_reason))
     if include_usage:
         final = chunk({})
