@@ -6,23 +6,24 @@ attention mask). The graph takes ``input_ids`` and ``attention_mask`` (``int64``
 and returns ``sentence_embedding`` (``float32``, batch × hidden), not yet normalised.
 
 Token types are always 0 for single-sentence inputs, so the type-0 embedding is folded into the
-position table. The output is checked against a plain NumPy forward pass in the tests and against
-sentence-transformers in ``bench/memory_embeddings.py``.
+position table. Each layer's attention is ONNX Runtime's fused ``Attention`` contrib kernel. The
+output is checked against sentence-transformers' own vectors in
+``tests/memory/test_local_embedder.py`` and ``bench/memory_embeddings.py``.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["build_bert_encoder"]
+__all__ = ["GRAPH_VERSION", "build_bert_encoder"]
 
 OPSET = 20  # Gelu is a standard op from 20 on
+GRAPH_VERSION = 2  # part of the cached file's name: bump it when the graph changes
 
 
 class _Graph:
@@ -63,33 +64,6 @@ class _Graph:
         return self.op("LayerNormalization", [x, scale, bias], axis=-1, epsilon=eps)
 
 
-def _attention(
-    g: _Graph,
-    x: str,
-    mask_bias: str,
-    w: dict[str, npt.NDArray[Any]],
-    prefix: str,
-    heads: int,
-    hidden: int,
-) -> str:
-    head_dim = hidden // heads
-    split = g.const(f"{prefix}.split_shape", [0, 0, heads, head_dim], np.int64)
-    merge = g.const(f"{prefix}.merge_shape", [0, 0, hidden], np.int64)
-
-    def project(name: str, perm: list[int]) -> str:
-        y = g.linear(x, w, f"{prefix}.self.{name}")
-        return g.op("Transpose", [g.op("Reshape", [y, split])], perm=perm)
-
-    q = project("query", [0, 2, 1, 3])  # B, H, S, D
-    k = project("key", [0, 2, 3, 1])  # B, H, D, S
-    v = project("value", [0, 2, 1, 3])
-    scale = g.const(f"{prefix}.scale", 1.0 / math.sqrt(head_dim))
-    scores = g.op("Add", [g.op("Mul", [g.op("MatMul", [q, k]), scale]), mask_bias])
-    probs = g.op("Softmax", [scores], axis=-1)
-    context = g.op("Transpose", [g.op("MatMul", [probs, v])], perm=[0, 2, 1, 3])
-    return g.op("Reshape", [context, merge])
-
-
 def _fused_attention(
     g: _Graph, x: str, mask_i32: str, w: dict[str, npt.NDArray[Any]], prefix: str, heads: int
 ) -> str:
@@ -105,7 +79,7 @@ def _fused_attention(
     )
 
 
-def build_bert_encoder(model_dir: Path, *, fused: bool = True) -> bytes:
+def build_bert_encoder(model_dir: Path) -> bytes:
     """Serialise the encoder + mean-pooling graph of the model in ``model_dir``.
 
     Args:
@@ -137,34 +111,17 @@ def build_bert_encoder(model_dir: Path, *, fused: bool = True) -> bytes:
     x = g.op("Add", [g.op("Gather", [words, ids]), g.op("Gather", [pos_table, pos_ids])])
     x = g.layer_norm(x, w, "embeddings.LayerNorm", eps)
 
-    mask_f = g.op("Cast", [mask], to=TensorProto.FLOAT)  # B, S
-    # 0 where attended, a large negative number where padded: B, 1, 1, S
-    mask_bias = g.op(
-        "Mul",
-        [
-            g.op(
-                "Sub",
-                [
-                    g.const("one_f", 1.0),
-                    g.op("Unsqueeze", [mask_f, g.const("axes12", [1, 2], np.int64)]),
-                ],
-            ),
-            g.const("neg_big", -1.0e4),
-        ],
-    )
     mask_i32 = g.op("Cast", [mask], to=TensorProto.INT32)
     for layer in range(layers):
         p = f"encoder.layer.{layer}"
-        if fused:
-            attn = _fused_attention(g, x, mask_i32, w, f"{p}.attention", heads)
-        else:
-            attn = _attention(g, x, mask_bias, w, f"{p}.attention", heads, hidden)
+        attn = _fused_attention(g, x, mask_i32, w, f"{p}.attention", heads)
         attn = g.linear(attn, w, f"{p}.attention.output.dense")
         x = g.layer_norm(g.op("Add", [attn, x]), w, f"{p}.attention.output.LayerNorm", eps)
         inner = g.op("Gelu", [g.linear(x, w, f"{p}.intermediate.dense")])
         out = g.linear(inner, w, f"{p}.output.dense")
         x = g.layer_norm(g.op("Add", [out, x]), w, f"{p}.output.LayerNorm", eps)
 
+    mask_f = g.op("Cast", [mask], to=TensorProto.FLOAT)  # B, S
     mask3 = g.op("Unsqueeze", [mask_f, g.const("axis2", [2], np.int64)])  # B, S, 1
     axis1 = g.const("axis1", [1], np.int64)
     summed = g.op("ReduceSum", [g.op("Mul", [x, mask3]), axis1], keepdims=0)
