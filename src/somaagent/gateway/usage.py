@@ -1,8 +1,9 @@
 """Usage and monthly budgets per API key.
 
 Every model call the gateway makes is charged to the calling key: its tokens and cost go to
-``usage_records``. Records are buffered and written in batches (at most one second late) so
-the chat hot path never waits on a database write. A key with a ``monthly_budget_usd`` is
+``usage_records``. Calls are summed in memory per key, endpoint and model and written once a
+second (one row per group), so the chat hot path never waits on a database write and a busy
+gateway writes a handful of rows a second, not one per call. A key with a ``monthly_budget_usd`` is
 refused (429 ``budget-exceeded``, ``Retry-After`` = seconds to the next month, UTC) once its
 spend this month — stored plus still buffered — reaches the budget; the stored part is read at
 most every few seconds per key.
@@ -25,6 +26,8 @@ from somaagent.gateway.keys import Principal
 from somaagent.types import Usage
 
 SPEND_CACHE_SECONDS = 5.0
+
+_Group = tuple[str, str, str, str, str]  # tenant, key id, endpoint, model, provider
 
 
 def month_start(now: datetime) -> datetime:
@@ -56,8 +59,8 @@ class UsageLedger:
     ) -> None:
         self.sessions = sessions
         self.flush_interval = flush_interval
-        self._pending: list[UsageRecord] = []
-        self._pending_cost: dict[str, float] = {}  # key -> cost of its buffered records
+        self._pending: dict[_Group, list[float]] = {}  # -> requests, prompt, completion, cost
+        self._pending_cost: dict[str, float] = {}  # key -> cost of its buffered calls
         self._stored: dict[str, tuple[float, float | None, float]] = {}  # key -> spent, budget, at
         self._task: asyncio.Task[None] | None = None
         self._flush_lock = asyncio.Lock()
@@ -85,41 +88,62 @@ class UsageLedger:
         cost_usd: float,
     ) -> None:
         """Charge one model call to ``who``'s key (written within ``flush_interval``)."""
-        self._pending.append(
-            UsageRecord(
-                id=new_id("use"),
-                tenant_id=who.tenant,
-                api_key_id=who.key_id,
-                endpoint=endpoint,
-                model=model,
-                provider=provider,
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                cost_usd=cost_usd,
-                created_at=utcnow(),
-            )
-        )
+        group = (who.tenant, who.key_id, endpoint, model, provider)
+        sums = self._pending.get(group)
+        if sums is None:
+            sums = self._pending[group] = [0, 0, 0, 0.0]
+        sums[0] += 1
+        sums[1] += usage.prompt_tokens
+        sums[2] += usage.completion_tokens
+        sums[3] += cost_usd
         self._pending_cost[who.key_id] = self._pending_cost.get(who.key_id, 0.0) + cost_usd
 
     async def flush(self) -> None:
         async with self._flush_lock:
-            batch, self._pending = self._pending, []
+            batch, self._pending = self._pending, {}
             if not batch:
                 return
-            for record in batch:
-                left = self._pending_cost.get(record.api_key_id, 0.0) - record.cost_usd
+            now = utcnow()
+            rows = [
+                UsageRecord(
+                    id=new_id("use"),
+                    tenant_id=tenant,
+                    api_key_id=key_id,
+                    endpoint=endpoint,
+                    model=model,
+                    provider=provider,
+                    requests=int(sums[0]),
+                    prompt_tokens=int(sums[1]),
+                    completion_tokens=int(sums[2]),
+                    cost_usd=round(sums[3], 10),
+                    created_at=now,
+                )
+                for (tenant, key_id, endpoint, model, provider), sums in batch.items()
+            ]
+            try:
+                async with self.sessions() as session:
+                    session.add_all(rows)
+                    await session.commit()
+            except BaseException:
+                self._requeue(batch)  # nothing charged is lost: the next flush writes it
+                raise
+            for row in rows:
+                left = self._pending_cost.get(row.api_key_id, 0.0) - row.cost_usd
                 if left > 1e-12:
-                    self._pending_cost[record.api_key_id] = left
+                    self._pending_cost[row.api_key_id] = left
                 else:
-                    self._pending_cost.pop(record.api_key_id, None)
-            async with self.sessions() as session:
-                session.add_all(batch)
-                await session.commit()
-            for record in batch:
-                cached = self._stored.get(record.api_key_id)
+                    self._pending_cost.pop(row.api_key_id, None)
+            for row in rows:
+                cached = self._stored.get(row.api_key_id)
                 if cached is not None:
                     spent, budget, at = cached
-                    self._stored[record.api_key_id] = (spent + record.cost_usd, budget, at)
+                    self._stored[row.api_key_id] = (spent + row.cost_usd, budget, at)
+
+    def _requeue(self, batch: dict[_Group, list[float]]) -> None:
+        for group, sums in batch.items():
+            pending = self._pending.setdefault(group, [0, 0, 0, 0.0])
+            for index, value in enumerate(sums):
+                pending[index] += value
 
     async def _flush_forever(self) -> None:
         while True:

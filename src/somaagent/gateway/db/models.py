@@ -125,7 +125,8 @@ class IdempotencyRecord(Base):
 
 
 class UsageRecord(Base):
-    """One model call's tokens and cost, charged to the API key that made it."""
+    """Model calls charged to one API key: those of one endpoint and model within one flush
+    of the usage ledger (about a second), summed."""
 
     __tablename__ = "usage_records"
     __table_args__ = (Index("ix_usage_key_created", "api_key_id", "created_at"),)
@@ -136,6 +137,7 @@ class UsageRecord(Base):
     endpoint: Mapped[str] = mapped_column(String(50))
     model: Mapped[str] = mapped_column(String(200))
     provider: Mapped[str] = mapped_column(String(50))
+    requests: Mapped[int] = mapped_column(Integer, default=1)
     prompt_tokens: Mapped[int] = mapped_column(Integer)
     completion_tokens: Mapped[int] = mapped_column(Integer)
     cost_usd: Mapped[float] = mapped_column(Float)

@@ -30,6 +30,7 @@ def upgrade() -> None:
         sa.Column("endpoint", sa.String(length=50), nullable=False),
         sa.Column("model", sa.String(length=200), nullable=False),
         sa.Column("provider", sa.String(length=50), nullable=False),
+        sa.Column("requests", sa.Integer(), nullable=False),
         sa.Column("prompt_tokens", sa.Integer(), nullable=False),
         sa.Column("completion_tokens", sa.Integer(), nullable=False),
         sa.Column("cost_usd", sa.Float(), nullable=False),
