@@ -9,7 +9,8 @@ for development; at scale SomaAgent points Qdrant at a server.)
 1. makes ``--n`` unit vectors (default 100,000) and ``--queries`` query vectors: by default
    *clustered* data (``--clusters`` Gaussian centres, points spread around them), which has the
    structure real embeddings have; ``--data uniform`` gives structureless random vectors, the
-   hardest case for an approximate index;
+   hardest case for an approximate index; ``--data scifact`` gives *real* vectors: SomaAgent's
+   local MiniLM embeddings of 20-word SciFact passages (384-d), queried with SciFact's claims;
 2. indexes them through SomaAgent's ``VectorStore`` interface (``create_store``) in batches,
    timing the load;
 3. computes the exact top 10 of every query with NumPy (cosine), the ground truth;
@@ -51,6 +52,45 @@ from somaagent.memory.stores.base import VectorRecord, VectorStore, create_store
 
 RESULTS = ROOT / "bench" / "results"
 K = 10
+
+
+async def scifact_data(n: int, queries: int, cache: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Real MiniLM vectors: ``n`` 20-word passages (stride 10) of the SciFact abstracts and its
+    test claims as queries, embedded by SomaAgent's local model (cached under ``cache``)."""
+    from somaagent.memory.embeddings.local import LocalEmbedder
+
+    folder = None
+    for candidate in (
+        os.environ.get("SOMA_SCIFACT_DATA"),
+        str(ROOT.parent / "shared/data/scifact"),
+    ):
+        if candidate and (Path(candidate) / "corpus.jsonl").is_file():
+            folder = Path(candidate)
+    if folder is None:
+        raise SystemExit(
+            "skipped: --data scifact needs ../shared/data/scifact (or SOMA_SCIFACT_DATA)"
+        )
+    cache.mkdir(parents=True, exist_ok=True)
+    target = cache / f"scifact-passages-{n}.npy"
+    claims_file = cache / "scifact-claims.npy"
+    passages: list[str] = []
+    with (folder / "corpus.jsonl").open(encoding="utf-8") as lines:
+        for line in lines:
+            row = json.loads(line)
+            words = f"{row.get('title', '')} {row.get('text', '')}".split()
+            passages.extend(
+                " ".join(words[i : i + 20]) for i in range(0, max(1, len(words) - 10), 10)
+            )
+    if len(passages) < n:
+        raise SystemExit(f"SciFact gives {len(passages)} passages, fewer than --n {n}")
+    claims = [json.loads(line)["text"] for line in (folder / "queries.jsonl").open()]
+
+    embedder = LocalEmbedder(data_dir=cache)
+    if not target.exists():
+        np.save(target, await embedder.embed(passages[:n]))
+    if not claims_file.exists():
+        np.save(claims_file, await embedder.embed(claims, input_type="query"))
+    return np.load(target), np.load(claims_file)[:queries]
 
 
 def make_data(
@@ -145,9 +185,12 @@ def percentiles(latencies: list[float]) -> dict[str, float]:
 async def bench_one(
     backend: str, dim: int, args: argparse.Namespace, folder: Path
 ) -> dict[str, Any]:
-    data, query = make_data(
-        args.n, args.queries, dim, kind=args.data, clusters=args.clusters, seed=args.seed
-    )
+    if args.data == "scifact":
+        data, query = await scifact_data(args.n, args.queries, Path(args.cache))
+    else:
+        data, query = make_data(
+            args.n, args.queries, dim, kind=args.data, clusters=args.clusters, seed=args.seed
+        )
     truth = exact_top(data, query)
     store = open_store(backend, folder)
     name = f"bench-{dim}"
@@ -228,7 +271,17 @@ async def main() -> None:
     parser.add_argument("--dims", default="384,1536")
     parser.add_argument("--backends", default="chroma,qdrant")
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--data", choices=["clustered", "uniform"], default="clustered")
+    parser.add_argument(
+        "--data",
+        choices=["clustered", "uniform", "scifact"],
+        default="clustered",
+        help="scifact: real MiniLM vectors of SciFact passages (384-d only) and its claims",
+    )
+    parser.add_argument(
+        "--cache",
+        default=str(Path(tempfile.gettempdir()) / "soma-bench-cache"),
+        help="where --data scifact keeps its embedded vectors",
+    )
     parser.add_argument("--clusters", type=int, default=1000)
     parser.add_argument("--batch", type=int, default=1000, help="records per upsert call")
     parser.add_argument("--seed", type=int, default=7)
@@ -238,7 +291,8 @@ async def main() -> None:
     results = []
     try:
         for backend in args.backends.split(","):
-            for dim in (int(d) for d in args.dims.split(",")):
+            dims = [384] if args.data == "scifact" else [int(d) for d in args.dims.split(",")]
+            for dim in dims:
                 results.append(await bench_one(backend, dim, args, folder))
                 write(results, args)
     finally:

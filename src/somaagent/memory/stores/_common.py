@@ -36,6 +36,7 @@ __all__ = [
     "conflict",
     "hit",
     "not_found",
+    "require_selection",
     "score_for",
     "where_of",
 ]
@@ -166,6 +167,16 @@ def check_k(k: int) -> int:
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
         raise _invalid(["k"], f"k must be an integer 1..{MAX_K}, got {k!r}")
     return k
+
+
+def require_selection(ids: Sequence[str] | None, node: Filter | None) -> None:
+    """``delete`` needs ids or a filter: deleting everything is ``delete_collection``."""
+    if ids is None and node is None:
+        raise _invalid(
+            ["ids"],
+            "delete needs ids or a filter (delete_collection removes everything)",
+            "missing",
+        )
 
 
 def where_of(where: FilterInput) -> Filter | None:

@@ -25,7 +25,7 @@ from typing import Any, Final
 
 import anyio
 
-from somaagent.errors import SomaAgentError, ValidationError, VectorStoreError
+from somaagent.errors import SomaAgentError, VectorStoreError
 from somaagent.memory.filters import And, Condition, Filter, FilterInput, Or
 from somaagent.memory.stores import _common as common
 from somaagent.memory.stores.base import (
@@ -296,11 +296,7 @@ class PgVectorStore(VectorStore):
         where: FilterInput = None,
     ) -> int:
         node = common.where_of(where)
-        if ids is None and node is None:
-            raise ValidationError(
-                "delete needs ids or a filter (delete_collection removes everything)",
-                errors=[{"loc": ["ids"], "msg": "ids or where required", "type": "missing"}],
-            )
+        common.require_selection(ids, node)
         async with self._connection(collection) as connection:
             row = await self._row(connection, collection)
             params: list[Any] = []

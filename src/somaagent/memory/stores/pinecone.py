@@ -340,11 +340,7 @@ class PineconeStore(VectorStore):
         where: FilterInput = None,
     ) -> int:
         node = common.where_of(where)
-        if ids is None and node is None:
-            raise ValidationError(
-                "delete needs ids or a filter (delete_collection removes everything)",
-                errors=[{"loc": ["ids"], "msg": "ids or where required", "type": "missing"}],
-            )
+        common.require_selection(ids, node)
 
         def delete(index: Any) -> int:
             self._entry(index, collection)

@@ -313,11 +313,7 @@ class QdrantStore(VectorStore):
         where: FilterInput = None,
     ) -> int:
         node = common.where_of(where)
-        if ids is None and node is None:
-            raise ValidationError(
-                "delete needs ids or a filter (delete_collection removes everything)",
-                errors=[{"loc": ["ids"], "msg": "ids or where required", "type": "missing"}],
-            )
+        common.require_selection(ids, node)
         selection = self._selection(ids, node)
         m = _models()
 
