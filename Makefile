@@ -51,6 +51,11 @@ format: dev
 	$(BIN)/ruff check --fix src tests bench
 
 bench: dev
+	$(BIN)/python bench/gateway_overhead.py --skip-litellm
+	$(BIN)/python bench/router.py
+	$(BIN)/python bench/memory_retrieval.py
+	$(BIN)/python bench/memory_embeddings.py
+	$(BIN)/python bench/memory_search.py
 	$(BIN)/python bench/local_model.py
 
 clean:

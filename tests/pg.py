@@ -54,7 +54,7 @@ class PostgresCluster:
 
         conninfo = f"host=127.0.0.1 port={self.port} user={self.user} dbname=postgres"
         with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as connection:
-            connection.execute(sql)  # type: ignore[arg-type]
+            connection.execute(sql)  # type: ignore[arg-type,unused-ignore]
 
     def create_database(self, name: str) -> str:
         self.execute(f'CREATE DATABASE "{name}"')
