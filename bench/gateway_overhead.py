@@ -27,11 +27,18 @@ versions and the settings, and whether each target is met:
 * added p50 latency at 1 connection at most 2 ms;
 * at 32 connections, at least 10x LiteLLM proxy's requests/s and at least half the upstream's.
 
+With ``--transports`` it measures instead what the gateway's upstream call costs with each
+HTTP client it could use, the client alone in its process against the same upstream (httpx's
+``AsyncClient``, httpx on an aiohttp transport, aiohttp's ``ClientSession``), and writes
+``bench/results/gateway_overhead_transports.{json,md}``: the figures behind the choice of
+aiohttp in ``somaagent.llm._http``.
+
 Usage::
 
     .venv/bin/python bench/gateway_overhead.py
     .venv/bin/python bench/gateway_overhead.py --duration 5 --rounds 1 --skip-litellm
     .venv/bin/python bench/gateway_overhead.py --litellm-python /tmp/litellm-venv/bin/python
+    .venv/bin/python bench/gateway_overhead.py --transports
 
 LiteLLM goes in a separate virtual environment (it is large; never the project's)::
 
@@ -106,6 +113,8 @@ SOMA_PACKAGES = (
     "sqlalchemy",
     "aiosqlite",
     "prometheus-client",
+    "aiohttp",
+    "orjson",
 )
 LITELLM_PACKAGES = ("litellm", "fastapi", "starlette", "pydantic", "uvicorn", "uvloop", "httpx")
 
@@ -712,6 +721,267 @@ def loadgen_worker(spec_json: str) -> None:
     print(json.dumps(summary))
 
 
+# --------------------------------------------------------------------------- transports
+
+TRANSPORTS = ("httpx", "httpx-on-aiohttp", "aiohttp")
+TRANSPORT_LABELS = {
+    "httpx": "httpx AsyncClient (httpcore pool), as the adapters used it",
+    "httpx-on-aiohttp": "httpx AsyncClient on an aiohttp transport",
+    "aiohttp": "aiohttp ClientSession, as the adapters use it",
+}
+
+
+async def _transport_drive(spec: dict[str, Any]) -> dict[str, Any]:
+    """Closed-loop requests with one HTTP client library (``--transport-worker`` mode).
+
+    Each request does what a chat adapter does: POST the JSON body with bearer auth and a
+    per-request timeout, read the answer and ``json.loads`` it. Returns the requests made in
+    the measured window, the process's CPU seconds over it and the wall time.
+    """
+    import aiohttp
+    import httpx
+
+    url, kind = spec["url"], spec["client"]
+    body = json.dumps(PAYLOAD).encode()
+    headers = {
+        "authorization": "Bearer sk-bench",
+        "accept": "application/json",
+        "content-type": "application/json",
+    }
+    limit, keepalive = 200, 30.0
+
+    class AiohttpStream(httpx.AsyncByteStream):
+        def __init__(self, response: aiohttp.ClientResponse) -> None:
+            self.response = response
+
+        async def __aiter__(self) -> Any:
+            async for chunk in self.response.content.iter_any():
+                yield chunk
+
+        async def aclose(self) -> None:
+            self.response.release()
+
+    class AiohttpTransport(httpx.AsyncBaseTransport):
+        """httpx's client API over an aiohttp pool: httpx without httpcore."""
+
+        def __init__(self) -> None:
+            self.session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=limit, keepalive_timeout=keepalive),
+                auto_decompress=False,
+                skip_auto_headers=("user-agent", "accept-encoding", "accept"),
+            )
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            timeouts = request.extensions.get("timeout", {})
+            sent = [
+                (k.decode("latin-1"), v.decode("latin-1"))
+                for k, v in request.headers.raw
+                if k.lower() not in (b"host", b"content-length")
+            ]
+            response = await self.session.request(
+                request.method,
+                str(request.url),
+                headers=sent,
+                data=await request.aread(),
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=timeouts.get("connect"), sock_read=timeouts.get("read")
+                ),
+                allow_redirects=False,
+            )
+            return httpx.Response(
+                response.status,
+                headers=response.raw_headers,
+                stream=AiohttpStream(response),
+                extensions={"http_version": b"HTTP/1.1"},
+            )
+
+        async def aclose(self) -> None:
+            await self.session.close()
+
+    one: Any
+    close: Any
+    if kind in ("httpx", "httpx-on-aiohttp"):
+        client = httpx.AsyncClient(
+            timeout=httpx.Timeout(60.0, connect=10.0),
+            limits=httpx.Limits(
+                max_connections=limit, max_keepalive_connections=40, keepalive_expiry=keepalive
+            ),
+            transport=AiohttpTransport() if kind == "httpx-on-aiohttp" else None,
+        )
+        timeout = httpx.Timeout(60.0)
+
+        async def one_httpx() -> None:
+            response = await client.post(url, json=PAYLOAD, headers=headers, timeout=timeout)
+            response.json()
+
+        one, close = one_httpx, client.aclose
+    else:
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=limit, keepalive_timeout=keepalive),
+            headers={"user-agent": "somaagent"},
+        )
+        per_read = aiohttp.ClientTimeout(total=None, connect=60, sock_connect=60, sock_read=60)
+
+        async def one_aiohttp() -> None:
+            async with session.post(
+                url, data=body, headers=headers, timeout=per_read, allow_redirects=False
+            ) as response:
+                json.loads(await response.read())
+
+        one, close = one_aiohttp, session.close
+
+    loop = asyncio.get_running_loop()
+
+    async def connection(until: float, counter: list[int]) -> None:
+        while loop.time() < until:
+            await one()
+            counter[0] += 1
+
+    try:
+        warm = [0]
+        await asyncio.gather(
+            *(connection(loop.time() + spec["warmup"], warm) for _ in range(spec["concurrency"]))
+        )
+        done = [0]
+        cpu_before, started = time.process_time(), time.perf_counter()
+        until = loop.time() + spec["seconds"]
+        await asyncio.gather(*(connection(until, done) for _ in range(spec["concurrency"])))
+        cpu, wall = time.process_time() - cpu_before, time.perf_counter() - started
+    finally:
+        await close()
+    return {"requests": done[0], "cpu_s": cpu, "wall_s": wall}
+
+
+def transport_worker(spec_json: str) -> None:
+    """Entry point of ``--transport-worker``: print one JSON summary line."""
+    spec = json.loads(spec_json)
+    import uvloop
+
+    print(json.dumps(uvloop.run(_transport_drive(spec))))
+
+
+def run_transports(args: argparse.Namespace) -> int:
+    """``--transports``: each client kind at each level, interleaved in rounds; writes the
+    results and prints the table."""
+    started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    machine = machine_info()
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="soma-bench-") as tmp:
+        procs = Processes(Path(tmp))
+        try:
+            port, _ = start_upstream(procs, sys.executable, args.upstream_delay_ms)
+            url = f"http://{HOST}:{port}/v1/chat/completions"
+            for round_no in range(1, args.rounds + 1):
+                for c in args.concurrency_levels:
+                    for kind in TRANSPORTS:
+                        spec = {
+                            "client": kind,
+                            "url": url,
+                            "concurrency": c,
+                            "seconds": args.duration,
+                            "warmup": args.warmup,
+                        }
+                        done = subprocess.run(
+                            [sys.executable, str(Path(__file__).resolve()),
+                             "--transport-worker", json.dumps(spec)],
+                            capture_output=True, text=True, timeout=args.duration + 120,
+                            check=False,
+                        )  # fmt: skip
+                        if done.returncode != 0:
+                            raise BenchError(f"{kind} failed: {done.stderr[-800:]}")
+                        raw = json.loads(done.stdout.strip().splitlines()[-1])
+                        row = {
+                            "round": round_no,
+                            "client": kind,
+                            "concurrency": c,
+                            "requests": raw["requests"],
+                            "rps": round(raw["requests"] / raw["wall_s"], 1),
+                            "cpu_ms_per_request": round(1000 * raw["cpu_s"] / raw["requests"], 4),
+                        }
+                        rows.append(row)
+                        print(
+                            f"round {round_no} c={c:<3} {kind:<17} "
+                            f"{row['cpu_ms_per_request']:.3f} ms CPU/request  "
+                            f"{row['rps']:8.0f} req/s",
+                            file=sys.stderr,
+                        )
+        finally:
+            procs.stop_all()
+    summary = []
+    for c in args.concurrency_levels:
+        for kind in TRANSPORTS:
+            runs = [r for r in rows if r["client"] == kind and r["concurrency"] == c]
+            cpu = [r["cpu_ms_per_request"] for r in runs]
+            summary.append(
+                {
+                    "client": kind,
+                    "concurrency": c,
+                    "cpu_ms_per_request_median": _median(cpu),
+                    "cpu_ms_per_request_min": min(cpu),
+                    "cpu_ms_per_request_max": max(cpu),
+                    "rps_median": _median([r["rps"] for r in runs]),
+                }
+            )
+    report: dict[str, Any] = {
+        "benchmark": "gateway_overhead --transports",
+        "started_at": started_at,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": " ".join(["python", "bench/gateway_overhead.py", *sys.argv[1:]]),
+        "machine": machine,
+        "versions": {
+            p: v for p in ("httpx", "httpcore", "aiohttp", "uvloop") if (v := _version(p))
+        },
+        "settings": {
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "rounds": args.rounds,
+            "concurrency": args.concurrency_levels,
+            "upstream_delay_ms": args.upstream_delay_ms,
+        },
+        "measurements": rows,
+        "summary": summary,
+    }
+    lines = [
+        "# The gateway's upstream call: CPU per request by HTTP client",
+        "",
+        f"Run {report['finished_at']} with `{report['command']}`.",
+        "",
+        "Each client runs alone in its own process (uvloop) against `bench/_upstream.py` on "
+        "loopback, closed loop on keep-alive connections, doing what a chat adapter does per "
+        "request: POST the benchmark's JSON body with bearer auth and a per-request timeout, "
+        "read the answer, `json.loads` it. CPU is the client process's own (user+system) over "
+        f"the measured window; {args.rounds} round(s), clients interleaved, "
+        f"{args.warmup:g} s warm-up then {args.duration:g} s each.",
+        "",
+        "| client | connections | CPU ms/request (median) | min-max over rounds | requests/s |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for row in summary:
+        lines.append(
+            f"| {TRANSPORT_LABELS[row['client']]} | {row['concurrency']} "
+            f"| {row['cpu_ms_per_request_median']:.3f} "
+            f"| {row['cpu_ms_per_request_min']:.3f}-{row['cpu_ms_per_request_max']:.3f} "
+            f"| {row['rps_median']:.0f} |"
+        )
+    lines += [
+        "",
+        "requests/s here are those of a client sharing a busy 2-core machine with the upstream "
+        "and other work; compare the CPU per request.",
+        "",
+        f"- CPU: {machine['cpu']}, {machine['cores']} cores, load average at start "
+        f"{machine['load_average_at_start']}; {machine['os']}, Python {machine['python']}",
+        "- " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()),
+    ]
+    args.output.mkdir(parents=True, exist_ok=True)
+    path = args.output / f"{args.name}_transports.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    path.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    table = lines.index("|---|---:|---:|---:|---:|") - 1
+    print("\n".join(lines[table : table + len(summary) + 2]))
+    print(f"\nwrote {path} and {path.with_suffix('.md').name}")
+    return 0
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -921,7 +1191,15 @@ def cpu_notes(summary: dict[str, Any]) -> list[str]:
             if row["server_cpu_ms_per_request"] is not None
         ]
         if parts:
-            lines.append(f"- CPU per request at {c} connection(s): " + ", ".join(parts))
+            line = f"- CPU per request at {c} connection(s): " + ", ".join(parts)
+            direct = rows.get("direct", {}).get("server_cpu_ms_per_request")
+            soma = rows.get("somaagent", {}).get("server_cpu_ms_per_request")
+            if direct and soma:
+                line += (
+                    f"; SomaAgent spends {soma / direct:.0f}x the upstream's CPU per request, so "
+                    f"about {direct / soma:.3f}x of its requests/s is the most it can reach"
+                )
+            lines.append(line)
     if lines:
         lines.insert(
             0,
@@ -1047,9 +1325,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default="gateway_overhead",
         help="results file name, without extension (default gateway_overhead)",
     )
+    parser.add_argument(
+        "--transports",
+        action="store_true",
+        help="measure the upstream call's client CPU per request with httpx, httpx on "
+        "aiohttp and aiohttp, instead of the gateways",
+    )
     parser.add_argument("--loadgen-worker", metavar="SPEC", help=argparse.SUPPRESS)
+    parser.add_argument("--transport-worker", metavar="SPEC", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.loadgen_worker is None:
+    if args.loadgen_worker is None and args.transport_worker is None:
         try:
             args.concurrency_levels = [int(x) for x in args.concurrency.split(",") if x.strip()]
         except ValueError:
@@ -1071,6 +1356,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.loadgen_worker is not None:
         loadgen_worker(args.loadgen_worker)
         return 0
+    if args.transport_worker is not None:
+        transport_worker(args.transport_worker)
+        return 0
+    if args.transports:
+        return run_transports(args)
     if _version("somaagent") is None:
         print(
             "somaagent is not installed in this Python; run with .venv/bin/python", file=sys.stderr

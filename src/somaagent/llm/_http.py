@@ -26,25 +26,28 @@ Why aiohttp for the chat adapters
 
 The gateway's hot path is one upstream call per request, and on a small machine the client
 side of that call dominated the gateway's CPU. Measured with
-``python bench/gateway_overhead.py --transports`` (a client alone in its process, closed loop
-against ``bench/_upstream.py`` on loopback, the same ``POST /v1/chat/completions`` with
-``json.loads`` of the answer; 2-core shared AMD EPYC, CPython 3.11, uvloop; the ranges are
-over interleaved rounds, see ``bench/results/gateway_overhead_transports.md``):
+``python bench/gateway_overhead.py --transports --rounds 5`` (each client alone in its process,
+closed loop against ``bench/_upstream.py`` on loopback, the same ``POST /v1/chat/completions``
+with ``json.loads`` of the answer; 2-core shared AMD EPYC, CPython 3.11, uvloop; median and
+range over 5 interleaved rounds, in ``bench/results/gateway_overhead_transports.md``):
 
-=========================================== ================ ==================
-client CPU per request                       1 connection     32 connections
-=========================================== ================ ==================
-httpx 0.28 ``AsyncClient`` (httpcore pool)   0.46-0.49 ms     1.82-1.95 ms
-httpx 0.28 on an aiohttp transport           0.24-0.26 ms     0.24 ms
-aiohttp 3.14 ``ClientSession``               0.068-0.070 ms   0.065-0.073 ms
-=========================================== ================ ==================
+=========================================== ======================= =======================
+client CPU per request                       1 connection            32 connections
+=========================================== ======================= =======================
+httpx 0.28 ``AsyncClient`` (httpcore pool)   0.40 ms (0.40-0.41)     1.75 ms (1.67-1.77)
+httpx 0.28 on an aiohttp transport           0.22 ms (0.20-0.24)     0.19 ms (0.18-0.19)
+aiohttp 3.14 ``ClientSession``               0.066 ms (0.062-0.084)  0.054 ms (0.052-0.054)
+=========================================== ======================= =======================
 
 httpcore's pool probes every pooled socket with ``poll()`` and rescans its connection list
 (quadratically) on each request, which is why httpx gets *slower per request* as connections
-are added; a tuned transport removes that, but httpx's own request/response layer still costs
-about 0.17 ms, more than aiohttp's whole round trip. So the chat adapters use aiohttp directly
-(about 3.5x less CPU than the best httpx set-up, 25x less than the default at 32 connections),
-and the httpx client stays for callers that are not on the per-request path.
+are added. A transport without httpcore removes that, but httpx's own request/response layer
+still costs about 0.15 ms, more than twice aiohttp's whole round trip. So the chat adapters
+use aiohttp directly: 3.3-3.5x less client CPU than the best httpx set-up measured, 6x less
+than the default at 1 connection and 32x less at 32. In the whole gateway (the benchmark's
+default mode), this and making the ``State`` dependency ``async`` took the CPU per request at
+32 connections from 2.6 ms to about 0.4 ms. The httpx client stays for callers that are not on
+the per-request path.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ import email.utils
 import functools
 import json
 import re
+import ssl
 import time
 import urllib.parse
 import urllib.request
@@ -133,8 +137,10 @@ def get_session() -> aiohttp.ClientSession:
 
     The session sends ``User-Agent: somaagent``, never follows redirects on its own (callers pass
     ``allow_redirects=False``) and has no default timeout: each request passes
-    :func:`request_timeout`. It does not read proxies from the environment on every request;
-    callers pass :func:`env_proxy` instead.
+    :func:`request_timeout`. It verifies TLS against the certificates httpx trusted
+    (``SSL_CERT_FILE`` or ``SSL_CERT_DIR`` when set, else certifi's bundle), so moving off
+    httpx changes no trust decision. It does not read proxies from the environment on every
+    request; callers pass :func:`env_proxy` instead.
 
     Returns:
         The process-wide :class:`aiohttp.ClientSession` for the current event loop.
@@ -143,7 +149,9 @@ def get_session() -> aiohttp.ClientSession:
     session = _sessions.get(loop)
     if session is None or session.closed:
         session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=POOL_LIMIT, keepalive_timeout=KEEPALIVE_SECONDS),
+            connector=aiohttp.TCPConnector(
+                limit=POOL_LIMIT, keepalive_timeout=KEEPALIVE_SECONDS, ssl=_tls_context()
+            ),
             headers={"user-agent": USER_AGENT},
             timeout=aiohttp.ClientTimeout(total=None),
         )
@@ -172,6 +180,12 @@ def get_client() -> httpx.AsyncClient:
         )
         _clients[loop] = client
     return client
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    # httpx's own default context, built once (loading the CA bundle takes milliseconds).
+    return httpx.create_ssl_context()
 
 
 async def aclose_client() -> None:
