@@ -1119,16 +1119,30 @@ def verdicts(summary: dict[str, Any], litellm_reason: str | None) -> list[dict[s
     vs_lite = value(TARGET_CONCURRENCY, "soma_vs_litellm_rps")
     vs_direct = value(TARGET_CONCURRENCY, "soma_vs_direct_rps")
     c = TARGET_CONCURRENCY
+    rps = {r["target"]: r["rps"] for r in summary["table"] if r["concurrency"] == c}
+    lite_vs_direct = (
+        rps["litellm"] / rps["direct"] if rps.get("litellm") and rps.get("direct") else None
+    )
+    litellm_verdict = _verdict(
+        f"requests/s vs LiteLLM proxy at {c} connections", vs_lite,
+        f">= {TARGET_VS_LITELLM:g}x",
+        None if vs_lite is None else vs_lite >= TARGET_VS_LITELLM, "x", litellm_reason,
+    )  # fmt: skip
+    if (
+        litellm_verdict["status"] == "NOT MET"
+        and lite_vs_direct is not None
+        and lite_vs_direct * TARGET_VS_LITELLM > 1
+    ):
+        litellm_verdict["status"] += (
+            f" (out of reach here: {TARGET_VS_LITELLM:g}x LiteLLM's requests/s is "
+            f"{TARGET_VS_LITELLM * lite_vs_direct:.2f}x what the upstream serves directly)"
+        )
     return [
         _verdict(
             "added p50 latency at 1 connection", added, f"<= {TARGET_ADDED_P50_MS} ms",
             None if added is None else added <= TARGET_ADDED_P50_MS, " ms", None,
         ),
-        _verdict(
-            f"requests/s vs LiteLLM proxy at {c} connections", vs_lite,
-            f">= {TARGET_VS_LITELLM:g}x",
-            None if vs_lite is None else vs_lite >= TARGET_VS_LITELLM, "x", litellm_reason,
-        ),
+        litellm_verdict,
         _verdict(
             f"requests/s vs the upstream directly at {c} connections", vs_direct,
             f">= {TARGET_VS_DIRECT:g}x",
@@ -1179,8 +1193,10 @@ def render_table(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
-def cpu_notes(summary: dict[str, Any]) -> list[str]:
-    """One line per level: CPU ms per request of each server, which bounds the ratios."""
+def cpu_notes(summary: dict[str, Any], *, upstream_delay_ms: float = 0.0) -> list[str]:
+    """One line per level: CPU ms per request of each server, which bounds the ratios when the
+    upstream answers at once (with a delay, connections / delay bounds them instead)."""
+    cpu_bound = not upstream_delay_ms
     lines = []
     levels = sorted({row["concurrency"] for row in summary["table"]})
     for c in levels:
@@ -1194,7 +1210,7 @@ def cpu_notes(summary: dict[str, Any]) -> list[str]:
             line = f"- CPU per request at {c} connection(s): " + ", ".join(parts)
             direct = rows.get("direct", {}).get("server_cpu_ms_per_request")
             soma = rows.get("somaagent", {}).get("server_cpu_ms_per_request")
-            if direct and soma:
+            if direct and soma and cpu_bound:
                 line += (
                     f"; SomaAgent spends {soma / direct:.0f}x the upstream's CPU per request, so "
                     f"about {direct / soma:.3f}x of its requests/s is the most it can reach"
@@ -1204,7 +1220,12 @@ def cpu_notes(summary: dict[str, Any]) -> list[str]:
         lines.insert(
             0,
             "Every process shares the same cores, so a proxy that spends k times the "
-            "upstream's CPU per request cannot reach more than about 1/k of its requests/s:",
+            "upstream's CPU per request cannot reach more than about 1/k of its requests/s:"
+            if cpu_bound
+            else f"The upstream waits {upstream_delay_ms:g} ms before each answer, so it is not "
+            "CPU-bound: its requests/s are about connections / delay, and a proxy reaches a "
+            "share of them that depends on the latency it adds, not on the CPU ratio. CPU per "
+            "request:",
         )
         lines.insert(1, "")
     return lines
@@ -1237,7 +1258,10 @@ def render_markdown(report: dict[str, Any]) -> str:
     for c, ratios in report["summary"]["ratios"].items():
         parts = [f"{name} {entry['median']}" for name, entry in ratios.items()]
         out.append(f"- {c} connection(s): " + ("; ".join(parts) if parts else "-"))
-    out += ["", *cpu_notes(report["summary"])]
+    out += [
+        "",
+        *cpu_notes(report["summary"], upstream_delay_ms=s.get("upstream_delay_ms") or 0.0),
+    ]
     if report.get("litellm_missing"):
         reason = report["litellm_missing"].strip().splitlines()
         out += ["", f"**LiteLLM was not measured:** {reason[0]}"]
