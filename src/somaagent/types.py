@@ -8,9 +8,9 @@ working against a newer gateway.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 Role = Literal["system", "user", "assistant"]
 Scope = Literal["admin", "member"]
@@ -76,7 +76,7 @@ class PromptInvocation(_Request):
 
 class ConversationCreate(_Request):
     title: str | None = Field(default=None, max_length=500)
-    system_prompt: str | None = Field(default=None, max_length=MAX_MESSAGE_CHARS)
+    system_prompt: Text | None = Field(default=None, max_length=MAX_MESSAGE_CHARS)
     prompt: PromptInvocation | None = Field(
         default=None, description="render a stored template as the system prompt"
     )
@@ -90,8 +90,21 @@ class ConversationCreate(_Request):
         return self
 
 
+def _encodable(value: str | None) -> str | None:
+    """Refuse text that is not valid Unicode (a lone surrogate from a JSON ``\\ud800``)."""
+    if value is not None:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(f"not valid Unicode text at character {exc.start}") from exc
+    return value
+
+
+Text = Annotated[str, AfterValidator(_encodable)]
+
+
 class MessageCreate(_Request):
-    content: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
+    content: Text = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
     model: str | None = Field(default=None, max_length=200)
     stream: bool = False
     max_tokens: int | None = Field(default=None, ge=1, le=32_768)

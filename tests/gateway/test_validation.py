@@ -76,3 +76,22 @@ async def test_every_response_has_request_id(gateway: Gateway) -> None:
     r = await gateway.client.get("/v1/conversations/conv_missing")
     assert r.headers["x-request-id"]
     assert r.json()["request_id"] == r.headers["x-request-id"]
+
+
+async def test_lone_surrogate_is_422_not_500(gateway: Gateway) -> None:
+    conv = (await gateway.client.post("/v1/conversations", json={})).json()
+    body = b'{"content": "bad \\ud800 text"}'
+    r = await gateway.client.post(
+        f"/v1/conversations/{conv['id']}/messages",
+        content=body,
+        headers={"content-type": "application/json"},
+    )
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["loc"] == ["body", "content"]
+    chat = await gateway.client.post(
+        "/v1/chat/completions",
+        content=b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x\\udc00"}]}',
+        headers={"content-type": "application/json"},
+    )
+    assert chat.status_code == 422
+    assert chat.json()["errors"][0]["loc"] == ["body", "messages", 0, "content"]

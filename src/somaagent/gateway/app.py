@@ -3,6 +3,7 @@ database and, on the very first start, creates an admin API key and shows it onc
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -115,9 +116,15 @@ def create_app(
                 ),
             ),
         )
+        # Everything made at start lives as long as the app: move it out of the collector's
+        # way. Full collections otherwise took ~25% of the CPU at 32 connections and made the
+        # p95 tail (bench/results/gateway_overhead.md).
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
+            gc.unfreeze()
             await usage.aclose()
             await app.state.gateway.memory.aclose()
             await pool.aclose()
@@ -132,11 +139,11 @@ def create_app(
     )
     problems.install(app)
     app.add_middleware(GatewayMiddleware, metrics=metrics, max_body=settings.max_request_bytes)
-    for module in (
+    for module in (  # the hot OpenAI-compatible path first: routers are tried in order
+        openai_compat,
         health,
         me,
         conversations,
-        openai_compat,
         prompt_routes,
         route,
         slo,

@@ -126,6 +126,13 @@ def _to_chat_messages(messages: list[OpenAIMessage]) -> list[ChatMessage]:
             text = "".join(texts)
         else:
             text = content or ""
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValidationError(
+                f"message {index} is not valid Unicode text (a lone surrogate)",
+                errors=[_loc("messages", index, "content")],
+            ) from None
         if len(text) > MAX_MESSAGE_CHARS:
             raise ValidationError(
                 f"message {index} is longer than {MAX_MESSAGE_CHARS} characters",
