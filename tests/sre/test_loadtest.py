@@ -149,7 +149,13 @@ def test_the_cli_runs_k6_and_reports(k6: Path, gateway: ServedGateway) -> None:
     )
     assert bad_key.exit_code == 1
     report = json.loads(bad_key.stdout)
-    assert report["passed"] is False and report["failure_rate"] > 0.5
+    # Endpoints are picked at random by weight and /healthz needs no key, so in a run this
+    # short the failed share varies (0.5 was seen with two requests); what must hold is that
+    # the keyed requests failed and the failure-rate threshold broke the run.
+    assert report["passed"] is False
+    assert report["failed_requests"] >= 1 and report["failure_rate"] > 0
+    broken = {t["metric"] for t in report["thresholds"] if not t["ok"]}
+    assert "http_req_failed" in broken
 
     listing = runner.invoke(main, ["loadtest", "list", "--json"])
     assert [t["name"] for t in json.loads(listing.output)] == list(PRESETS)
