@@ -20,10 +20,12 @@ from somaagent.errors import ProviderResponseError
 from somaagent.llm._http import (
     aiter_sse,
     check_base_url,
+    encode_json,
     env_proxy,
     error_from_response,
     get_session,
     map_transport_errors,
+    post_json,
     request_timeout,
     vendor_error,
 )
@@ -129,23 +131,15 @@ class OpenAIModel(Model):
             ProviderError: a subclass for each failure; see :mod:`somaagent.errors`.
         """
         timeout = request_timeout(request.timeout if request.timeout is not None else self.timeout)
-        with map_transport_errors(self.provider, method="POST", url=self._url):
-            async with self._client.post(
-                self._url,
-                data=_encode(self._body(request, stream=False)),
-                headers=self._json_headers,
-                timeout=timeout,
-                proxy=self._proxy,
-                allow_redirects=False,
-            ) as response:
-                if not 200 <= response.status < 300:
-                    raise await error_from_response(response, provider=self.provider)
-                raw = await response.read()
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            text = raw.decode("utf-8", errors="replace")
-            raise self._bad(f"the answer is not JSON: {text[:200]!r}") from None
+        data = await post_json(
+            self._client,
+            self._url,
+            self._body(request, stream=False),
+            provider=self.provider,
+            headers=self._json_headers,
+            timeout=timeout,
+            proxy=self._proxy,
+        )
         return self._completion(data, request)
 
     def _completion(self, data: Any, request: ChatRequest) -> Completion:
@@ -191,7 +185,7 @@ class OpenAIModel(Model):
         with map_transport_errors(self.provider, method="POST", url=self._url):
             async with self._client.post(
                 self._url,
-                data=_encode(self._body(request, stream=True)),
+                data=encode_json(self._body(request, stream=True)),
                 headers=self._sse_headers,
                 timeout=timeout,
                 proxy=self._proxy,
@@ -245,11 +239,6 @@ class OpenAIModel(Model):
 
     def _bad(self, message: str, body: Any = None) -> ProviderResponseError:
         return ProviderResponseError(message, provider=self.provider, body=body)
-
-
-def _encode(body: _ChatBody) -> bytes:
-    # What httpx's ``json=`` sent: compact, UTF-8, and no NaN or infinity.
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 
 def _usage(raw: Any) -> Usage | None:
