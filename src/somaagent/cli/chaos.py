@@ -1,8 +1,11 @@
 """``soma chaos``: list presets, print Chaos Mesh manifests, run experiments, stop them.
 
 ``list`` and ``manifest`` work offline. ``run PRESET --local`` needs nothing but this machine
-(and, to judge the hypothesis, a Prometheus); ``run PRESET`` and ``stop`` without ``--local``
-talk to the Kubernetes API of the current kubeconfig context.
+(and, to judge the hypothesis, a Prometheus): a model or vector-store fault goes to the
+gateway's fault point (through ``/v1/admin/faults``, with the key and URL of ``soma login``,
+which must be an operator's admin key), other faults to a fault proxy or to stress workers.
+``run PRESET`` and ``stop`` without ``--local`` talk to the Kubernetes API of the current
+kubeconfig context.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import click
 import yaml
@@ -18,11 +22,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from somaagent.cli import _render
+from somaagent.cli._config import CliState, pass_state
 from somaagent.cli._render import CliError
+from somaagent.sdk import Client
 from somaagent.sre.chaos.crds import CRDS_ENV, CrdSchemas
 from somaagent.sre.chaos.duration import format_duration, parse_duration
 from somaagent.sre.chaos.hypothesis import PrometheusHTTP
-from somaagent.sre.chaos.injectors import KubernetesInjector, local_injector
+from somaagent.sre.chaos.injectors import KubernetesInjector, Via, local_injector
 from somaagent.sre.chaos.kube import ChaosMeshClient
 from somaagent.sre.chaos.manifest import KINDS, render_manifest
 from somaagent.sre.chaos.presets import PRESETS, get_preset
@@ -34,6 +40,7 @@ from somaagent.sre.chaos.runner import (
     stop_local,
 )
 from somaagent.sre.chaos.spec import Experiment, load_experiment
+from somaagent.types import FaultCreate, FaultPoint
 
 PROMETHEUS_ENV = "SOMA_PROMETHEUS_URL"
 DEFAULT_PROMETHEUS = "http://127.0.0.1:9090"
@@ -49,6 +56,38 @@ def _experiment(name: str) -> Experiment:
     if name.endswith((".yaml", ".yml")) or os.sep in name:
         return load_experiment(Path(name))
     return get_preset(name)
+
+
+class GatewayFaults:
+    """The gateway's fault points through an SDK client made on first use, so a run that
+    needs no gateway (a proxy or a stress fault) needs no key either."""
+
+    def __init__(self, state: CliState) -> None:
+        self._state = state
+        self._client: Client | None = None
+
+    @property
+    def url(self) -> str:
+        """The gateway's base URL."""
+        return self._state.resolve().base_url
+
+    def _faults(self) -> Any:
+        if self._client is None:
+            self._client = self._state.resolve().client()
+        return self._client.faults
+
+    def get(self, point: str) -> FaultPoint:
+        return self._faults().get(point)  # type: ignore[no-any-return]
+
+    def set(self, point: str, fault: FaultCreate) -> FaultPoint:
+        return self._faults().set(point, fault)  # type: ignore[no-any-return]
+
+    def clear(self, point: str) -> None:
+        self._faults().clear(point)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
 
 
 def _duration_option(value: str | None) -> timedelta | None:
@@ -128,6 +167,11 @@ def manifest(preset: str, crds: str | None, namespace: str | None, as_json: bool
     metavar="URL",
     help=f"Prometheus for the hypothesis (default ${PROMETHEUS_ENV} or {DEFAULT_PROMETHEUS}).",
 )
+@click.option(
+    "--via",
+    type=click.Choice(["point", "proxy"]),
+    help="Local mode: the gateway's fault point, or a fault proxy (default: the preset's point).",
+)
 @click.option("--listen", metavar="HOST:PORT", help="Local mode: where the fault proxy listens.")
 @click.option("--upstream", metavar="HOST:PORT", help="Local mode: the dependency it fronts.")
 @click.option(
@@ -142,13 +186,16 @@ def manifest(preset: str, crds: str | None, namespace: str | None, as_json: bool
 @click.option("--context", "kube_context", metavar="NAME", help="Kubernetes mode: the context.")
 @click.option("--crds", metavar="DIR", help=f"Chaos Mesh CRD folder (default ${CRDS_ENV}).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@pass_state
 def run(
+    state: CliState,
     preset: str,
     local: bool,
     duration: str | None,
     interval: str,
     recovery: str,
     prometheus: str | None,
+    via: Via | None,
     listen: str | None,
     upstream: str | None,
     memory_cap: int,
@@ -169,11 +216,15 @@ def run(
     url = prometheus or os.environ.get(PROMETHEUS_ENV) or DEFAULT_PROMETHEUS
     say = _render.note if as_json else _progress
     querier = PrometheusHTTP(url)
+    gateway = GatewayFaults(state)
     try:
         if local:
             injector = local_injector(
                 experiment,
                 duration=hold,
+                via=via,
+                controller=gateway,
+                gateway=gateway.url,
                 listen=listen,
                 upstream=upstream,
                 memory_cap=memory_cap << 20,
@@ -205,6 +256,7 @@ def run(
                 )
     finally:
         querier.close()
+        gateway.close()
     if as_json:
         _render.as_json(report)
     else:

@@ -10,6 +10,7 @@ from rich.markup import escape
 
 from somaagent.cli import _render
 from somaagent.cli._config import CliState, pass_state
+from somaagent.sre.chaos.injectors import Via
 from somaagent.sre.verify import VERIFY_PRESETS, VerifyReport, get_plan, run_verify
 
 PROMETHEUS_ENV = "SOMA_PROMETHEUS_URL"
@@ -34,6 +35,11 @@ def sre() -> None:
 @click.option("--model", metavar="MODEL", help="The model chat requests ask for.")
 @click.option("--think-time", type=click.FloatRange(0), help="Seconds between a VU's requests.")
 @click.option("--prometheus", metavar="URL", help=f"Prometheus (default ${PROMETHEUS_ENV}).")
+@click.option(
+    "--via",
+    type=click.Choice(["point", "proxy"]),
+    help="Fault point in the gateway, or a fault proxy (default: the preset's fault point).",
+)
 @click.option("--listen", metavar="HOST:PORT", help="Where the fault proxy listens.")
 @click.option("--upstream", metavar="HOST:PORT", help="The dependency the proxy fronts.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
@@ -46,6 +52,7 @@ def verify(
     model: str | None,
     think_time: float | None,
     prometheus: str | None,
+    via: Via | None,
     listen: str | None,
     upstream: str | None,
     as_json: bool,
@@ -56,19 +63,22 @@ def verify(
     vector_store_packet_loss. Exit status 1 when an SLO broke.
     """
     resolved = state.resolve()
-    report = run_verify(
-        get_plan(preset),
-        base_url=resolved.base_url,
-        api_key=resolved.require_key(),
-        prometheus=prometheus or os.environ.get(PROMETHEUS_ENV) or DEFAULT_PROMETHEUS,
-        scale=scale,
-        max_vus=max_vus,
-        model=model or os.environ.get("SOMA_MODEL"),
-        think_time=think_time,
-        listen=listen,
-        upstream=upstream,
-        on_event=_render.note,
-    )
+    with resolved.client() as client:
+        report = run_verify(
+            get_plan(preset),
+            base_url=resolved.base_url,
+            api_key=resolved.require_key(),
+            prometheus=prometheus or os.environ.get(PROMETHEUS_ENV) or DEFAULT_PROMETHEUS,
+            scale=scale,
+            max_vus=max_vus,
+            model=model or os.environ.get("SOMA_MODEL"),
+            think_time=think_time,
+            via=via,
+            controller=client.faults,
+            listen=listen,
+            upstream=upstream,
+            on_event=_render.note,
+        )
     if as_json:
         _render.as_json(report)
     else:

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from somaagent import __version__
-from somaagent.gateway import keys, problems
+from somaagent.gateway import faults, keys, problems
 from somaagent.gateway.conversations import ConversationService
 from somaagent.gateway.db.engine import make_engine, make_sessionmaker, migrate
 from somaagent.gateway.grounding import ground
@@ -22,6 +22,7 @@ from somaagent.gateway.providers import ProviderPool
 from somaagent.gateway.ratelimit import RateLimiter
 from somaagent.gateway.routes import conversations, health, me, openai_compat, route, slo
 from somaagent.gateway.routes import embeddings as embedding_routes
+from somaagent.gateway.routes import faults as fault_routes
 from somaagent.gateway.routes import memory as memory_routes
 from somaagent.gateway.routes import prompts as prompt_routes
 from somaagent.gateway.settings import Settings
@@ -80,6 +81,10 @@ def create_app(
                     (on_admin_key or _show_admin_key)(secret)
         registry = ModelRegistry.load(settings.models_file)
         pool = ProviderPool(settings, registry)
+        fault_points = None
+        if settings.fault_points_enabled:
+            fault_points = faults.fault_points_for(metrics)
+            faults.install(fault_points, memory=memory, pool=pool)
         router = Router(registry, fallback_chain=settings.fallback_chain or None)
         router.warm_up()
         usage = UsageLedger(sessions)
@@ -115,6 +120,7 @@ def create_app(
                     app.state.gateway.memory, *args, prompts=prompts, **kwargs
                 ),
             ),
+            faults=fault_points,
         )
         # Everything made at start lives as long as the app: move it out of the collector's
         # way. Full collections otherwise took ~25% of the CPU at 32 connections and made the
@@ -149,6 +155,7 @@ def create_app(
         slo,
         memory_routes,
         embedding_routes,
+        fault_routes,
     ):
         app.include_router(module.router)
     return app

@@ -5,7 +5,10 @@
 * ``gen_ai_client_token_usage`` (``gen_ai.client.token.usage``) by operation, provider,
   model and token type (``input`` / ``output``);
 * ``gen_ai_client_operation_duration_seconds`` (``gen_ai.client.operation.duration``) by
-  operation, provider, model and error type (empty on success).
+  operation, provider, model and error type (empty on success);
+* ``soma_chaos_fault_active`` (1 while a chaos fault is on a fault point) and
+  ``soma_chaos_fault_effects_total`` (calls a fault delayed, lost, aborted, stalled or timed
+  out), by point: the evidence of what a chaos experiment did.
 
 Each app owns its registry, so several apps (tests, replicas in one process) never clash.
 
@@ -16,7 +19,7 @@ a child looked up once stays the one to observe.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 # OTel's recommended boundaries for http.server.request.duration, plus the SLO edges.
@@ -74,6 +77,18 @@ class Metrics:
             buckets=GENAI_DURATION_BUCKETS,
             registry=self.registry,
         )
+        self.fault_active = Gauge(
+            "soma_chaos_fault_active",
+            "1 while a chaos fault is on the fault point.",
+            ["point"],
+            registry=self.registry,
+        )
+        self.fault_effects = Counter(
+            "soma_chaos_fault_effects",
+            "Calls a chaos fault acted on, by what it did.",
+            ["point", "effect"],
+            registry=self.registry,
+        )
         self._http_children: dict[tuple[str, str, int], Histogram] = {}
         self._duration_children: dict[tuple[str, str, str, str], Histogram] = {}
         self._token_children: dict[tuple[str, str, str, str], Histogram] = {}
@@ -114,6 +129,14 @@ class Metrics:
         if child is None:
             child = self._token_children[key] = self.token_usage.labels(*key)
         return child
+
+    def fault_changed(self, point: str, on: bool) -> None:
+        """A fault was put on (or taken off) a fault point."""
+        self.fault_active.labels(point).set(1 if on else 0)
+
+    def fault_acted(self, point: str, effect: str) -> None:
+        """A fault delayed, lost, aborted, stalled or timed out one call."""
+        self.fault_effects.labels(point, effect).inc()
 
     def render(self) -> bytes:
         """The registry in Prometheus' text format."""

@@ -9,6 +9,7 @@ or else the embedded local model, so a fresh install answers offline.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from pydantic import SecretStr
 
@@ -33,6 +34,8 @@ class ProviderPool:
         self.registry = registry
         self._adapters: dict[str, Model] = {}
         self._lock = asyncio.Lock()
+        self.wrap: Callable[[Model], Model] | None = None
+        """Wraps each adapter as it is made (the gateway's fault points, when they are on)."""
 
     def is_available(self, spec: ModelSpec) -> bool:
         s = self.settings
@@ -85,6 +88,8 @@ class ProviderPool:
             adapter = self._adapters.get(spec.provider)
             if adapter is None:
                 adapter = self._create(spec.provider)
+                if self.wrap is not None:
+                    adapter = self.wrap(adapter)
                 self._adapters[spec.provider] = adapter
         return adapter
 

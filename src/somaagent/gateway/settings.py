@@ -69,10 +69,22 @@ class Settings(BaseSettings):
     # SRE.
     prometheus_url: str | None = None
     slo_file: Path | None = None
+    fault_injection: bool | None = Field(
+        default=None,
+        description="the fault points of /v1/admin/faults (chaos experiments); default: on in "
+        "local mode, off in production",
+    )
 
     # Operations.
     log_level: str = "info"
     bootstrap_admin_key: bool = True
+
+    @property
+    def fault_points_enabled(self) -> bool:
+        """Whether chaos experiments may put faults on this gateway's fault points."""
+        if self.fault_injection is not None:
+            return self.fault_injection
+        return self.mode == "local"
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> Settings:

@@ -17,6 +17,7 @@ from somaagent.gateway.turns import ChatTurns
 from somaagent.gateway.usage import UsageLedger
 from somaagent.llm.router import Router
 from somaagent.prompts.service import PromptService
+from somaagent.sre.chaos.points import FaultPoints
 
 
 @dataclass(slots=True)
@@ -33,4 +34,6 @@ class GatewayState:
     router: Router
     usage: UsageLedger
     turns: ChatTurns
+    faults: FaultPoints | None = None
+    """The fault points, when fault injection is on (``local`` mode by default)."""
     key_cache: dict[str, tuple[Principal, float]] = field(default_factory=dict)

@@ -21,6 +21,7 @@ from somaagent.sdk._base import (
     parse_result,
     title_from,
 )
+from somaagent.sdk._faults import AsyncFaults
 from somaagent.sdk._memory import AsyncEmbeddings, AsyncMemory
 from somaagent.sdk._prompts import AsyncPrompts
 from somaagent.sdk._resources import (
@@ -84,6 +85,7 @@ class AsyncClient(BaseClient):
         self.prompts = AsyncPrompts(self)
         self.memory = AsyncMemory(self)
         self.embeddings = AsyncEmbeddings(self)
+        self.faults = AsyncFaults(self)
 
     async def me(self) -> Identity:
         """The API key's identity: ``key_id``, ``name``, ``tenant`` and ``scope``."""

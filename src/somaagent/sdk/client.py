@@ -21,6 +21,7 @@ from somaagent.sdk._base import (
     parse_result,
     title_from,
 )
+from somaagent.sdk._faults import Faults
 from somaagent.sdk._memory import Embeddings, Memory
 from somaagent.sdk._prompts import Prompts
 from somaagent.sdk._resources import (
@@ -84,6 +85,7 @@ class Client(BaseClient):
         self.prompts = Prompts(self)
         self.memory = Memory(self)
         self.embeddings = Embeddings(self)
+        self.faults = Faults(self)
 
     def me(self) -> Identity:
         """The API key's identity: ``key_id``, ``name``, ``tenant`` and ``scope``."""

@@ -1,10 +1,11 @@
 """``soma sre verify``: one resilience check that joins a load test, a local fault and the SLOs.
 
 k6 drives a load profile against the gateway; a quarter of the way in, the chaos preset's
-fault is injected on this machine (a fault proxy in front of a dependency, or stress) and
-rolled back after half the load's length; then every SLO of the preset is judged over the whole
-run with the SLO tracker: which held, the error ratio, the burn rate and the share of the
-30-day budget the run burned, with the PromQL that measured them as evidence.
+fault is injected on this machine (on a gateway fault point, through a fault proxy in front of
+a dependency, or as stress) and rolled back after half the load's length; then every SLO of
+the preset is judged over the whole run with the SLO tracker: which held, the error ratio,
+the burn rate and the share of the 30-day budget the run burned, with the PromQL that measured
+them as evidence.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pydantic import BaseModel
 
 from somaagent.errors import ConfigurationError
 from somaagent.sre.chaos.hypothesis import PrometheusHTTP
-from somaagent.sre.chaos.injectors import local_injector
+from somaagent.sre.chaos.injectors import FaultController, Via, local_injector
 from somaagent.sre.chaos.presets import get_preset
 from somaagent.sre.chaos.runner import RunReport, run_experiment
 from somaagent.sre.loadtest.k6 import K6Error
@@ -112,6 +113,8 @@ def run_verify(
     max_vus: int | None = None,
     model: str | None = None,
     think_time: float | None = None,
+    via: Via | None = None,
+    controller: FaultController | None = None,
     listen: str | None = None,
     upstream: str | None = None,
     settle: timedelta = timedelta(seconds=5),
@@ -121,8 +124,11 @@ def run_verify(
     """Run the plan's load with its fault in the middle, then judge its SLOs.
 
     Args:
-        base_url, api_key: the gateway under test (its dependency must go through the proxy
-            at ``listen`` for network faults).
+        base_url, api_key: the gateway under test (for a fault through a proxy, its
+            dependency must go through the proxy at ``listen``).
+        via, controller, listen, upstream: where the fault goes; see
+            :func:`~somaagent.sre.chaos.injectors.local_injector` (``controller`` is the
+            SDK's ``client.faults`` with an operator's admin key, for fault points).
         prometheus: the Prometheus that scrapes the gateway.
         scale: multiplies the load profile's durations.
         settle: after the load, how long to wait for the last scrape before judging.
@@ -132,7 +138,15 @@ def run_verify(
     experiment = get_preset(plan.chaos)
     total = test.profile.total
     fault_for = max(total / 2, timedelta(seconds=1))
-    injector = local_injector(experiment, duration=fault_for, listen=listen, upstream=upstream)
+    injector = local_injector(
+        experiment,
+        duration=fault_for,
+        via=via,
+        controller=controller,
+        gateway=base_url,
+        listen=listen,
+        upstream=upstream,
+    )
     outcome: dict[str, LoadReport | str] = {}
 
     def load() -> None:

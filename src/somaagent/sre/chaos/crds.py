@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 from jsonschema import Draft7Validator, FormatChecker
 
-from somaagent.errors import ConfigurationError, SomaAgentError
+from somaagent.errors import ConfigurationError, ManifestError
 from somaagent.sre.chaos.duration import parse_duration
 
 __all__ = [
@@ -55,15 +55,6 @@ _GO_DURATION = re.compile(r"^-?(\d+(\.\d*)?(ns|us|µs|ms|s|m|h))+$|^0$")
 _SIZE = re.compile(r"^\d+(\.\d+)?\s*(B|KB|KIB|MB|MIB|GB|GIB|TB|TIB|K|M|G|T)?$", re.IGNORECASE)
 _RATE = re.compile(r"^\d+(\.\d+)?\s*(bit|kbit|mbit|gbit|tbit|bps|kbps|mbps|gbps|tbps)$", re.I)
 _INT_RANGES = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
-
-
-class ManifestError(SomaAgentError):
-    """A manifest a cluster would refuse; ``problems`` has one line per invalid field."""
-
-    def __init__(self, kind: str, problems: list[str]) -> None:
-        super().__init__(f"invalid {kind}: " + "; ".join(problems))
-        self.kind = kind
-        self.problems = problems
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,11 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Literal, Protocol
 
-import httpx
 from pydantic import BaseModel, ConfigDict
 
-from somaagent.errors import SomaAgentError
+from somaagent.errors import ConfigurationError, PrometheusError
 from somaagent.sre.chaos.spec import Hypothesis, Probe
+from somaagent.sre.slo.prometheus import PrometheusClient
 
 __all__ = [
     "Phase",
@@ -35,10 +35,6 @@ Phase = Literal["before", "during", "after"]
 ProbeStatus = Literal["held", "violated", "no_data", "error"]
 
 
-class PrometheusError(SomaAgentError):
-    """Prometheus could not be reached, or refused a query."""
-
-
 class Querier(Protocol):
     """Something that runs an instant PromQL query and returns its first value.
 
@@ -49,40 +45,26 @@ class Querier(Protocol):
 
 
 class PrometheusHTTP:
-    """A minimal client of Prometheus's ``/api/v1/query`` (instant queries).
+    """A :class:`Querier` over Prometheus's HTTP API (:class:`PrometheusClient`).
 
     Args:
         base_url: Prometheus's URL, such as ``http://127.0.0.1:9090``.
         timeout: seconds per query.
+
+    Raises:
+        ConfigurationError: ``base_url`` is not an http(s) URL.
     """
 
     def __init__(self, base_url: str, *, timeout: float = 5.0) -> None:
         self.base_url = base_url.rstrip("/")
-        self._client = httpx.Client(base_url=self.base_url, timeout=timeout)
+        try:
+            self._client = PrometheusClient(self.base_url, timeout=timeout)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
 
     def __call__(self, expr: str) -> float | None:
-        try:
-            response = self._client.get("/api/v1/query", params={"query": expr})
-        except httpx.HTTPError as exc:
-            raise PrometheusError(f"Prometheus at {self.base_url} is unreachable: {exc}") from exc
-        try:
-            body = response.json()
-        except ValueError:
-            raise PrometheusError(
-                f"Prometheus at {self.base_url} answered HTTP {response.status_code}, not JSON"
-            ) from None
-        if body.get("status") != "success":
-            raise PrometheusError(
-                f"Prometheus refused the query ({body.get('errorType', 'error')}): "
-                f"{body.get('error', 'no reason given')}"
-            )
-        data = body.get("data", {})
-        result = data.get("result")
-        if data.get("resultType") == "scalar":
-            return float(result[1])
-        if not result:
-            return None
-        return float(result[0]["value"][1])
+        samples = self._client.query(expr)
+        return samples[0].value if samples else None
 
     def close(self) -> None:
         """Close the connection pool."""

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from somaagent.errors import ConfigurationError, SomaAgentError
+from somaagent.errors import ConfigurationError, KubernetesError
 from somaagent.sre.chaos.crds import GROUP, VERSION
 from somaagent.sre.chaos.manifest import MANAGED_BY, PAUSE_ANNOTATION, PLURALS
 
@@ -22,20 +22,6 @@ __all__ = ["ChaosMeshClient", "ExperimentStatus", "KubernetesError"]
 
 K8S_EXTRA = "pip install 'somaagent[sre]'"
 ExperimentPhase = Literal["injecting", "running", "paused", "finished", "unknown"]
-
-
-class KubernetesError(SomaAgentError):
-    """The Kubernetes API refused a request or could not be reached.
-
-    Attributes:
-        status_code: the HTTP status (``None`` when the API was unreachable).
-        reason: the API's ``reason`` (``NotFound``, ``AlreadyExists``, ``Invalid``, ...).
-    """
-
-    def __init__(self, message: str, *, status_code: int | None = None, reason: str = "") -> None:
-        super().__init__(message)
-        self.status_code = status_code
-        self.reason = reason
 
 
 class ExperimentStatus(BaseModel):

@@ -1,7 +1,11 @@
 """The seven preset experiments, one per fault type.
 
 Selectors use the labels agreed in ``deploy/README.md`` (namespace ``somaagent``,
-``app.kubernetes.io/name``/``component``); the probes are the default SLOs' SLIs
+``app.kubernetes.io/name``/``component``). On one machine the model and vector-store faults
+go to the gateway's fault points (``model``, ``vector-store``), so they work against the
+embedded default; each also names a fault-proxy place for a networked model server (an
+OpenAI-compatible one on port 8000) or vector store (Qdrant on 6333). The probes are the
+default SLOs' SLIs
 (:mod:`somaagent.sre.slo`) over a one-minute window, so a fault shows within a minute and a
 recovery too. No traffic gives no sample, which a probe reports as "no data", never as a
 violation.
@@ -83,7 +87,10 @@ def _presets() -> dict[str, Experiment]:
         namespace=NAMESPACE, labels=_labels("somaagent-clickhouse", "analytics"), mode="all"
     )
     vector_store = LocalTarget(
-        dependency="vector store (Qdrant)", listen="127.0.0.1:16333", upstream="127.0.0.1:6333"
+        dependency="vector store",
+        point="vector-store",
+        listen="127.0.0.1:16333",
+        upstream="127.0.0.1:6333",
     )
     experiments = [
         Experiment(
@@ -116,7 +123,8 @@ def _presets() -> dict[str, Experiment]:
                 ],
             ),
             local=LocalTarget(
-                dependency="SLM model server (OpenAI-compatible)",
+                dependency="SLM model server",
+                point="model",
                 listen="127.0.0.1:18000",
                 upstream="127.0.0.1:8000",
             ),

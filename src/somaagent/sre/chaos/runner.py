@@ -4,7 +4,9 @@ The order is Chaos Toolkit's: the hypothesis is checked *before* (a system that 
 steady state is not broken further: the run is ``aborted``), *during* the fault (probes marked
 ``during=False`` are watched but not required), and *after* rollback until it holds again or
 the recovery time runs out. Rollback sits in a ``finally``: an error, Ctrl-C or SIGTERM (turned
-into :class:`KeyboardInterrupt` by :func:`sigterm_interrupts`) still removes the fault.
+into :class:`KeyboardInterrupt` by :func:`sigterm_interrupts`) still removes the fault. A
+rollback that fails (the gateway cannot be told) is in the report's notes, with
+``rolled_back`` false; local faults also end by themselves at their own deadline.
 
 Verdicts: ``passed`` (held throughout), ``deviated`` (a required probe failed during the fault;
 the system recovered), ``failed`` (it did not recover), ``aborted`` (not steady before),
@@ -27,6 +29,7 @@ from typing import Any, Literal, Protocol
 import platformdirs
 from pydantic import BaseModel
 
+from somaagent.errors import SomaAgentError
 from somaagent.sre.chaos.hypothesis import PhaseCheck, Querier, check_phase, summarize
 from somaagent.sre.chaos.spec import Experiment
 
@@ -162,9 +165,8 @@ def run_experiment(
                         sleep(min(step, left))
                         record(check_phase(experiment.hypothesis, "during", querier))
                 finally:
-                    injector.rollback()
-                    state["rolled_back"] = True
-                    say("fault off: rolled back")
+                    if _rollback(injector, state, notes):
+                        say("fault off: rolled back")
                 give_up = time.monotonic() + recovery.total_seconds()
                 while True:
                     after = record(check_phase(experiment.hypothesis, "after", querier))
@@ -172,9 +174,11 @@ def run_experiment(
                         break
                     sleep(min(step, max(give_up - time.monotonic(), 0.0)))
         finally:
-            injector.rollback()
-            state["rolled_back"] = True
-            injector.teardown()
+            _rollback(injector, state, notes)
+            try:
+                injector.teardown()
+            except SomaAgentError as exc:
+                notes.append(f"teardown failed: {exc}")
     except KeyboardInterrupt:
         state["interrupted"] = True
         notes.append("interrupted; the fault was rolled back")
@@ -193,6 +197,19 @@ def run_experiment(
         checks=checks,
         notes=notes,
     )
+
+
+def _rollback(injector: Injector, state: dict[str, Any], notes: list[str]) -> bool:
+    """Roll the fault back; a failure is noted (and the run says it was not rolled back)."""
+    try:
+        injector.rollback()
+    except SomaAgentError as exc:
+        if str(exc) not in notes:
+            notes.append(str(exc))
+        state["rolled_back"] = False
+        return False
+    state["rolled_back"] = True
+    return True
 
 
 def _line(check: PhaseCheck) -> str:

@@ -22,6 +22,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from somaagent.errors import ConfigurationError
 from somaagent.sre.chaos.duration import Duration
+from somaagent.types import FaultPointName
 
 __all__ = [
     "ChaosType",
@@ -233,23 +234,45 @@ class Hypothesis(_Spec):
 
 
 class LocalTarget(_Spec):
-    """Where the fault proxy goes when the experiment runs on one machine.
+    """Where the fault goes when the experiment runs on one machine.
 
-    Point the client of ``dependency`` (the gateway's upstream URL, its vector-store URL, ...)
-    at ``listen``; the proxy forwards to ``upstream``.
+    Two places, either or both:
+
+    * ``point``: a fault point inside the gateway (``vector-store``, ``embedder``, ``model``),
+      for a dependency that runs in the gateway's own process (the embedded Chroma, the local
+      embedding and chat models); set through the gateway's ``/v1/admin/faults``.
+    * ``listen`` and ``upstream``: a fault proxy for a networked dependency. Point the client
+      of ``dependency`` (the gateway's upstream URL, its vector-store URL, ...) at ``listen``;
+      the proxy forwards to ``upstream``.
     """
 
     dependency: str = Field(min_length=1)
-    listen: str
-    upstream: str
+    point: FaultPointName | None = None
+    listen: str | None = None
+    upstream: str | None = None
 
     @field_validator("listen", "upstream")
     @classmethod
-    def _host_port(cls, value: str) -> str:
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         match = _HOST_PORT.match(value)
         if match is None or not 0 < int(match.group("port")) < 65536:
             raise ValueError("host:port, such as 127.0.0.1:6333")
         return value
+
+    @model_validator(mode="after")
+    def _somewhere(self) -> LocalTarget:
+        if (self.listen is None) != (self.upstream is None):
+            raise ValueError("a fault proxy needs both `listen` and `upstream`")
+        if self.point is None and self.listen is None:
+            raise ValueError("needs a fault `point`, or a proxy's `listen` and `upstream`")
+        return self
+
+    @property
+    def has_proxy(self) -> bool:
+        """Whether a fault proxy place is given."""
+        return self.listen is not None
 
 
 class Experiment(_Spec):
@@ -263,7 +286,8 @@ class Experiment(_Spec):
         target: the pods the fault hits.
         fault: the fault, discriminated by ``type``.
         hypothesis: the steady state that must hold.
-        local: where the local fault proxy goes (for network and I/O faults).
+        local: where the fault goes on one machine (a gateway fault point or a proxy), for
+            network, pod and I/O faults.
     """
 
     name: str
@@ -292,7 +316,9 @@ class Experiment(_Spec):
     @model_validator(mode="after")
     def _local_for_network(self) -> Experiment:
         if self.fault.type not in ("cpu_stress", "memory_stress") and self.local is None:
-            raise ValueError(f"a {self.fault.type} experiment needs `local` (the proxy's place)")
+            raise ValueError(
+                f"a {self.fault.type} experiment needs `local` (a fault point or a proxy)"
+            )
         return self
 
     @property

