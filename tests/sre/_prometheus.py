@@ -28,6 +28,7 @@ import httpx
 
 from somaagent.gateway.app import create_app
 from somaagent.gateway.settings import Settings
+from somaagent.sre.slo.local import prometheus_config
 from tests.fakes._server import run_asgi
 
 __all__ = [
@@ -97,26 +98,6 @@ class Prometheus:
         return float(result[0]["value"][1]) if result else None
 
 
-def _config(targets: Mapping[str, Sequence[str]], rule_files: Sequence[Path], interval: str) -> str:
-    lines = [
-        "global:",
-        f"  scrape_interval: {interval}",
-        f"  evaluation_interval: {interval}",
-        f"  scrape_timeout: {interval}",
-    ]
-    if rule_files:
-        lines.append("rule_files:")
-        lines += [f"  - {path}" for path in rule_files]
-    lines.append("scrape_configs:")
-    for job, addresses in targets.items():
-        lines += [
-            f"  - job_name: {job}",
-            "    static_configs:",
-            "      - targets: [" + ", ".join(f'"{a}"' for a in addresses) + "]",
-        ]
-    return "\n".join(lines) + "\n"
-
-
 @contextlib.contextmanager
 def start_prometheus(
     targets: Mapping[str, Sequence[str]],
@@ -136,7 +117,9 @@ def start_prometheus(
     with tempfile.TemporaryDirectory(prefix="soma-prom-") as tmp:
         directory = Path(tmp)
         config = directory / "prometheus.yml"
-        config.write_text(_config(targets, rule_files, interval), encoding="utf-8")
+        globs = [str(path) for path in rule_files]
+        text = prometheus_config(targets, interval=interval, rule_globs=globs)
+        config.write_text(text, encoding="utf-8")
         port = _free_port()
         log = (directory / "prometheus.log").open("wb")
         process = subprocess.Popen(

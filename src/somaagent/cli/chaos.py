@@ -11,6 +11,7 @@ kubeconfig context.
 from __future__ import annotations
 
 import os
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ from somaagent.sre.chaos.injectors import KubernetesInjector, Via, local_injecto
 from somaagent.sre.chaos.kube import ChaosMeshClient
 from somaagent.sre.chaos.manifest import KINDS, render_manifest
 from somaagent.sre.chaos.presets import PRESETS, get_preset
+from somaagent.sre.chaos.proxy import ProxyFaults, parse_host_port
+from somaagent.sre.chaos.proxy_control import DEFAULT_CONTROL, controlled_proxy
 from somaagent.sre.chaos.runner import (
     RunReport,
     run_experiment,
@@ -90,15 +93,15 @@ class GatewayFaults:
             self._client.close()
 
 
-def _duration_option(value: str | None) -> timedelta | None:
+def _duration_option(value: str | None, option: str) -> timedelta | None:
     if value is None:
         return None
     try:
         parsed = parse_duration(value)
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--duration") from exc
+        raise click.BadParameter(str(exc), param_hint=option) from exc
     if parsed <= timedelta(0):
-        raise click.BadParameter("must be greater than 0", param_hint="--duration")
+        raise click.BadParameter("must be greater than 0", param_hint=option)
     return parsed
 
 
@@ -175,6 +178,11 @@ def manifest(preset: str, crds: str | None, namespace: str | None, as_json: bool
 @click.option("--listen", metavar="HOST:PORT", help="Local mode: where the fault proxy listens.")
 @click.option("--upstream", metavar="HOST:PORT", help="Local mode: the dependency it fronts.")
 @click.option(
+    "--proxy-control",
+    metavar="URL",
+    help="Local mode: fault a running `soma chaos proxy` through its control API instead.",
+)
+@click.option(
     "--memory-cap",
     type=click.IntRange(1),
     default=1024,
@@ -198,6 +206,7 @@ def run(
     via: Via | None,
     listen: str | None,
     upstream: str | None,
+    proxy_control: str | None,
     memory_cap: int,
     force: bool,
     kubeconfig: str | None,
@@ -210,9 +219,9 @@ def run(
     The fault is always rolled back, also on Ctrl-C or SIGTERM (`soma chaos stop --local`).
     """
     experiment = _experiment(preset)
-    hold = _duration_option(duration)
-    every = _duration_option(interval) or timedelta(seconds=15)
-    wait = _duration_option(recovery) or timedelta(minutes=2)
+    hold = _duration_option(duration, "--duration")
+    every = _duration_option(interval, "--interval") or timedelta(seconds=15)
+    wait = _duration_option(recovery, "--recovery") or timedelta(minutes=2)
     url = prometheus or os.environ.get(PROMETHEUS_ENV) or DEFAULT_PROMETHEUS
     say = _render.note if as_json else _progress
     querier = PrometheusHTTP(url)
@@ -227,6 +236,7 @@ def run(
                 gateway=gateway.url,
                 listen=listen,
                 upstream=upstream,
+                proxy_control=proxy_control,
                 memory_cap=memory_cap << 20,
             )
             with sigterm_interrupts(), running_local(experiment):
@@ -292,6 +302,74 @@ def _summary(report: RunReport) -> None:
         console.print(f"{phase}: {held}/{len(checks)} checks held", soft_wrap=True)
     for note in report.notes:
         _render.note(note)
+
+
+@chaos.command("proxy")
+@click.option("--listen", required=True, metavar="HOST:PORT", help="Where the proxy listens.")
+@click.option("--upstream", required=True, metavar="HOST:PORT", help="The dependency.")
+@click.option(
+    "--control",
+    default=DEFAULT_CONTROL,
+    show_default=True,
+    metavar="HOST:PORT",
+    help="Where the control API listens (keep it on loopback: it has no authentication).",
+)
+@click.option("--latency", metavar="DURATION", help="Start with this delay (e.g. 100ms).")
+@click.option("--jitter", metavar="DURATION", help="± around the delay.")
+@click.option("--loss", type=click.FloatRange(0, 100), help="Start losing this % of chunks.")
+@click.option("--bandwidth", type=click.IntRange(1), help="Start capped at bytes per second.")
+@click.option("--reset", is_flag=True, help="Start resetting every connection.")
+@click.option("--partition", is_flag=True, help="Start partitioned (connections stall).")
+def proxy(
+    listen: str,
+    upstream: str,
+    control: str,
+    latency: str | None,
+    jitter: str | None,
+    loss: float | None,
+    bandwidth: int | None,
+    reset: bool,
+    partition: bool,
+) -> None:
+    """Run a fault proxy in front of a dependency until Ctrl-C, faults set by its control API.
+
+    Point the dependency's client at --listen once; `soma chaos run PRESET --local
+    --proxy-control http://CONTROL` then switches faults on and off (they clear themselves
+    after their TTL too). Faults given here are on from the start.
+    """
+    for option, value in (("--listen", listen), ("--upstream", upstream), ("--control", control)):
+        try:
+            parse_host_port(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint=option) from None
+    start = ProxyFaults(
+        latency_ms=_ms(latency, "--latency"),
+        jitter_ms=_ms(jitter, "--jitter"),
+        loss_percent=loss or 0,
+        bandwidth_bytes_per_s=bandwidth,
+        reset=reset,
+        partition=partition,
+    )
+    with (
+        sigterm_interrupts(),
+        controlled_proxy(upstream, listen=listen, control=control) as running,
+    ):
+        if start.active:
+            running.apply(start)
+        _render.success(
+            f"fault proxy {running.listen} → {upstream}; control API {running.control_url}/faults"
+        )
+        _render.note(f"faults: {start.describe()}; Ctrl-C stops it (and heals)")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            _render.note("stopped: the proxy is closed")
+
+
+def _ms(value: str | None, option: str) -> float:
+    parsed = _duration_option(value, option)
+    return 0.0 if parsed is None else parsed.total_seconds() * 1000
 
 
 @chaos.command("stop")

@@ -2,16 +2,19 @@
 
 ``status`` and ``report`` ask Prometheus directly (``--prometheus``, else
 ``SOMA_PROMETHEUS_URL``, else ``http://127.0.0.1:9090``); ``rules`` and ``dashboards`` need no
-server at all. ``--specs FILE`` swaps the eight default SLOs for a YAML file of one's own.
+server at all; ``prometheus`` runs one on this machine, scraping the local gateway with the
+SLO rules loaded. ``--specs FILE`` swaps the eight default SLOs for a YAML file of one's own.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
+import httpx
 from pydantic import ValidationError as PydanticValidationError
 from rich.console import Console
 from rich.markup import escape
@@ -19,8 +22,17 @@ from rich.table import Table
 
 from somaagent.cli import _render
 from somaagent.cli._render import CliError
+from somaagent.sre.chaos.proxy import parse_host_port
+from somaagent.sre.chaos.runner import sigterm_interrupts
 from somaagent.sre.slo import SLOSpec, SLOStatus, SLOTracker, load_specs
 from somaagent.sre.slo.dashboards import dashboard_files
+from somaagent.sre.slo.local import (
+    LocalPrometheus,
+    default_directory,
+    find_prometheus,
+    start_prometheus,
+    write_config,
+)
 from somaagent.sre.slo.maths import format_number, format_percent
 from somaagent.sre.slo.prometheus import PrometheusError
 from somaagent.sre.slo.report import render_html
@@ -218,3 +230,91 @@ def _write(directory: Path, files: dict[str, str]) -> list[Path]:
     except OSError as exc:
         raise CliError(f"cannot write into {directory}: {exc}") from exc
     return written
+
+
+@slo.command("prometheus")
+@specs_option
+@click.option(
+    "--gateway",
+    default="127.0.0.1:8080",
+    show_default=True,
+    metavar="HOST:PORT",
+    help="The gateway to scrape.",
+)
+@click.option(
+    "--listen",
+    default="127.0.0.1:9090",
+    show_default=True,
+    metavar="HOST:PORT",
+    help="Where Prometheus listens.",
+)
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Its config, rules and data (default: $SOMA_DATA_DIR/prometheus).",
+)
+@click.option("--interval", default="5s", show_default=True, help="Scrape and rule interval.")
+@click.option("--force", is_flag=True, help="Rewrite prometheus.yml even if it exists.")
+@click.option("--config-only", is_flag=True, help="Write the config and rules; do not start.")
+def prometheus(
+    specs_file: Path | None,
+    gateway: str,
+    listen: str,
+    directory: Path | None,
+    interval: str,
+    force: bool,
+    config_only: bool,
+) -> None:
+    """Run Prometheus on this machine, scraping the gateway, with the SLO rules loaded.
+
+    Data stays in --dir between runs (error budgets are counted over all of it). Stops on
+    Ctrl-C. Needs the prometheus binary (Debian: apt-get install prometheus).
+    """
+    for option, value in (("--gateway", gateway), ("--listen", listen)):
+        try:
+            parse_host_port(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint=option) from None
+    folder = directory or default_directory()
+    try:
+        config = write_config(
+            folder, gateway=gateway, specs=_specs(specs_file), interval=interval, force=force
+        )
+    except OSError as exc:
+        raise CliError(f"cannot write into {folder}: {exc}") from exc
+    if config_only:
+        _render.success(f"wrote {config} and {folder / 'rules'}")
+        return
+    binary = find_prometheus()
+    with sigterm_interrupts():
+        server = start_prometheus(folder, listen=listen, binary=binary)
+        try:
+            _wait_ready(server)
+            _render.success(f"Prometheus on {server.url}, scraping {gateway} every {interval}")
+            _render.note(f"config {config}; data {folder / 'data'}")
+            _render.note(f"export SOMA_PROMETHEUS_URL={server.url}   # for soma slo / chaos / sre")
+            while server.process.poll() is None:
+                time.sleep(0.5)
+            raise CliError(f"prometheus exited with status {server.process.returncode}")
+        except KeyboardInterrupt:
+            _render.note("stopping Prometheus")
+        finally:
+            server.stop()
+
+
+def _wait_ready(server: LocalPrometheus, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise CliError(
+                f"prometheus exited with status {server.process.returncode} at start "
+                "(its messages are above)"
+            )
+        try:
+            if httpx.get(f"{server.url}/-/ready", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise CliError(f"prometheus did not become ready at {server.url} within {timeout:g} s")

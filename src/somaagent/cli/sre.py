@@ -42,6 +42,9 @@ def sre() -> None:
 )
 @click.option("--listen", metavar="HOST:PORT", help="Where the fault proxy listens.")
 @click.option("--upstream", metavar="HOST:PORT", help="The dependency the proxy fronts.")
+@click.option(
+    "--proxy-control", metavar="URL", help="Fault a running `soma chaos proxy` through this API."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @pass_state
 def verify(
@@ -55,6 +58,7 @@ def verify(
     via: Via | None,
     listen: str | None,
     upstream: str | None,
+    proxy_control: str | None,
     as_json: bool,
 ) -> None:
     """Run PRESET's load with its fault injected locally; judge the run by the SLOs.
@@ -77,6 +81,7 @@ def verify(
             controller=client.faults,
             listen=listen,
             upstream=upstream,
+            proxy_control=proxy_control,
             on_event=_render.note,
         )
     if as_json:

@@ -39,7 +39,13 @@ from somaagent.memory.stores.base import (
 )
 from somaagent.sre.chaos.points import FaultPoints
 
-__all__ = ["FaultPointEmbedder", "FaultPointModel", "FaultPointStore", "fault_points_for", "install"]
+__all__ = [
+    "FaultPointEmbedder",
+    "FaultPointModel",
+    "FaultPointStore",
+    "fault_points_for",
+    "install",
+]
 
 
 class FaultPointStore(VectorStore):

@@ -117,6 +117,7 @@ def run_verify(
     controller: FaultController | None = None,
     listen: str | None = None,
     upstream: str | None = None,
+    proxy_control: str | None = None,
     settle: timedelta = timedelta(seconds=5),
     interval: timedelta = timedelta(seconds=5),
     on_event: Callable[[str], None] | None = None,
@@ -126,7 +127,7 @@ def run_verify(
     Args:
         base_url, api_key: the gateway under test (for a fault through a proxy, its
             dependency must go through the proxy at ``listen``).
-        via, controller, listen, upstream: where the fault goes; see
+        via, controller, listen, upstream, proxy_control: where the fault goes; see
             :func:`~somaagent.sre.chaos.injectors.local_injector` (``controller`` is the
             SDK's ``client.faults`` with an operator's admin key, for fault points).
         prometheus: the Prometheus that scrapes the gateway.
@@ -146,6 +147,7 @@ def run_verify(
         gateway=base_url,
         listen=listen,
         upstream=upstream,
+        proxy_control=proxy_control,
     )
     outcome: dict[str, LoadReport | str] = {}
 
