@@ -10,12 +10,13 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.fakes._server import free_port
 
 SEARCH = ["/usr/lib/postgresql/*/bin", "/usr/local/pgsql/bin", "/opt/homebrew/opt/postgresql*/bin"]
 
@@ -30,12 +31,6 @@ def find_bindir() -> Path | None:
                 return Path(candidate)
     on_path = shutil.which("pg_ctl")
     return Path(on_path).parent if on_path else None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -100,7 +95,7 @@ def start_cluster() -> PostgresCluster:
             "--no-sync",
         ]
     )
-    port = _free_port()
+    port = free_port()
     options = (
         f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off"
     )

@@ -21,7 +21,14 @@ from typing import Any
 
 import uvicorn
 
-__all__ = ["run_asgi"]
+__all__ = ["free_port", "run_asgi"]
+
+
+def free_port() -> int:
+    """A loopback TCP port that was free a moment ago (for servers that bind by number)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager

@@ -4,7 +4,7 @@ and an OpenAI-wire fake upstream for the model calls."""
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,12 +99,23 @@ def settings_overrides() -> dict[str, Any]:
 
 
 @pytest.fixture
+def prepare_app() -> Callable[[FastAPI], None]:
+    """Override in a test module to change the app before it starts (``app.state`` hooks)."""
+    return lambda app: None
+
+
+@pytest.fixture
 async def gateway(
-    tmp_path: Path, database_url: str, fake_openai: Any, settings_overrides: dict[str, Any]
+    tmp_path: Path,
+    database_url: str,
+    fake_openai: Any,
+    settings_overrides: dict[str, Any],
+    prepare_app: Callable[[FastAPI], None],
 ) -> AsyncIterator[Gateway]:
     admin: list[str] = []
     settings = make_settings(tmp_path, database_url, fake_openai, **settings_overrides)
     app = create_app(settings, on_admin_key=admin.append)
+    prepare_app(app)
     async with app.router.lifespan_context(app):
         client = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app),

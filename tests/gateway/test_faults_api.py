@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +19,12 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from somaagent.gateway.app import create_app
 from somaagent.gateway.memory import MemoryService
 from somaagent.gateway.settings import Settings
 from somaagent.memory.chunking import Chunker
 from somaagent.memory.keyword import KeywordIndex
 from somaagent.memory.rag import RAGPipeline
-from tests.gateway.conftest import FAKE_MODEL, Gateway, make_settings
+from tests.gateway.conftest import FAKE_MODEL, Gateway
 from tests.memory.rag_fakes import ExactStore, HashEmbedder
 
 pytestmark = pytest.mark.anyio
@@ -41,32 +40,20 @@ def _memory(settings: Settings, sessions: Any) -> MemoryService:
     return MemoryService(sessions, pipeline)
 
 
-def _app(tmp_path: Path, fake_openai: Any, **overrides: Any) -> tuple[FastAPI, Settings, list[str]]:
-    """An app with the test memory, its settings, and where its first admin key will be."""
-    admin: list[str] = []
-    database = f"sqlite+aiosqlite:///{tmp_path / 'soma.db'}"
-    settings = make_settings(tmp_path, database, fake_openai, **overrides)
-    app = create_app(settings, on_admin_key=admin.append)
-    app.state.memory_factory = _memory
-    return app, settings, admin
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    """SQLite only: the fault points do not touch the database."""
+    return f"sqlite+aiosqlite:///{tmp_path / 'soma.db'}"
 
 
 @pytest.fixture
-async def gateway(tmp_path: Path, fake_openai: Any) -> AsyncIterator[Gateway]:
-    app, settings, admin = _app(tmp_path, fake_openai)
-    async with app.router.lifespan_context(app):
-        client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app),
-            base_url="http://gateway",
-            headers={"Authorization": f"Bearer {admin[0]}"},
-        )
-        gw = Gateway(app=app, client=client, admin_key=admin[0], settings=settings)
-        try:
-            yield gw
-        finally:
-            await client.aclose()
-            for extra in gw.extra_clients:
-                await extra.aclose()
+def prepare_app() -> Callable[[FastAPI], None]:
+    """The test memory, installed before start-up so the gateway wraps it."""
+
+    def prepare(app: FastAPI) -> None:
+        app.state.memory_factory = _memory
+
+    return prepare
 
 
 async def _collection(client: httpx.AsyncClient) -> None:
@@ -199,22 +186,14 @@ async def test_only_an_operators_admin_key_may_set_faults(gateway: Gateway) -> N
     assert (await gateway.client.get("/v1/admin/faults/model")).json()["fault"] is None
 
 
-async def test_fault_injection_off_means_403_and_nothing_wrapped(
-    tmp_path: Path, fake_openai: Any
-) -> None:
-    app, _, admin = _app(tmp_path, fake_openai, fault_injection=False)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        headers = {"Authorization": f"Bearer {admin[0]}"}
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://g", headers=headers
-        ) as c:
-            response = await c.put("/v1/admin/faults/model", json={"abort": True})
-            assert response.status_code == 403 and "SOMA_FAULT_INJECTION=true" in response.text
-        state = app.state.gateway
-        assert state.faults is None
-        assert type(state.memory.pipeline.store).__name__ == "ExactStore"
-        assert state.pool.wrap is None
+@pytest.mark.parametrize("settings_overrides", [{"fault_injection": False}])
+async def test_fault_injection_off_means_403_and_nothing_wrapped(gateway: Gateway) -> None:
+    response = await gateway.client.put("/v1/admin/faults/model", json={"abort": True})
+    assert response.status_code == 403 and "SOMA_FAULT_INJECTION=true" in response.text
+    state = gateway.state
+    assert state.faults is None
+    assert type(state.memory.pipeline.store).__name__ == "ExactStore"
+    assert state.pool.wrap is None
 
 
 def test_fault_injection_follows_the_mode() -> None:

@@ -84,5 +84,12 @@ def test_both_clients_have_the_same_resources() -> None:
     with Client(api_key="k") as sync:
         sync_resources = {n for n, v in vars(sync).items() if not n.startswith("_")}
     sync_resources -= {"api_key", "base_url", "timeout", "max_retries"}
-    assert sync_resources == {"conversations", "models", "prompts", "memory", "embeddings"}
+    assert sync_resources == {
+        "conversations",
+        "models",
+        "prompts",
+        "memory",
+        "embeddings",
+        "faults",
+    }
     assert set(AsyncClient.__annotations__) == set(Client.__annotations__)

@@ -171,3 +171,36 @@ def test_chat_with_a_stored_prompt(
     bad = runner.invoke(main, ["chat", "hi", "--prompt", "greeter", "--var", "times=two"])
     assert bad.exit_code == 2
     assert "times" in bad.output
+
+
+def test_faults_set_read_and_clear_and_the_model_call_fails_meanwhile(client: Client) -> None:
+    from somaagent import FaultCreate, ServiceUnavailableError
+
+    point = client.faults.set("model", FaultCreate(abort=True, ttl_s=30, experiment="sdk"))
+    assert point.fault is not None and point.fault.abort and point.expires_at is not None
+    assert [p.name for p in client.faults.list()] == ["vector-store", "embedder", "model"]
+    # one try (no SDK retries): a gateway call and its retry, short of opening the breaker
+    with (
+        Client(api_key=client.api_key, base_url=client.base_url, max_retries=0) as once,
+        pytest.raises(ServiceUnavailableError, match="fault injected by sdk"),
+    ):
+        once.chat("hello", model=MODEL)
+    client.faults.clear("model")
+    assert client.faults.get("model").fault is None
+    assert client.chat("hello", model=MODEL).reply.content
+    client.faults.set("vector-store", FaultCreate(latency_ms=1))
+    client.faults.clear_all()
+    assert all(p.fault is None for p in client.faults.list())
+    with pytest.raises(NotFoundError, match="no fault point"):
+        client.faults.get("database")
+
+
+@pytest.mark.anyio
+async def test_async_faults(gateway: Running) -> None:
+    from somaagent import FaultCreate
+
+    async with AsyncClient(api_key=gateway.admin_key, base_url=gateway.base_url) as client:
+        point = await client.faults.set("embedder", FaultCreate(latency_ms=5, ttl_s=10))
+        assert point.fault is not None and point.fault.latency_ms == 5
+        await client.faults.clear("embedder")
+        assert (await client.faults.get("embedder")).fault is None

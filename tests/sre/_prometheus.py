@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -29,7 +28,7 @@ import httpx
 from somaagent.gateway.app import create_app
 from somaagent.gateway.settings import Settings
 from somaagent.sre.slo.local import prometheus_config
-from tests.fakes._server import run_asgi
+from tests.fakes._server import free_port, run_asgi
 
 __all__ = [
     "GATEWAY_JOB",
@@ -66,13 +65,6 @@ def wait_for(
         if time.monotonic() > deadline:
             raise TimeoutError(f"waited {timeout:g}s for {what or condition!r}")
         time.sleep(interval)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -120,7 +112,7 @@ def start_prometheus(
         globs = [str(path) for path in rule_files]
         text = prometheus_config(targets, interval=interval, rule_globs=globs)
         config.write_text(text, encoding="utf-8")
-        port = _free_port()
+        port = free_port()
         log = (directory / "prometheus.log").open("wb")
         process = subprocess.Popen(
             [

@@ -35,6 +35,7 @@ from somaagent.sre.chaos.proxy import ProxyFaults
 from somaagent.sre.chaos.proxy_control import ControlledProxy, ProxyControlClient
 from somaagent.sre.chaos.runner import run_experiment
 from somaagent.types import FaultCreate, FaultPoint
+from tests.fakes._server import free_port
 
 
 class Controller:
@@ -259,15 +260,8 @@ def test_an_unreachable_control_api_is_a_clear_error() -> None:
     client.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 def test_soma_chaos_proxy_serves_until_stopped(echo_server: str) -> None:
-    listen, control = f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"
+    listen, control = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     code = "from somaagent.cli.chaos import chaos; chaos()"
     args = ["proxy", "--listen", listen, "--upstream", echo_server, "--control", control]
     process = subprocess.Popen(

@@ -113,6 +113,33 @@ def test_a_real_smoke_run_against_a_real_gateway(
     assert any(t.metric == "http_req_duration" and t.ok for t in report.thresholds)
 
 
+def test_a_real_vector_search_run_searches_a_real_collection(
+    k6: Path, gateway: ServedGateway
+) -> None:
+    """vector_search_load against the embedded default (Chroma and the local MiniLM)."""
+    client = gateway.client
+    assert client.post("/v1/memory/collections", json={"name": "docs"}).status_code == 201
+    docs = [{"text": "Rotate an API key with soma admin keys create, then revoke the old one."}]
+    assert (
+        client.post("/v1/memory/collections/docs/documents", json={"documents": docs}).status_code
+        == 201
+    )
+    test = get_loadtest("vector_search_load").scaled(0.002, max_vus=2)  # 3.6 s, 2 VUs
+    with pytest.raises(ConfigurationError, match="SOMA_COLLECTION"):
+        run_loadtest(test, base_url=gateway.url, api_key=_key(gateway))
+    report, run = run_loadtest(
+        test,
+        base_url=gateway.url,
+        api_key=_key(gateway),
+        think_time=0.1,
+        env={"SOMA_COLLECTION": "docs"},
+    )
+    assert run.exit_code in (0, 99), run.output  # 99: a latency threshold on a busy machine
+    assert report.requests >= 5 and report.failure_rate == 0
+    assert report.checks_failed == 0
+    assert [e.name for e in report.endpoints] == ["memory_search"]
+
+
 @pytest.mark.slow
 def test_the_cli_runs_k6_and_reports(k6: Path, gateway: ServedGateway) -> None:
     from somaagent.cli import main

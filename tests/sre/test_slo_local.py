@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -20,15 +19,9 @@ from somaagent.cli.slo import slo
 from somaagent.errors import ConfigurationError
 from somaagent.sre.slo import default_specs
 from somaagent.sre.slo.local import GATEWAY_JOB, find_prometheus, write_config
+from tests.fakes._server import free_port
 from tests.sre._prometheus import serve_gateway, wait_for
 from tests.sre.conftest import gateway_settings
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def test_the_config_scrapes_the_gateway_job_the_slos_select(tmp_path: Path) -> None:
@@ -96,7 +89,7 @@ def test_soma_slo_prometheus_scrapes_the_gateway_with_the_rules_loaded(
 ) -> None:
     settings = gateway_settings(tmp_path / "gw", fake_openai)
     with serve_gateway(settings) as gateway:
-        listen = f"127.0.0.1:{_free_port()}"
+        listen = f"127.0.0.1:{free_port()}"
         code = "from somaagent.cli.slo import slo; slo()"
         args = ["prometheus", "--dir", str(tmp_path / "prom"), "--gateway", gateway.address]
         process = subprocess.Popen(

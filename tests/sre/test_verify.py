@@ -4,7 +4,6 @@ server resetting connections mid-run, and the SLOs judged by a real Prometheus."
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +14,9 @@ from click.testing import CliRunner
 from somaagent.errors import ConfigurationError
 from somaagent.sre.loadtest.k6 import find_k6
 from somaagent.sre.verify import VERIFY_PRESETS, get_plan, run_verify
+from tests.fakes._server import free_port
 from tests.sre._prometheus import GATEWAY_JOB, serve_gateway, start_prometheus, wait_for
 from tests.sre.conftest import FAKE_MODEL, gateway_settings
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def test_verify_presets_name_real_load_tests_chaos_presets_and_slos() -> None:
@@ -47,7 +40,7 @@ def test_verify_judges_the_run_by_the_slos(
     except ConfigurationError as exc:
         pytest.skip(str(exc))
     upstream = httpx.URL(fake_openai.base_url)
-    listen = f"127.0.0.1:{_free_port()}"
+    listen = f"127.0.0.1:{free_port()}"
     settings = gateway_settings(tmp_path / "gw", fake_openai, openai_base_url=f"http://{listen}/v1")
     with (
         serve_gateway(settings) as gateway,

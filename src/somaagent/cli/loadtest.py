@@ -83,6 +83,19 @@ def script(preset: str, scale: float, max_vus: int | None, output: Path | None) 
         _render.note(f"wrote {output}; run it with: k6 run {output}")
 
 
+def script_env(variables: tuple[str, ...], collection: str | None) -> dict[str, str]:
+    """``--env NAME=VALUE`` options (and ``--collection``) as the script's variables."""
+    env: dict[str, str] = {}
+    for item in variables:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint="--env")
+        env[name] = value
+    if collection:
+        env["SOMA_COLLECTION"] = collection
+    return env
+
+
 @loadtest.command("run")
 @click.argument("preset")
 @_SCALE
@@ -90,6 +103,9 @@ def script(preset: str, scale: float, max_vus: int | None, output: Path | None) 
 @click.option("--model", metavar="MODEL", help="The model chat requests ask for (default auto).")
 @click.option("--think-time", type=click.FloatRange(0), help="Seconds between a VU's requests.")
 @click.option("--env", "variables", multiple=True, metavar="NAME=VALUE", help="A script variable.")
+@click.option(
+    "--collection", metavar="NAME", help="The memory collection to search (SOMA_COLLECTION)."
+)
 @click.option(
     "--summary",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -105,6 +121,7 @@ def run(
     model: str | None,
     think_time: float | None,
     variables: tuple[str, ...],
+    collection: str | None,
     summary: Path | None,
     as_json: bool,
 ) -> None:
@@ -112,12 +129,7 @@ def run(
     test = _scaled(preset, scale, max_vus)
     resolved = state.resolve()
     api_key = resolved.require_key()
-    env = {}
-    for item in variables:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint="--env")
-        env[name] = value
+    env = script_env(variables, collection)
     if not as_json:
         _render.note(
             f"running {test.name} for {format_duration(test.profile.total)} "

@@ -10,6 +10,7 @@ from rich.markup import escape
 
 from somaagent.cli import _render
 from somaagent.cli._config import CliState, pass_state
+from somaagent.cli.loadtest import script_env
 from somaagent.sre.chaos.injectors import Via
 from somaagent.sre.verify import VERIFY_PRESETS, VerifyReport, get_plan, run_verify
 
@@ -45,6 +46,8 @@ def sre() -> None:
 @click.option(
     "--proxy-control", metavar="URL", help="Fault a running `soma chaos proxy` through this API."
 )
+@click.option("--env", "variables", multiple=True, metavar="NAME=VALUE", help="A script variable.")
+@click.option("--collection", metavar="NAME", help="The memory collection the load searches.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @pass_state
 def verify(
@@ -59,6 +62,8 @@ def verify(
     listen: str | None,
     upstream: str | None,
     proxy_control: str | None,
+    variables: tuple[str, ...],
+    collection: str | None,
     as_json: bool,
 ) -> None:
     """Run PRESET's load with its fault injected locally; judge the run by the SLOs.
@@ -82,6 +87,7 @@ def verify(
             listen=listen,
             upstream=upstream,
             proxy_control=proxy_control,
+            env=script_env(variables, collection),
             on_event=_render.note,
         )
     if as_json:

@@ -118,6 +118,7 @@ def run_verify(
     listen: str | None = None,
     upstream: str | None = None,
     proxy_control: str | None = None,
+    env: dict[str, str] | None = None,
     settle: timedelta = timedelta(seconds=5),
     interval: timedelta = timedelta(seconds=5),
     on_event: Callable[[str], None] | None = None,
@@ -132,10 +133,15 @@ def run_verify(
             SDK's ``client.faults`` with an operator's admin key, for fault points).
         prometheus: the Prometheus that scrapes the gateway.
         scale: multiplies the load profile's durations.
+        env: the load script's variables (``SOMA_COLLECTION`` for the memory plans).
         settle: after the load, how long to wait for the last scrape before judging.
+
+    Raises:
+        ConfigurationError: a variable the load needs is missing, or the fault has no place.
     """
     say = on_event or (lambda _line: None)
     test = get_loadtest(plan.load).scaled(scale, max_vus=max_vus)
+    test.check_variables(env or {})
     experiment = get_preset(plan.chaos)
     total = test.profile.total
     fault_for = max(total / 2, timedelta(seconds=1))
@@ -154,7 +160,12 @@ def run_verify(
     def load() -> None:
         try:
             outcome["report"] = run_loadtest(
-                test, base_url=base_url, api_key=api_key, model=model, think_time=think_time
+                test,
+                base_url=base_url,
+                api_key=api_key,
+                model=model,
+                think_time=think_time,
+                env=env,
             )[0]
         except K6Error as exc:
             outcome["error"] = str(exc)

@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from typing import Literal, get_args
 
 from somaagent.errors import NotFoundError
+from somaagent.sre.chaos._delays import fault_delay
 from somaagent.types import Fault, FaultCreate, FaultPoint, FaultPointName
 
 __all__ = ["POINTS", "Effect", "FaultPoints"]
@@ -42,7 +43,6 @@ POINTS: Mapping[FaultPointName, str] = {
 
 Effect = Literal["delayed", "lost", "aborted", "stalled", "timed_out"]
 ErrorFactory = Callable[[str], BaseException]
-_MAX_RETRANSMITS = 6
 
 
 @dataclass
@@ -200,19 +200,15 @@ class FaultPoints:
             raise unavailable(f"{name} is unavailable (fault injected{who})")
 
     def _delay(self, fault: Fault, name: str) -> float:
-        delay = fault.latency_ms
-        if fault.jitter_ms:
-            delay += self._random.uniform(-fault.jitter_ms, fault.jitter_ms)
-        if fault.latency_ms or fault.jitter_ms:
+        drawn = fault_delay(
+            self._random,
+            latency_ms=fault.latency_ms,
+            jitter_ms=fault.jitter_ms,
+            loss_percent=fault.loss_percent,
+            loss_rto_ms=fault.loss_rto_ms,
+        )
+        if drawn.delayed:
             self._on_hit(name, "delayed")
-        rto, tries = fault.loss_rto_ms, 0
-        while (
-            fault.loss_percent
-            and tries < _MAX_RETRANSMITS
-            and self._random.random() * 100 < fault.loss_percent
-        ):
-            delay += rto
-            rto *= 2
-            tries += 1
+        for _ in range(drawn.lost):
             self._on_hit(name, "lost")
-        return max(delay, 0.0) / 1000
+        return drawn.seconds

@@ -29,6 +29,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from somaagent.sre.chaos._delays import fault_delay
+
 __all__ = [
     "FaultProxy",
     "ProxyFaults",
@@ -40,7 +42,6 @@ __all__ = [
 
 Direction = Literal["upstream", "downstream"]
 _CHUNK = 65536
-_MAX_RETRANSMITS = 6
 
 
 class ProxyFaults(BaseModel):
@@ -242,22 +243,16 @@ class FaultProxy:
         faults = self.faults
         if not faults.acts_on(direction):
             return 0.0
-        delay = faults.latency_ms
-        if faults.jitter_ms:
-            delay += self._random.uniform(-faults.jitter_ms, faults.jitter_ms)
-        if faults.latency_ms or faults.jitter_ms:
-            self.stats.delayed_chunks += 1
-        rto, attempts = faults.loss_rto_ms, 0
-        while (
-            faults.loss_percent
-            and attempts < _MAX_RETRANSMITS
-            and self._random.random() * 100 < faults.loss_percent
-        ):
-            delay += rto
-            rto *= 2
-            attempts += 1
-            self.stats.lost_chunks += 1
-        return max(delay, 0.0) / 1000
+        drawn = fault_delay(
+            self._random,
+            latency_ms=faults.latency_ms,
+            jitter_ms=faults.jitter_ms,
+            loss_percent=faults.loss_percent,
+            loss_rto_ms=faults.loss_rto_ms,
+        )
+        self.stats.delayed_chunks += drawn.delayed
+        self.stats.lost_chunks += drawn.lost
+        return drawn.seconds
 
     async def _pipe(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, direction: Direction

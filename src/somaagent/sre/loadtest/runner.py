@@ -37,8 +37,9 @@ def run_loadtest(
 
     Raises:
         K6Error: k6 failed before producing a summary.
-        ConfigurationError: k6 is not installed.
+        ConfigurationError: k6 is not installed, or a variable the test needs is missing.
     """
+    test.check_variables(env or {})
     variables = {"SOMA_BASE_URL": base_url.rstrip("/"), "SOMA_API_KEY": api_key}
     if model:
         variables["SOMA_MODEL"] = model

@@ -132,6 +132,10 @@ class LoadTest(_Spec):
     endpoints: list[Endpoint] = Field(min_length=1)
     thresholds: Thresholds
     think_time: Duration = timedelta(seconds=1)
+    variables: dict[str, str] = Field(
+        default_factory=dict,
+        description="script variables the requests need, with what each one is",
+    )
 
     @field_validator("endpoints")
     @classmethod
@@ -146,6 +150,19 @@ class LoadTest(_Spec):
         if not 0 < factor <= 10:
             raise ConfigurationError("--scale must be greater than 0 and at most 10")
         return self.model_copy(update={"profile": self.profile.scaled(factor, max_vus=max_vus)})
+
+    def check_variables(self, env: dict[str, str]) -> None:
+        """Raise if a variable the requests need is not in ``env``.
+
+        Raises:
+            ConfigurationError: one or more are missing (the message names each).
+        """
+        missing = [f"{name} ({what})" for name, what in self.variables.items() if not env.get(name)]
+        if missing:
+            raise ConfigurationError(
+                f"{self.name} needs {', '.join(missing)}: pass --env NAME=VALUE"
+                + (" (or --collection NAME)" if "SOMA_COLLECTION" in self.variables else "")
+            )
 
 
 def _m(minutes: float) -> timedelta:
@@ -264,10 +281,11 @@ PRESETS: dict[str, LoadTest] = {
                     name="memory_search",
                     method="POST",
                     path="/v1/memory/collections/${SOMA_COLLECTION}/search",
-                    body={"query": "how do I rotate an API key?", "top_k": 5},
+                    body={"query": "how do I rotate an API key?", "k": 5},
                 )
             ],
             thresholds=Thresholds(p95_ms=100, p99_ms=250),
+            variables={"SOMA_COLLECTION": "the memory collection to search"},
         ),
     ]
 }
