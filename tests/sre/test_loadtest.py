@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from somaagent.errors import ConfigurationError
 from somaagent.sre.loadtest.k6 import K6_VERSION, find_k6, inspect_script
+from somaagent.sre.loadtest.report import render_text
 from somaagent.sre.loadtest.runner import run_loadtest
 from somaagent.sre.loadtest.script import render_script
 from somaagent.sre.loadtest.spec import PRESETS, PROFILES, LoadProfile, get_loadtest
@@ -111,6 +112,9 @@ def test_a_real_smoke_run_against_a_real_gateway(
     assert report.latency is not None and report.latency.p99 >= report.latency.p95 > 0
     assert {e.name for e in report.endpoints} <= {"healthz", "models", "chat_completions"}
     assert any(t.metric == "http_req_duration" and t.ok for t in report.thresholds)
+    text = render_text(report)
+    for endpoint in report.endpoints:  # each endpoint's row, its name whole
+        assert any(line.split()[0] == endpoint.name for line in text if line.startswith("  "))
 
 
 def test_a_real_vector_search_run_searches_a_real_collection(

@@ -15,12 +15,19 @@ Each app owns its registry, so several apps (tests, replicas in one process) nev
 The recording methods keep each instrument's child per label values: ``labels()`` validates
 its arguments and takes a lock on every call, and these instruments never remove a child, so
 a child looked up once stays the one to observe.
+
+Series an SLO counts as bad are made at zero the first time their route or model is seen (the
+5xx statuses of a route; every provider error type of a model): a series born at its first
+event hides that event from ``rate()`` and ``increase()``, so a short burst of failures would
+otherwise never reach an error budget.
 """
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from somaagent import errors
 
 # OTel's recommended boundaries for http.server.request.duration, plus the SLO edges.
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.2, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
@@ -44,6 +51,25 @@ GENAI_DURATION_BUCKETS = (
 )
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+SERVER_ERROR_STATUSES = (500, 502, 503, 504)
+"""The 5xx statuses the gateway answers, made at zero for each route when it is first seen."""
+
+
+def _provider_error_types() -> tuple[str, ...]:
+    found: list[str] = []
+    pending: list[type[errors.ProviderError]] = [errors.ProviderError]
+    while pending:
+        cls = pending.pop()
+        if cls is not errors.EmbeddingError:
+            found.append(cls.__name__)
+        pending.extend(cls.__subclasses__())
+    return (*sorted(found), "error")
+
+
+MODEL_ERROR_TYPES = _provider_error_types()
+"""The ``error_type`` values of failed model calls (the provider error classes, and ``error``
+when a fallback attempt did not say), made at zero for each model when it is first seen."""
 
 
 class Metrics:
@@ -98,7 +124,14 @@ class Metrics:
         key = (method, route, status)
         child = self._http_children.get(key)
         if child is None:
-            child = self._http_children[key] = self.http_duration.labels(method, route, str(status))
+            for failed in SERVER_ERROR_STATUSES:
+                if (method, route, failed) not in self._http_children:
+                    made = self.http_duration.labels(method, route, str(failed))
+                    self._http_children[(method, route, failed)] = made
+            child = self._http_children.get(key)
+            if child is None:
+                child = self.http_duration.labels(method, route, str(status))
+                self._http_children[key] = child
         child.observe(seconds)
 
     def record_model_call(
@@ -116,7 +149,13 @@ class Metrics:
         key = (operation, provider, model, error_type)
         child = self._duration_children.get(key)
         if child is None:
-            child = self._duration_children[key] = self.operation_duration.labels(*key)
+            for kind in ("", *MODEL_ERROR_TYPES):
+                if (operation, provider, model, kind) not in self._duration_children:
+                    made = self.operation_duration.labels(operation, provider, model, kind)
+                    self._duration_children[(operation, provider, model, kind)] = made
+            child = self._duration_children.get(key)
+            if child is None:
+                child = self._duration_children[key] = self.operation_duration.labels(*key)
         child.observe(seconds)
         if input_tokens is not None:
             self._tokens(operation, provider, model, "input").observe(input_tokens)

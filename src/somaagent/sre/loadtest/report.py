@@ -138,11 +138,13 @@ def render_text(report: LoadReport) -> list[str]:
         f"checks: {report.checks_passed} passed, {report.checks_failed} failed",
     ]
     if report.latency is not None:
-        lines.append("latency (ms):   avg     med     p90     p95     p99     max")
         rows = [("all", report.latency)] + [(e.name, e.latency) for e in report.endpoints]
+        width = max(12, *(len(name) for name, _ in rows))  # endpoint names are never cut
+        header = "".join(f"{label:>8}" for label in ("avg", "med", "p90", "p95", "p99", "max"))
+        lines.append(f"{'latency (ms)':<{width + 2}}{header}")
         for name, stats in rows:
             lines.append(
-                f"  {name[:12]:<12}"
+                f"  {name:<{width}}"
                 + "".join(
                     f"{value:>8.1f}"
                     for value in (stats.avg, stats.med, stats.p90, stats.p95, stats.p99, stats.max)
