@@ -136,3 +136,69 @@ def test_memory_gateway_latency_locally_goes_below_the_slo_and_recovers(
     assert effects is not None and effects > 0 and active == 0
     assert set(searcher.statuses) == {200}  # slower, never failed
     assert searcher.slowest >= 0.1
+
+
+def test_an_interrupted_local_run_takes_its_fault_point_off(
+    tmp_path: Path, fake_openai: Any
+) -> None:
+    """SIGTERM (what `soma chaos stop --local` sends) in the middle of the fault: the run rolls
+    the gateway's fault point back before it exits."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    settings = gateway_settings(tmp_path / "gw", fake_openai)
+    with serve_gateway(settings) as gateway:
+        key = gateway.client.headers["Authorization"].removeprefix("Bearer ")
+        code = "from somaagent.cli import main; main()"
+        args = ["--base-url", gateway.url, "--api-key", key, "chaos", "run"]
+        args += ["memory_gateway_latency", "--local", "--duration", "5m", "--interval", "1s"]
+        args += ["--prometheus", "http://127.0.0.1:9"]  # no Prometheus: probes say "error"
+        env = dict(os.environ, SOMA_CHAOS_STATE_DIR=str(tmp_path / "state"))
+        process = subprocess.Popen(
+            [sys.executable, "-c", code, *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            point = "/v1/admin/faults/vector-store"
+            wait_for(
+                lambda: (
+                    process.poll() is None and gateway.client.get(point).json()["fault"] is not None
+                ),
+                timeout=30,
+                what="the fault on the vector-store point",
+            )
+            fault = gateway.client.get(point).json()
+            assert fault["fault"]["latency_ms"] == 100
+            assert fault["fault"]["experiment"] == "memory-gateway-latency"
+            shown = CliRunner().invoke(
+                main,
+                [
+                    "--base-url",
+                    gateway.url,
+                    "--api-key",
+                    key,
+                    "chaos",
+                    "status",
+                    "--local",
+                    "--json",
+                ],
+                env={"SOMA_CHAOS_STATE_DIR": str(tmp_path / "state")},
+            )
+            assert shown.exit_code == 0, shown.output
+            status = json.loads(shown.stdout)
+            assert [run["pid"] for run in status["runs"]] == [process.pid]
+            assert [p["name"] for p in status["fault_points"]] == ["vector-store"]
+            process.send_signal(signal.SIGTERM)
+            _, err = process.communicate(timeout=30)
+            assert process.returncode == 130, err
+            assert "rolled back" in err
+            assert gateway.client.get(point).json()["fault"] is None
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()

@@ -154,3 +154,52 @@ def test_connect_without_configuration_is_a_clear_error(
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     with pytest.raises(ConfigurationError, match="no Kubernetes configuration"):
         ChaosMeshClient.connect(kubeconfig=str(tmp_path / "absent"))
+
+
+def test_the_cli_shows_pauses_resumes_and_stops_experiments(
+    fake_k8s: tuple[FakeKubernetes, ChaosMeshClient],
+    k8s_server: tuple[FakeKubernetes, str],
+    tmp_path: Path,
+) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from somaagent.cli.chaos import chaos
+
+    fake, client = fake_k8s
+    url = k8s_server[1]
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: fake\n"
+        f"clusters: [{{name: fake, cluster: {{server: '{url}'}}}}]\n"
+        "users: [{name: me, user: {}}]\n"
+        "contexts: [{name: fake, context: {cluster: fake, user: me}}]\n"
+    )
+    client.create(render_manifest(get_preset("memory_gateway_latency")))
+    runner = CliRunner()
+    where = ["--kubeconfig", str(kubeconfig)]
+
+    listed = runner.invoke(chaos, ["status", *where, "--json"])
+    assert listed.exit_code == 0, listed.output
+    (item,) = json.loads(listed.output)
+    assert (item["kind"], item["name"], item["paused"]) == (
+        "NetworkChaos",
+        "memory-gateway-latency",
+        False,
+    )
+    paused = runner.invoke(chaos, ["pause", "memory_gateway_latency", *where, "--json"])
+    assert paused.exit_code == 0, paused.output
+    assert json.loads(paused.output)["paused"] is True
+    assert fake.objects  # still there, only paused
+    resumed = runner.invoke(chaos, ["resume", "memory_gateway_latency", *where, "--json"])
+    assert json.loads(resumed.output)["paused"] is False
+    table = runner.invoke(chaos, ["status", *where])
+    assert "memory-gateway-latency" in table.output and "NetworkChaos" in table.output
+    absent = runner.invoke(chaos, ["pause", "gateway_pod_failure", *where])
+    assert absent.exit_code == 3 and "no running experiment gateway-pod-failure" in absent.output
+    stopped = runner.invoke(chaos, ["stop", *where, "--json"])
+    assert json.loads(stopped.output) == {"stopped": ["NetworkChaos/memory-gateway-latency"]}
+    assert fake.objects == {}
+    empty = runner.invoke(chaos, ["status", *where])
+    assert "no experiment in somaagent" in empty.output

@@ -85,3 +85,61 @@ def test_the_cli_refuses_an_unknown_preset() -> None:
 
     result = CliRunner().invoke(sre, ["verify", "nope"])
     assert result.exit_code == 2 and "nope" in result.output
+
+
+@pytest.mark.slow
+def test_verify_puts_its_fault_on_the_gateways_fault_point(
+    prometheus_bin: str, tmp_path: Path, fake_openai: Any
+) -> None:
+    """memory_gateway_latency on the embedded default: k6 searches a real collection while the
+    vector-store fault point adds 100 ms; latency breaks, availability holds."""
+    from somaagent import Client
+
+    try:
+        find_k6()
+    except ConfigurationError as exc:
+        pytest.skip(str(exc))
+    settings = gateway_settings(tmp_path / "gw", fake_openai)
+    with (
+        serve_gateway(settings) as gateway,
+        start_prometheus({GATEWAY_JOB: [gateway.address]}) as prometheus,
+    ):
+        client = gateway.client
+        assert client.post("/v1/memory/collections", json={"name": "kb"}).status_code == 201
+        docs = [{"text": "Rotate API keys every ninety days.", "source": "keys.md"}]
+        assert (
+            client.post("/v1/memory/collections/kb/documents", json={"documents": docs}).status_code
+            == 201
+        )
+        wait_for(lambda: prometheus.value(f'sum(up{{job="{GATEWAY_JOB}"}})') == 1)
+        key = client.headers["Authorization"].removeprefix("Bearer ")
+        with Client(api_key=key, base_url=gateway.url) as sdk:
+            with pytest.raises(ConfigurationError, match="SOMA_COLLECTION"):
+                run_verify(
+                    get_plan("memory_gateway_latency"),
+                    base_url=gateway.url,
+                    api_key=key,
+                    prometheus=prometheus.url,
+                    controller=sdk.faults,
+                )
+            report = run_verify(
+                get_plan("memory_gateway_latency"),
+                base_url=gateway.url,
+                api_key=key,
+                prometheus=prometheus.url,
+                scale=0.01,  # 18 s of searches; the fault for 9 s from the 4th second
+                max_vus=2,
+                think_time=0.1,
+                controller=sdk.faults,
+                env={"SOMA_COLLECTION": "kb"},
+            )
+            assert sdk.faults.get("vector-store").fault is None  # rolled back
+    assert report.chaos is not None and report.chaos.rolled_back
+    assert "vector-store fault point" in report.chaos.fault
+    assert report.load is not None and report.load.failure_rate == 0  # slower, never failing
+    burns = {burn.name: burn for burn in report.slos}
+    assert burns["memory-availability"].held is True
+    assert burns["memory-latency"].held is False
+    assert burns["memory-latency"].error_ratio is not None
+    assert 0.1 < burns["memory-latency"].error_ratio < 0.95  # the fault covered part of the run
+    assert report.verdict == "failed" and report.broken == ["memory-latency"]

@@ -70,6 +70,13 @@ def _out() -> Console:
     return Console(highlight=False)
 
 
+def table_console() -> Console:
+    """A console for tables: the terminal's width, or when piped, wide enough that no column
+    is cut (a name in a table is something to copy)."""
+    console = _out()
+    return console if console.is_terminal else Console(highlight=False, width=200)
+
+
 def _err() -> Console:
     return Console(stderr=True, highlight=False)
 

@@ -14,7 +14,6 @@ import os
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import click
 import yaml
@@ -25,25 +24,23 @@ from rich.table import Table
 from somaagent.cli import _render
 from somaagent.cli._config import CliState, pass_state
 from somaagent.cli._render import CliError
-from somaagent.sdk import Client
+from somaagent.cli.chaos_local import GatewayFaults, duration_option, proxy
 from somaagent.sre.chaos.crds import CRDS_ENV, CrdSchemas
-from somaagent.sre.chaos.duration import format_duration, parse_duration
+from somaagent.sre.chaos.duration import format_duration
 from somaagent.sre.chaos.hypothesis import PrometheusHTTP
 from somaagent.sre.chaos.injectors import KubernetesInjector, Via, local_injector
 from somaagent.sre.chaos.kube import ChaosMeshClient
 from somaagent.sre.chaos.manifest import KINDS, render_manifest
 from somaagent.sre.chaos.presets import PRESETS, get_preset
-from somaagent.sre.chaos.proxy import ProxyFaults, parse_host_port
-from somaagent.sre.chaos.proxy_control import DEFAULT_CONTROL, controlled_proxy
 from somaagent.sre.chaos.runner import (
     RunReport,
+    local_runs,
     run_experiment,
     running_local,
     sigterm_interrupts,
     stop_local,
 )
 from somaagent.sre.chaos.spec import Experiment, load_experiment
-from somaagent.types import FaultCreate, FaultPoint
 
 PROMETHEUS_ENV = "SOMA_PROMETHEUS_URL"
 DEFAULT_PROMETHEUS = "http://127.0.0.1:9090"
@@ -59,50 +56,6 @@ def _experiment(name: str) -> Experiment:
     if name.endswith((".yaml", ".yml")) or os.sep in name:
         return load_experiment(Path(name))
     return get_preset(name)
-
-
-class GatewayFaults:
-    """The gateway's fault points through an SDK client made on first use, so a run that
-    needs no gateway (a proxy or a stress fault) needs no key either."""
-
-    def __init__(self, state: CliState) -> None:
-        self._state = state
-        self._client: Client | None = None
-
-    @property
-    def url(self) -> str:
-        """The gateway's base URL."""
-        return self._state.resolve().base_url
-
-    def _faults(self) -> Any:
-        if self._client is None:
-            self._client = self._state.resolve().client()
-        return self._client.faults
-
-    def get(self, point: str) -> FaultPoint:
-        return self._faults().get(point)  # type: ignore[no-any-return]
-
-    def set(self, point: str, fault: FaultCreate) -> FaultPoint:
-        return self._faults().set(point, fault)  # type: ignore[no-any-return]
-
-    def clear(self, point: str) -> None:
-        self._faults().clear(point)
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-
-
-def _duration_option(value: str | None, option: str) -> timedelta | None:
-    if value is None:
-        return None
-    try:
-        parsed = parse_duration(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint=option) from exc
-    if parsed <= timedelta(0):
-        raise click.BadParameter("must be greater than 0", param_hint=option)
-    return parsed
 
 
 @click.group()
@@ -128,7 +81,7 @@ def list_presets(as_json: bool) -> None:
             experiment.service,
             escape(experiment.hypothesis.title),
         )
-    _out().print(table)
+    _render.table_console().print(table)
 
 
 def _schemas(crds: str | None) -> CrdSchemas | None:
@@ -219,9 +172,9 @@ def run(
     The fault is always rolled back, also on Ctrl-C or SIGTERM (`soma chaos stop --local`).
     """
     experiment = _experiment(preset)
-    hold = _duration_option(duration, "--duration")
-    every = _duration_option(interval, "--interval") or timedelta(seconds=15)
-    wait = _duration_option(recovery, "--recovery") or timedelta(minutes=2)
+    hold = duration_option(duration, "--duration")
+    every = duration_option(interval, "--interval") or timedelta(seconds=15)
+    wait = duration_option(recovery, "--recovery") or timedelta(minutes=2)
     url = prometheus or os.environ.get(PROMETHEUS_ENV) or DEFAULT_PROMETHEUS
     say = _render.note if as_json else _progress
     querier = PrometheusHTTP(url)
@@ -304,74 +257,6 @@ def _summary(report: RunReport) -> None:
         _render.note(note)
 
 
-@chaos.command("proxy")
-@click.option("--listen", required=True, metavar="HOST:PORT", help="Where the proxy listens.")
-@click.option("--upstream", required=True, metavar="HOST:PORT", help="The dependency.")
-@click.option(
-    "--control",
-    default=DEFAULT_CONTROL,
-    show_default=True,
-    metavar="HOST:PORT",
-    help="Where the control API listens (keep it on loopback: it has no authentication).",
-)
-@click.option("--latency", metavar="DURATION", help="Start with this delay (e.g. 100ms).")
-@click.option("--jitter", metavar="DURATION", help="± around the delay.")
-@click.option("--loss", type=click.FloatRange(0, 100), help="Start losing this % of chunks.")
-@click.option("--bandwidth", type=click.IntRange(1), help="Start capped at bytes per second.")
-@click.option("--reset", is_flag=True, help="Start resetting every connection.")
-@click.option("--partition", is_flag=True, help="Start partitioned (connections stall).")
-def proxy(
-    listen: str,
-    upstream: str,
-    control: str,
-    latency: str | None,
-    jitter: str | None,
-    loss: float | None,
-    bandwidth: int | None,
-    reset: bool,
-    partition: bool,
-) -> None:
-    """Run a fault proxy in front of a dependency until Ctrl-C, faults set by its control API.
-
-    Point the dependency's client at --listen once; `soma chaos run PRESET --local
-    --proxy-control http://CONTROL` then switches faults on and off (they clear themselves
-    after their TTL too). Faults given here are on from the start.
-    """
-    for option, value in (("--listen", listen), ("--upstream", upstream), ("--control", control)):
-        try:
-            parse_host_port(value)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint=option) from None
-    start = ProxyFaults(
-        latency_ms=_ms(latency, "--latency"),
-        jitter_ms=_ms(jitter, "--jitter"),
-        loss_percent=loss or 0,
-        bandwidth_bytes_per_s=bandwidth,
-        reset=reset,
-        partition=partition,
-    )
-    with (
-        sigterm_interrupts(),
-        controlled_proxy(upstream, listen=listen, control=control) as running,
-    ):
-        if start.active:
-            running.apply(start)
-        _render.success(
-            f"fault proxy {running.listen} → {upstream}; control API {running.control_url}/faults"
-        )
-        _render.note(f"faults: {start.describe()}; Ctrl-C stops it (and heals)")
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            _render.note("stopped: the proxy is closed")
-
-
-def _ms(value: str | None, option: str) -> float:
-    parsed = _duration_option(value, option)
-    return 0.0 if parsed is None else parsed.total_seconds() * 1000
-
-
 @chaos.command("stop")
 @click.argument("name", required=False)
 @click.option("--local", "local", is_flag=True, help="Stop local runs on this machine.")
@@ -405,3 +290,107 @@ def stop(
             _render.success(f"stopped {item}")
     else:
         _render.note("no running experiment")
+
+
+@chaos.command("status")
+@click.option("--local", "local", is_flag=True, help="Local runs, and the gateway's fault points.")
+@click.option("--namespace", default="somaagent", show_default=True, help="Kubernetes namespace.")
+@click.option("--kubeconfig", metavar="FILE", help="The kubeconfig file.")
+@click.option("--context", "kube_context", metavar="NAME", help="The kubeconfig context.")
+@click.option("--json", "as_json", is_flag=True, help="Print the statuses as JSON.")
+@pass_state
+def status(
+    state: CliState,
+    local: bool,
+    namespace: str,
+    kubeconfig: str | None,
+    kube_context: str | None,
+    as_json: bool,
+) -> None:
+    """What is running: SomaAgent's Chaos Mesh experiments, or (--local) local runs and the
+    faults on the gateway's fault points."""
+    if not local:
+        with ChaosMeshClient.connect(kubeconfig=kubeconfig, context=kube_context) as client:
+            found = client.list(namespace)
+        if as_json:
+            _render.as_json([item.model_dump(mode="json") for item in found])
+            return
+        table = Table(show_edge=False, header_style="bold")
+        for column in ("Kind", "Name", "Phase", "Paused", "Created"):
+            table.add_column(column)
+        for item in found:
+            paused = "yes" if item.paused else "no"
+            table.add_row(item.kind, item.name, item.phase, paused, item.created_at or "—")
+        if found:
+            _render.table_console().print(table)
+        else:
+            _render.note(f"no experiment in {namespace}")
+        return
+    runs = local_runs()
+    gateway = GatewayFaults(state)
+    try:
+        points = [p for p in gateway.list() if p.fault is not None]
+    finally:
+        gateway.close()
+    if as_json:
+        _render.as_json(
+            {
+                "runs": [
+                    {"experiment": r.experiment, "pid": r.pid, "started": r.started} for r in runs
+                ],
+                "fault_points": [p.model_dump(mode="json") for p in points],
+            }
+        )
+        return
+    for run in runs:
+        since = time.strftime("%H:%M:%S", time.localtime(run.started))
+        _render.note(f"running: {run.experiment} (pid {run.pid}, since {since})")
+    for point in points:
+        assert point.fault is not None
+        until = point.expires_at.strftime("%H:%M:%S UTC") if point.expires_at else "—"
+        by = f" by {point.fault.experiment}" if point.fault.experiment else ""
+        _render.note(
+            f"fault on {point.name}{by}: {point.fault.describe()}, {point.hits} calls hit, "
+            f"clears itself at {until}"
+        )
+    if not runs and not points:
+        _render.note("nothing running: no local run, no fault on the gateway's fault points")
+
+
+def _pause_command(name: str, paused: bool) -> click.Command:
+    verb = "Pause" if paused else "Resume"
+
+    @click.command(name)
+    @click.argument("experiment")
+    @click.option("--namespace", default="somaagent", show_default=True, help="Namespace.")
+    @click.option("--kubeconfig", metavar="FILE", help="The kubeconfig file.")
+    @click.option("--context", "kube_context", metavar="NAME", help="The kubeconfig context.")
+    @click.option("--json", "as_json", is_flag=True, help="Print the new status as JSON.")
+    def command(
+        experiment: str,
+        namespace: str,
+        kubeconfig: str | None,
+        kube_context: str | None,
+        as_json: bool,
+    ) -> None:
+        wanted = _experiment(experiment).name
+        with ChaosMeshClient.connect(kubeconfig=kubeconfig, context=kube_context) as client:
+            kinds = [item.kind for item in client.list(namespace) if item.name == wanted]
+            if not kinds:
+                raise CliError(f"no running experiment {wanted} in {namespace}", exit_code=3)
+            change = client.pause if paused else client.resume
+            result = change(kinds[0], wanted, namespace)
+        if as_json:
+            _render.as_json(result)
+        else:
+            _render.success(f"{result.kind}/{result.name}: {result.phase}")
+
+    command.help = f"{verb} a running Chaos Mesh experiment (a preset name or spec file)." + (
+        " Chaos Mesh recovers the fault until it is resumed." if paused else ""
+    )
+    return command
+
+
+chaos.add_command(proxy)
+chaos.add_command(_pause_command("pause", True))
+chaos.add_command(_pause_command("resume", False))

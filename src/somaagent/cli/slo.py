@@ -16,7 +16,6 @@ from pathlib import Path
 import click
 import httpx
 from pydantic import ValidationError as PydanticValidationError
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -131,10 +130,7 @@ def _status_table(statuses: list[SLOStatus]) -> None:
             f"[{style}]{s.status}[/]",
             escape(s.reason),
         )
-    console = Console(highlight=False)
-    if not console.is_terminal:  # piped: no terminal width to respect, keep every column whole
-        console = Console(highlight=False, width=200)
-    console.print(table)
+    _render.table_console().print(table)
 
 
 @slo.command("report")

@@ -22,6 +22,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -35,8 +36,10 @@ from somaagent.sre.chaos.spec import Experiment
 
 __all__ = [
     "Injector",
+    "LocalRun",
     "RunReport",
     "Verdict",
+    "local_runs",
     "run_experiment",
     "running_local",
     "sigterm_interrupts",
@@ -274,6 +277,42 @@ def _alive(pid: int) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class LocalRun:
+    """A local experiment running on this machine, as it registered itself."""
+
+    experiment: str
+    pid: int
+    started: float
+    path: Path
+
+
+def local_runs(*, directory: Path | None = None) -> list[LocalRun]:
+    """The local runs registered on this machine whose process is alive.
+
+    The record of a run killed outright is removed: its process is gone, and its fault ends
+    at its own deadline (a stress worker's, a fault point's or proxy fault's TTL).
+    """
+    folder = directory or state_dir()
+    runs: list[LocalRun] = []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            run = LocalRun(
+                experiment=str(record["experiment"]),
+                pid=int(record["pid"]),
+                started=float(record["started"]),
+                path=path,
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if not _alive(run.pid):
+            path.unlink(missing_ok=True)
+            continue
+        runs.append(run)
+    return runs
+
+
 def stop_local(
     name: str | None = None, *, directory: Path | None = None, wait: float = 30.0
 ) -> list[str]:
@@ -282,23 +321,14 @@ def stop_local(
     Returns:
         The names of the experiments that were asked to stop.
     """
-    folder = directory or state_dir()
     stopped: list[str] = []
     waiting: list[tuple[Path, int]] = []
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-            pid, experiment = int(record["pid"]), str(record["experiment"])
-        except (OSError, ValueError, KeyError, TypeError):
+    for run in local_runs(directory=directory):
+        if name is not None and run.experiment != name.replace("_", "-"):
             continue
-        if name is not None and experiment != name.replace("_", "-"):
-            continue
-        if not _alive(pid):
-            path.unlink(missing_ok=True)  # a run killed outright: nothing to roll back
-            continue
-        os.kill(pid, signal.SIGTERM)
-        stopped.append(experiment)
-        waiting.append((path, pid))
+        os.kill(run.pid, signal.SIGTERM)
+        stopped.append(run.experiment)
+        waiting.append((run.path, run.pid))
     deadline = time.monotonic() + wait
     while waiting and time.monotonic() < deadline:
         waiting = [(path, pid) for path, pid in waiting if path.exists() and _alive(pid)]

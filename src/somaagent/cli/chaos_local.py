@@ -1,0 +1,137 @@
+"""The local half of ``soma chaos``: the gateway's fault points through the SDK, the
+``proxy`` command (a fault proxy left running, with a control API), and duration options."""
+
+from __future__ import annotations
+
+import builtins
+import time
+from datetime import timedelta
+
+import click
+
+from somaagent.cli import _render
+from somaagent.cli._config import CliState
+from somaagent.sdk import Client
+from somaagent.sdk._faults import Faults
+from somaagent.sre.chaos.duration import parse_duration
+from somaagent.sre.chaos.proxy import ProxyFaults, parse_host_port
+from somaagent.sre.chaos.proxy_control import DEFAULT_CONTROL, controlled_proxy
+from somaagent.sre.chaos.runner import sigterm_interrupts
+from somaagent.types import FaultCreate, FaultPoint
+
+__all__ = ["GatewayFaults", "duration_option", "proxy"]
+
+
+class GatewayFaults:
+    """The gateway's fault points through an SDK client made on first use, so a run that
+    needs no gateway (a proxy or a stress fault) needs no key either."""
+
+    def __init__(self, state: CliState) -> None:
+        self._state = state
+        self._client: Client | None = None
+
+    @property
+    def url(self) -> str:
+        """The gateway's base URL."""
+        return self._state.resolve().base_url
+
+    def _faults(self) -> Faults:
+        if self._client is None:
+            self._client = self._state.resolve().client()
+        return self._client.faults
+
+    def get(self, point: str) -> FaultPoint:
+        return self._faults().get(point)
+
+    def set(self, point: str, fault: FaultCreate) -> FaultPoint:
+        return self._faults().set(point, fault)
+
+    def list(self) -> builtins.list[FaultPoint]:
+        return self._faults().list()
+
+    def clear(self, point: str) -> None:
+        self._faults().clear(point)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+
+def duration_option(value: str | None, option: str) -> timedelta | None:
+    if value is None:
+        return None
+    try:
+        parsed = parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=option) from exc
+    if parsed <= timedelta(0):
+        raise click.BadParameter("must be greater than 0", param_hint=option)
+    return parsed
+
+
+@click.command("proxy")
+@click.option("--listen", required=True, metavar="HOST:PORT", help="Where the proxy listens.")
+@click.option("--upstream", required=True, metavar="HOST:PORT", help="The dependency.")
+@click.option(
+    "--control",
+    default=DEFAULT_CONTROL,
+    show_default=True,
+    metavar="HOST:PORT",
+    help="Where the control API listens (keep it on loopback: it has no authentication).",
+)
+@click.option("--latency", metavar="DURATION", help="Start with this delay (e.g. 100ms).")
+@click.option("--jitter", metavar="DURATION", help="± around the delay.")
+@click.option("--loss", type=click.FloatRange(0, 100), help="Start losing this % of chunks.")
+@click.option("--bandwidth", type=click.IntRange(1), help="Start capped at bytes per second.")
+@click.option("--reset", is_flag=True, help="Start resetting every connection.")
+@click.option("--partition", is_flag=True, help="Start partitioned (connections stall).")
+def proxy(
+    listen: str,
+    upstream: str,
+    control: str,
+    latency: str | None,
+    jitter: str | None,
+    loss: float | None,
+    bandwidth: int | None,
+    reset: bool,
+    partition: bool,
+) -> None:
+    """Run a fault proxy in front of a dependency until Ctrl-C, faults set by its control API.
+
+    Point the dependency's client at --listen once; `soma chaos run PRESET --local
+    --proxy-control http://CONTROL` then switches faults on and off (they clear themselves
+    after their TTL too). Faults given here are on from the start.
+    """
+    for option, value in (("--listen", listen), ("--upstream", upstream), ("--control", control)):
+        try:
+            parse_host_port(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint=option) from None
+    start = ProxyFaults(
+        latency_ms=_ms(latency, "--latency"),
+        jitter_ms=_ms(jitter, "--jitter"),
+        loss_percent=loss or 0,
+        bandwidth_bytes_per_s=bandwidth,
+        reset=reset,
+        partition=partition,
+    )
+    with (
+        sigterm_interrupts(),
+        controlled_proxy(upstream, listen=listen, control=control) as running,
+    ):
+        if start.active:
+            running.apply(start)
+        _render.success(
+            f"fault proxy {running.listen} → {upstream}; control API {running.control_url}/faults"
+        )
+        _render.note(f"faults: {start.describe()}; Ctrl-C stops it (and heals)")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            _render.note("stopped: the proxy is closed")
+
+
+def _ms(value: str | None, option: str) -> float:
+    parsed = duration_option(value, option)
+    return 0.0 if parsed is None else parsed.total_seconds() * 1000
