@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 import yaml
@@ -56,6 +58,27 @@ def _experiment(name: str) -> Experiment:
     if name.endswith((".yaml", ".yml")) or os.sep in name:
         return load_experiment(Path(name))
     return get_preset(name)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _cluster_options(command: F) -> F:
+    """``--namespace``, ``--kubeconfig`` and ``--context``, for the commands that list
+    SomaAgent's experiments in a cluster."""
+    for option in reversed(
+        [
+            click.option(
+                "--namespace", default="somaagent", show_default=True, help="Kubernetes namespace."
+            ),
+            click.option("--kubeconfig", metavar="FILE", help="The kubeconfig file."),
+            click.option(
+                "--context", "kube_context", metavar="NAME", help="The kubeconfig context."
+            ),
+        ]
+    ):
+        command = option(command)
+    return command
 
 
 @click.group()
@@ -260,9 +283,7 @@ def _summary(report: RunReport) -> None:
 @chaos.command("stop")
 @click.argument("name", required=False)
 @click.option("--local", "local", is_flag=True, help="Stop local runs on this machine.")
-@click.option("--namespace", default="somaagent", show_default=True, help="Kubernetes namespace.")
-@click.option("--kubeconfig", metavar="FILE", help="The kubeconfig file.")
-@click.option("--context", "kube_context", metavar="NAME", help="The kubeconfig context.")
+@_cluster_options
 @click.option("--json", "as_json", is_flag=True, help="Print what was stopped as JSON.")
 def stop(
     name: str | None,
@@ -294,9 +315,7 @@ def stop(
 
 @chaos.command("status")
 @click.option("--local", "local", is_flag=True, help="Local runs, and the gateway's fault points.")
-@click.option("--namespace", default="somaagent", show_default=True, help="Kubernetes namespace.")
-@click.option("--kubeconfig", metavar="FILE", help="The kubeconfig file.")
-@click.option("--context", "kube_context", metavar="NAME", help="The kubeconfig context.")
+@_cluster_options
 @click.option("--json", "as_json", is_flag=True, help="Print the statuses as JSON.")
 @pass_state
 def status(
@@ -362,9 +381,7 @@ def _pause_command(name: str, paused: bool) -> click.Command:
 
     @click.command(name)
     @click.argument("experiment")
-    @click.option("--namespace", default="somaagent", show_default=True, help="Namespace.")
-    @click.option("--kubeconfig", metavar="FILE", help="The kubeconfig file.")
-    @click.option("--context", "kube_context", metavar="NAME", help="The kubeconfig context.")
+    @_cluster_options
     @click.option("--json", "as_json", is_flag=True, help="Print the new status as JSON.")
     def command(
         experiment: str,
