@@ -129,6 +129,19 @@ def test_deploy_manifests_carry_the_chaos_selector_labels() -> None:
         assert (DEPLOY / resource).exists(), resource
 
 
+def test_the_deployed_gateway_settings_load_and_leave_the_fault_points_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from somaagent.gateway.settings import Settings
+
+    configmap = yaml.safe_load((DEPLOY / "k8s" / "gateway-configmap.yaml").read_text())
+    for name, value in configmap["data"].items():
+        monkeypatch.setenv(name, value)
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.port == 8080 and str(settings.data_dir) == "/data"
+    assert not settings.fault_points_enabled  # in a cluster, chaos comes from Chaos Mesh
+
+
 def test_thresholds_are_exact_and_no_ratio_can_be_nan() -> None:
     text = render_rules(default_specs())
     assert "> 0.0144\n" in text  # 14.4 x 0.001, not 0.014400000000000001
