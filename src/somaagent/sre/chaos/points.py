@@ -15,7 +15,9 @@ dependency passes through its point, which may
 
 ``percent`` applies the fault to that share of calls. Every fault expires after ``ttl_s``,
 so a chaos run killed outright (``kill -9``) leaves nothing behind for longer than that; the
-runner clears it on rollback anyway. A point with no fault costs one dictionary lookup.
+runner clears it on rollback anyway. A call through a point with no fault costs about 0.3 µs
+(an await and a dictionary check, measured on the 2-core dev VM), against the gateway's
+~300 µs per request.
 """
 
 from __future__ import annotations
