@@ -27,7 +27,7 @@ import httpx
 
 from somaagent.gateway.app import create_app
 from somaagent.gateway.settings import Settings
-from somaagent.sre.slo.local import prometheus_config
+from somaagent.sre.slo.local import GATEWAY_JOB, prometheus_config
 from tests.fakes._server import free_port, run_asgi
 
 __all__ = [
@@ -40,7 +40,6 @@ __all__ = [
     "wait_for",
 ]
 
-GATEWAY_JOB = "somaagent-gateway"
 SCRAPE_INTERVAL = "1s"
 
 

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -94,7 +95,7 @@ def test_model_and_vector_store_presets_default_to_the_gateways_fault_points() -
     with pytest.raises(ConfigurationError, match="names no gateway fault point"):
         local_injector(get_preset("gateway_pod_failure"), via="point", controller=controller)
     proxied = [p for p in PRESETS.values() if p.local is not None and p.local.point is not None]
-    assert len(proxied) == 3 and all(p.local and p.local.has_proxy for p in proxied)
+    assert len(proxied) == 3 and all(p.local and p.local.listen for p in proxied)
 
 
 def test_a_point_injector_sets_and_clears_the_fault() -> None:
@@ -299,3 +300,24 @@ def test_soma_chaos_proxy_refuses_a_bad_address() -> None:
 
     result = CliRunner().invoke(chaos, ["proxy", "--listen", "nowhere", "--upstream", "1.2.3.4:5"])
     assert result.exit_code == 2 and "--listen" in result.output
+
+
+def test_local_status_without_a_gateway_still_lists_the_runs(tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from somaagent.cli import main
+
+    result = CliRunner().invoke(
+        main,
+        [
+            *("--base-url", "http://127.0.0.1:9", "--api-key", "soma_sk_x"),
+            *("chaos", "status", "--local", "--json"),
+        ],
+        env={"SOMA_CHAOS_STATE_DIR": str(tmp_path)},
+    )
+    assert result.exit_code == 0, result.output
+    status = json.loads(result.stdout)
+    assert status["runs"] == [] and status["fault_points"] == []
+    assert "http://127.0.0.1:9" in status["fault_points_error"]

@@ -27,6 +27,7 @@ from somaagent.cli import _render
 from somaagent.cli._config import CliState, pass_state
 from somaagent.cli._render import CliError
 from somaagent.cli.chaos_local import GatewayFaults, duration_option, proxy
+from somaagent.errors import SomaAgentError
 from somaagent.sre.chaos.crds import CRDS_ENV, CrdSchemas
 from somaagent.sre.chaos.duration import format_duration
 from somaagent.sre.chaos.hypothesis import PrometheusHTTP
@@ -347,8 +348,11 @@ def status(
         return
     runs = local_runs()
     gateway = GatewayFaults(state)
+    unread: str | None = None  # the gateway could not be asked: say why, show the runs anyway
     try:
         points = [p for p in gateway.list() if p.fault is not None]
+    except SomaAgentError as exc:
+        points, unread = [], f"the gateway's fault points at {gateway.url}: {exc}"
     finally:
         gateway.close()
     if as_json:
@@ -358,9 +362,12 @@ def status(
                     {"experiment": r.experiment, "pid": r.pid, "started": r.started} for r in runs
                 ],
                 "fault_points": [p.model_dump(mode="json") for p in points],
+                "fault_points_error": unread,
             }
         )
         return
+    if unread:
+        _render.error(f"could not read {unread}")
     for run in runs:
         since = time.strftime("%H:%M:%S", time.localtime(run.started))
         _render.note(f"running: {run.experiment} (pid {run.pid}, since {since})")
@@ -372,7 +379,7 @@ def status(
             f"fault on {point.name}{by}: {point.fault.describe()}, {point.hits} calls hit, "
             f"clears itself at {until}"
         )
-    if not runs and not points:
+    if not runs and not points and not unread:
         _render.note("nothing running: no local run, no fault on the gateway's fault points")
 
 

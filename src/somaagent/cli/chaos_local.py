@@ -58,6 +58,7 @@ class GatewayFaults:
 
 
 def duration_option(value: str | None, option: str) -> timedelta | None:
+    """A positive duration option (``30s``, ``2m``), or a usage error naming ``option``."""
     if value is None:
         return None
     try:

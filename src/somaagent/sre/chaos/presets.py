@@ -30,12 +30,13 @@ from somaagent.sre.chaos.spec import (
     Probe,
     Target,
 )
+from somaagent.sre.slo.local import GATEWAY_JOB
 from somaagent.sre.slo.promql import error_ratio_expr
 from somaagent.sre.slo.spec import SLOSpec, default_specs
 
 __all__ = ["PRESETS", "get_preset", "preset_names"]
 
-JOB = "somaagent-gateway"
+JOB = GATEWAY_JOB
 NAMESPACE = "somaagent"
 WINDOW = "1m"
 """The probes' window: short, so that a fault shows within a minute, and a recovery too."""

@@ -9,6 +9,7 @@ rollback that cannot reach them is retried, then reported with that deadline.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, Literal, Protocol
 
@@ -62,7 +63,14 @@ def point_fault(experiment: Experiment, *, duration: timedelta | None = None) ->
     raise ConfigurationError(f"a {fault.type} experiment has no fault-point fault")
 
 
-def _clear_with_retries(clear: Any, *, what: str, ttl_s: float, sleep: Any, target: str) -> None:
+def _clear_with_retries(
+    clear: Callable[[], object],
+    *,
+    what: str,
+    ttl_s: float,
+    sleep: Callable[[float], None],
+    target: str,
+) -> None:
     """Call ``clear`` up to three times; then a :class:`FaultInjectionError` that says the
     fault still ends by itself within ``ttl_s`` of being set."""
     last: SomaAgentError | None = None
@@ -116,7 +124,7 @@ class PointInjector:
         controller: FaultController,
         *,
         gateway: str = "the gateway",
-        sleep: Any = time.sleep,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.point = point
         self.fault = fault
@@ -167,7 +175,7 @@ class RemoteProxyInjector:
         *,
         ttl_s: float,
         dependency: str = "",
-        sleep: Any = time.sleep,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.faults = faults
         self.client = client

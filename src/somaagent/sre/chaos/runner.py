@@ -184,8 +184,9 @@ def run_experiment(
                 notes.append(f"teardown failed: {exc}")
     except KeyboardInterrupt:
         state["interrupted"] = True
-        notes.append("interrupted; the fault was rolled back")
-        say("interrupted: the fault was rolled back")
+        done = "rolled back" if state["rolled_back"] else "NOT rolled back (see the notes)"
+        notes.append(f"interrupted; the fault was {done}")
+        say(f"interrupted: the fault was {done}")
     return RunReport(
         experiment=experiment.name,
         mode=injector.mode,

@@ -269,11 +269,6 @@ class LocalTarget(_Spec):
             raise ValueError("needs a fault `point`, or a proxy's `listen` and `upstream`")
         return self
 
-    @property
-    def has_proxy(self) -> bool:
-        """Whether a fault proxy place is given."""
-        return self.listen is not None
-
 
 class Experiment(_Spec):
     """A chaos experiment (a preset, or a YAML file a user writes).

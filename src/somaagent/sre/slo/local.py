@@ -36,6 +36,7 @@ __all__ = [
 ]
 
 GATEWAY_JOB = "somaagent-gateway"
+"""The scrape job of the gateway: the uptime SLO and the chaos probes select it by name."""
 PROMETHEUS_ENV = "SOMA_PROMETHEUS_BIN"
 INSTALL_HINT = (
     "install Prometheus (Debian/Ubuntu: apt-get install prometheus; macOS: brew install "
