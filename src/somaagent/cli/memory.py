@@ -17,12 +17,12 @@ from rich.table import Table
 from somaagent.cli import _render
 from somaagent.cli._config import CliState, pass_state
 from somaagent.cli._render import CliError
-from somaagent.memory.schemas import Collection, DocumentIn, IndexResult, RAGContext, SearchResults
 from somaagent.sdk import Client
 from somaagent.sdk._memory import Memory
 from somaagent.sdk._memory_calls import Fusion, Mode, read_documents
 from somaagent.sdk._memory_calls import Progress as IndexProgress
 from somaagent.types import Page
+from somaagent.types.memory import Collection, DocumentIn, IndexResult, RAGContext, SearchResults
 
 
 def _memory(client: Client) -> Memory:

@@ -16,16 +16,16 @@ from rich.table import Table
 from somaagent.cli import _render
 from somaagent.cli._config import CliState, pass_state
 from somaagent.cli._render import CliError
-from somaagent.prompts.schemas import (
+from somaagent.sdk import Client
+from somaagent.sdk._prompts import Prompts
+from somaagent.types import Page
+from somaagent.types.prompts import (
     PromptSummary,
     PromptVersion,
     RenderedChain,
     RenderedPrompt,
 )
-from somaagent.prompts.template import VariableType, a_type, dump_template_text
-from somaagent.sdk import Client
-from somaagent.sdk._prompts import Prompts
-from somaagent.types import Page
+from somaagent.types.templates import VariableType, a_type, dump_template_text
 
 
 def _prompts(client: Client) -> Prompts:

@@ -11,15 +11,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from somaagent.errors import SomaAgentError
-from somaagent.memory.schemas import (
-    Collection,
-    DocumentInfo,
-    EmbeddingList,
-    IndexResult,
-    MessageHit,
-    RAGContext,
-    SearchResults,
-)
 from somaagent.sdk._memory_calls import (
     Documents,
     Fusion,
@@ -46,6 +37,15 @@ from somaagent.sdk._memory_calls import (
 )
 from somaagent.sdk._resources import AsyncSender, SyncSender
 from somaagent.types import Page
+from somaagent.types.memory import (
+    Collection,
+    DocumentInfo,
+    EmbeddingList,
+    IndexResult,
+    MessageHit,
+    RAGContext,
+    SearchResults,
+)
 
 __all__ = ["AsyncEmbeddings", "AsyncMemory", "Embeddings", "Memory", "Progress", "read_documents"]
 

@@ -20,7 +20,10 @@ from urllib.parse import quote
 import httpx
 from pydantic import TypeAdapter
 
-from somaagent.memory.schemas import (
+from somaagent.sdk._base import APICall
+from somaagent.sdk._resources import _drop_none, _model, _no_content
+from somaagent.types import Page
+from somaagent.types.memory import (
     Collection,
     DocumentIn,
     DocumentInfo,
@@ -30,9 +33,6 @@ from somaagent.memory.schemas import (
     RAGContext,
     SearchResults,
 )
-from somaagent.sdk._base import APICall
-from somaagent.sdk._resources import _drop_none, _model, _no_content
-from somaagent.types import Page
 
 __all__ = ["DOCUMENT_SUFFIXES", "Progress", "read_documents"]
 

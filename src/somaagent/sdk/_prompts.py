@@ -2,7 +2,7 @@
 
 The calls are built here once, with no I/O; :class:`Prompts` and :class:`AsyncPrompts` only
 send them through a client. Template files are read with
-:mod:`somaagent.prompts.template`, which needs only pydantic (and PyYAML for YAML files).
+:mod:`somaagent.types.templates`, which needs only pydantic (and PyYAML for YAML files).
 """
 
 from __future__ import annotations
@@ -17,7 +17,10 @@ from urllib.parse import quote
 
 import httpx
 
-from somaagent.prompts.schemas import (
+from somaagent.sdk._base import APICall
+from somaagent.sdk._resources import AsyncSender, SyncSender, _drop_none, _model, _no_content
+from somaagent.types import Page
+from somaagent.types.prompts import (
     PromptDiff,
     PromptLabels,
     PromptSummary,
@@ -25,16 +28,13 @@ from somaagent.prompts.schemas import (
     RenderedChain,
     RenderedPrompt,
 )
-from somaagent.prompts.template import (
+from somaagent.types.templates import (
     Role,
     TemplateSpec,
     VariableSpec,
     iter_template_files,
     load_template_file,
 )
-from somaagent.sdk._base import APICall
-from somaagent.sdk._resources import AsyncSender, SyncSender, _drop_none, _model, _no_content
-from somaagent.types import Page
 
 __all__ = ["AsyncPrompts", "Prompts", "PushedPrompt"]
 

@@ -1,7 +1,7 @@
 """The prompt API's wire models, shared by the gateway and the SDK.
 
 Requests forbid unknown fields (a typo is a 422 naming it); responses ignore them, so an older
-SDK keeps working against a newer gateway. Like :mod:`somaagent.prompts.template`, this module
+SDK keeps working against a newer gateway. Like :mod:`somaagent.types.templates`, this module
 imports only pydantic and the standard library.
 """
 
@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from somaagent.prompts.template import Role, TemplateSpec, VariableSpec, VariableType
+from somaagent.types.templates import Role, TemplateSpec, VariableSpec, VariableType
 
 __all__ = [
     "ChainRenderRequest",
