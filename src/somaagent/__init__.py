@@ -46,7 +46,14 @@ from somaagent.errors import (
     ValidationError,
     VectorStoreError,
 )
-from somaagent.sdk import AsyncClient, AsyncMessageStream, Client, Identity, MessageStream
+from somaagent.sdk import (
+    AsyncClient,
+    AsyncMessageStream,
+    Client,
+    Identity,
+    MessageStream,
+    RetryEvent,
+)
 from somaagent.types import (
     ApiKeyInfo,
     Conversation,
@@ -120,6 +127,7 @@ __all__ = [
     "ProviderResponseError",
     "ProviderTimeoutError",
     "RateLimitError",
+    "RetryEvent",
     "Role",
     "RouteCandidate",
     "RouteDecision",

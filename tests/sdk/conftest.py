@@ -18,10 +18,13 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests never see the developer's own SomaAgent settings."""
-    for name in ("SOMA_API_KEY", "SOMA_BASE_URL", "SOMA_CONFIG_DIR"):
+def _clean_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Tests never see the developer's own SomaAgent settings, nor ``soma login``'s file."""
+    for name in ("SOMA_API_KEY", "SOMA_BASE_URL"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SOMA_CONFIG_DIR", str(tmp_path_factory.mktemp("config")))
 
 
 @pytest.fixture(scope="session")

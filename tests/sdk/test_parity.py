@@ -8,10 +8,11 @@ from typing import Any
 import pytest
 
 from somaagent import AsyncClient, AsyncMessageStream, Client, MessageStream
+from somaagent.sdk._conversations import AsyncConversations, Conversations
 from somaagent.sdk._faults import AsyncFaults, Faults
 from somaagent.sdk._memory import AsyncEmbeddings, AsyncMemory, Embeddings, Memory
+from somaagent.sdk._models import AsyncModels, Models
 from somaagent.sdk._prompts import AsyncPrompts, Prompts
-from somaagent.sdk._resources import AsyncConversations, AsyncModels, Conversations, Models
 
 # Names that differ on purpose: the async spelling of closing and context management.
 RENAMED = {"close": "aclose", "__enter__": "__aenter__", "__exit__": "__aexit__"}
@@ -76,6 +77,7 @@ def test_client_constructors_match() -> None:
         "base_url",
         "timeout",
         "max_retries",
+        "on_retry",
         "http_client",
     ]
 
@@ -83,7 +85,7 @@ def test_client_constructors_match() -> None:
 def test_both_clients_have_the_same_resources() -> None:
     with Client(api_key="k") as sync:
         sync_resources = {n for n, v in vars(sync).items() if not n.startswith("_")}
-    sync_resources -= {"api_key", "base_url", "timeout", "max_retries"}
+    sync_resources -= {"api_key", "base_url", "timeout", "max_retries", "on_retry"}
     assert sync_resources == {
         "conversations",
         "models",

@@ -17,7 +17,8 @@ import pydantic
 import pytest
 
 from somaagent import AsyncClient, Client, ValidationError
-from somaagent.sdk._resources import policy_body, route_call, send_message_call
+from somaagent.sdk._conversations import send_message_call
+from somaagent.sdk._routing import policy_body, route_call
 from somaagent.types import (
     MessageCreate,
     RouteCandidate,

@@ -13,63 +13,39 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypedDict
+from typing import Literal
 
 import click
-import platformdirs
 
+from somaagent.cli import _render
 from somaagent.cli._render import EXIT_AUTH, CliError
-from somaagent.errors import ConfigurationError
-from somaagent.sdk import Client
+from somaagent.sdk import Client, RetryEvent
 from somaagent.sdk._base import API_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL
+from somaagent.sdk._credentials import (
+    CONFIG_DIR_ENV,
+    CREDENTIALS_FILE,
+    StoredCredentials,
+    config_dir,
+    credentials_path,
+    load_credentials,
+)
 
-CONFIG_DIR_ENV = "SOMA_CONFIG_DIR"
-CREDENTIALS_FILE = "credentials.json"
+__all__ = [
+    "CONFIG_DIR_ENV",
+    "CREDENTIALS_FILE",
+    "CliState",
+    "Resolved",
+    "StoredCredentials",
+    "config_dir",
+    "credentials_path",
+    "delete_credentials",
+    "load_credentials",
+    "pass_state",
+    "resolve",
+    "save_credentials",
+]
 
 Source = Literal["option", "environment", "config file", "default"]
-
-
-class StoredCredentials(TypedDict, total=False):
-    """The contents of ``credentials.json``."""
-
-    api_key: str
-    base_url: str
-
-
-def config_dir() -> Path:
-    """The CLI's configuration directory."""
-    override = os.environ.get(CONFIG_DIR_ENV)
-    return Path(override) if override else Path(platformdirs.user_config_dir("somaagent"))
-
-
-def credentials_path() -> Path:
-    """The credentials file ``soma login`` writes."""
-    return config_dir() / CREDENTIALS_FILE
-
-
-def load_credentials() -> StoredCredentials:
-    """The stored credentials; empty when there is no file.
-
-    Raises:
-        ConfigurationError: the file exists but cannot be read as credentials.
-    """
-    path = credentials_path()
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return StoredCredentials()
-    except (OSError, ValueError) as exc:
-        raise ConfigurationError(
-            f"cannot read {path} ({exc}); run `soma login` again or delete the file"
-        ) from exc
-    if not isinstance(raw, dict):
-        raise ConfigurationError(f"{path} is not a JSON object; run `soma login` again")
-    stored = StoredCredentials()
-    if isinstance(raw.get("api_key"), str):
-        stored["api_key"] = raw["api_key"]
-    if isinstance(raw.get("base_url"), str):
-        stored["base_url"] = raw["base_url"]
-    return stored
 
 
 def save_credentials(*, api_key: str, base_url: str) -> Path:
@@ -125,8 +101,13 @@ class Resolved:
         return self.api_key
 
     def client(self) -> Client:
-        """An SDK client for this key and URL."""
-        return Client(api_key=self.require_key(), base_url=self.base_url)
+        """An SDK client for this key and URL that says on stderr when it waits to retry."""
+        return Client(api_key=self.require_key(), base_url=self.base_url, on_retry=_say_retry)
+
+
+def _say_retry(event: RetryEvent) -> None:
+    # A wait of several seconds with no word looks like a hang (a 429's Retry-After).
+    _render.note(event.describe())
 
 
 def resolve(*, api_key: str | None, base_url: str | None) -> Resolved:

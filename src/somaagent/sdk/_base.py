@@ -29,6 +29,7 @@ from somaagent.errors import (
     SomaAgentError,
     error_for_status,
 )
+from somaagent.sdk._credentials import credentials_path, load_credentials
 from somaagent.types import Message, MessageExchange, StreamEvent
 
 API_KEY_ENV = "SOMA_API_KEY"
@@ -45,19 +46,28 @@ T = TypeVar("T")
 
 
 def resolve_api_key(api_key: str | None) -> str:
-    """The API key: the argument, else ``SOMA_API_KEY``; a precise error when there is neither."""
+    """The API key: the argument, else ``SOMA_API_KEY``, else the key ``soma login`` stored.
+
+    Raises:
+        ConfigurationError: there is none of the three (or the stored file is unreadable).
+    """
     key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
     if not key:
+        key = load_credentials().get("api_key")
+    if not key:
         raise ConfigurationError(
-            "no SomaAgent API key: pass api_key=... to Client()/AsyncClient(), or set the "
-            f"{API_KEY_ENV} environment variable (keys look like soma_sk_...)"
+            "no SomaAgent API key: pass api_key=... to Client()/AsyncClient(), set the "
+            f"{API_KEY_ENV} environment variable (keys look like soma_sk_...), or run "
+            f"`soma login` (it stores the key in {credentials_path()})"
         )
     return key
 
 
 def resolve_base_url(base_url: str | None) -> str:
-    """The gateway's base URL: the argument, else ``SOMA_BASE_URL``, else the local default."""
-    url = base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
+    """The gateway's base URL: the argument, else ``SOMA_BASE_URL``, else the URL ``soma login``
+    stored, else the local default."""
+    url = base_url or os.environ.get(BASE_URL_ENV) or load_credentials().get("base_url")
+    url = url or DEFAULT_BASE_URL
     if not url.startswith(("http://", "https://")):
         raise ConfigurationError(
             f"invalid base URL {url!r}: it must start with http:// or https:// "
@@ -154,6 +164,41 @@ class RetryPolicy:
             return retry_after if retry_after <= self.max_retry_after else None
         backoff = min(self.max_delay, self.initial_delay * 2.0**attempt)
         return backoff * (1 - self.jitter * rand())
+
+
+@dataclass(frozen=True)
+class RetryEvent:
+    """A failed attempt that the client is about to retry, handed to ``on_retry``.
+
+    Attributes:
+        attempt: which retry comes next (1 for the first).
+        delay: the seconds the client waits first.
+        error: why the attempt failed.
+    """
+
+    attempt: int
+    delay: float
+    error: SomaAgentError
+
+    @property
+    def reason(self) -> str:
+        """Why the attempt failed, in a few words."""
+        if isinstance(self.error, APIError):
+            if self.error.status_code == 429:
+                return "rate limited"
+            return f"the gateway answered {self.error.status_code}"
+        if isinstance(self.error, APITimeoutError):
+            return "the request timed out"
+        return "the gateway could not be reached"
+
+    def describe(self) -> str:
+        """One line for a person waiting: ``rate limited, retrying in 2 s``."""
+        seconds = f"{self.delay:.1f}".removesuffix(".0")
+        return f"{self.reason}, retrying in {seconds} s"
+
+
+RetryCallback = Callable[[RetryEvent], None]
+"""Called before each retry's wait (the CLI prints :meth:`RetryEvent.describe` on stderr)."""
 
 
 def is_retryable(error: SomaAgentError) -> bool:
@@ -257,6 +302,7 @@ class BaseClient:
         base_url: the gateway's base URL, without a trailing slash.
         timeout: the timeout applied to every request.
         max_retries: how many times a failed call is retried.
+        on_retry: called before each retry's wait, or ``None``.
     """
 
     def __init__(
@@ -266,6 +312,7 @@ class BaseClient:
         base_url: str | None,
         timeout: float | httpx.Timeout,
         max_retries: int,
+        on_retry: RetryCallback | None = None,
     ) -> None:
         if max_retries < 0:
             raise ConfigurationError(f"max_retries must be 0 or more, not {max_retries}")
@@ -273,6 +320,7 @@ class BaseClient:
         self.base_url = resolve_base_url(base_url)
         self.timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
         self.max_retries = max_retries
+        self.on_retry = on_retry
         self._retry_policy = RetryPolicy(max_retries=max_retries)
 
     def __repr__(self) -> str:
@@ -298,8 +346,14 @@ class BaseClient:
         )
 
     def _retry_delay(self, attempt: int, error: SomaAgentError) -> float | None:
-        """Seconds to wait before the next attempt, or ``None`` to raise ``error``."""
-        return self._retry_policy.delay(attempt, error)
+        """Seconds to wait before the next attempt, or ``None`` to raise ``error``.
+
+        Tells ``on_retry`` about a wait before the caller sleeps.
+        """
+        delay = self._retry_policy.delay(attempt, error)
+        if delay is not None and self.on_retry is not None:
+            self.on_retry(RetryEvent(attempt=attempt + 1, delay=delay, error=error))
+        return delay
 
 
 @dataclass

@@ -20,7 +20,7 @@ from urllib.parse import quote
 import httpx
 
 from somaagent.sdk._base import APICall
-from somaagent.sdk._resources import AsyncSender, SyncSender
+from somaagent.sdk._calls import AsyncSender, SyncSender
 from somaagent.types import FaultCreate, FaultPoint
 
 __all__ = ["AsyncFaults", "Faults"]

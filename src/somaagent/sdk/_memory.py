@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from somaagent.errors import SomaAgentError
+from somaagent.sdk._calls import AsyncSender, SyncSender
 from somaagent.sdk._memory_calls import (
     Documents,
     Fusion,
@@ -35,7 +36,6 @@ from somaagent.sdk._memory_calls import (
     retrieve_call,
     search_call,
 )
-from somaagent.sdk._resources import AsyncSender, SyncSender
 from somaagent.types import Page
 from somaagent.types.memory import (
     Collection,

@@ -21,7 +21,7 @@ import httpx
 from pydantic import TypeAdapter
 
 from somaagent.sdk._base import APICall
-from somaagent.sdk._resources import _drop_none, _model, _no_content
+from somaagent.sdk._calls import drop_none, model_parser, no_content
 from somaagent.types import Page
 from somaagent.types.memory import (
     Collection,
@@ -158,20 +158,20 @@ def create_call(
     name: str, *, description: str, metadata: Mapping[str, Any] | None
 ) -> APICall[Collection]:
     body = {"name": name, "description": description, "metadata": dict(metadata or {})}
-    return APICall("POST", "/v1/memory/collections", _model(Collection), json=body)
+    return APICall("POST", "/v1/memory/collections", model_parser(Collection), json=body)
 
 
 def list_call(*, limit: int, cursor: str | None) -> APICall[Page[Collection]]:
     params = {"limit": limit, "cursor": cursor}
-    return APICall("GET", "/v1/memory/collections", _model(Page[Collection]), params=params)
+    return APICall("GET", "/v1/memory/collections", model_parser(Page[Collection]), params=params)
 
 
 def get_call(name: str) -> APICall[Collection]:
-    return APICall("GET", _path(name), _model(Collection))
+    return APICall("GET", _path(name), model_parser(Collection))
 
 
 def delete_call(name: str) -> APICall[None]:
-    return APICall("DELETE", _path(name), _no_content)
+    return APICall("DELETE", _path(name), no_content)
 
 
 def index_call(name: str, documents: Sequence[DocumentIn], *, force: bool) -> APICall[IndexResult]:
@@ -180,37 +180,39 @@ def index_call(name: str, documents: Sequence[DocumentIn], *, force: bool) -> AP
     }
     if force:
         body["force"] = True
-    return APICall("POST", _path(name, "/documents"), _model(IndexResult), json=body)
+    return APICall("POST", _path(name, "/documents"), model_parser(IndexResult), json=body)
 
 
 def documents_call(name: str, *, limit: int, cursor: str | None) -> APICall[Page[DocumentInfo]]:
     params = {"limit": limit, "cursor": cursor}
-    return APICall("GET", _path(name, "/documents"), _model(Page[DocumentInfo]), params=params)
+    return APICall(
+        "GET", _path(name, "/documents"), model_parser(Page[DocumentInfo]), params=params
+    )
 
 
 def delete_document_call(name: str, document_id: str) -> APICall[None]:
     if not document_id:
         raise ValueError("a document id must be a non-empty string")
     path = _path(name, f"/documents/{quote(document_id, safe='/')}")
-    return APICall("DELETE", path, _no_content)
+    return APICall("DELETE", path, no_content)
 
 
 def query_body(query: str, **fields: Any) -> dict[str, Any]:
-    return _drop_none(query=query, **fields)
+    return drop_none(query=query, **fields)
 
 
 def search_call(name: str, body: dict[str, Any]) -> APICall[SearchResults]:
-    return APICall("POST", _path(name, "/search"), _model(SearchResults), json=body)
+    return APICall("POST", _path(name, "/search"), model_parser(SearchResults), json=body)
 
 
 def retrieve_call(name: str, body: dict[str, Any]) -> APICall[RAGContext]:
-    return APICall("POST", _path(name, "/retrieve"), _model(RAGContext), json=body)
+    return APICall("POST", _path(name, "/retrieve"), model_parser(RAGContext), json=body)
 
 
 def conversations_call(
     query: str, *, k: int, conversation_id: str | None
 ) -> APICall[builtins.list[MessageHit]]:
-    body = _drop_none(query=query, k=k, conversation_id=conversation_id)
+    body = drop_none(query=query, k=k, conversation_id=conversation_id)
     return APICall(
         "POST",
         "/v1/memory/conversations/search",
@@ -223,5 +225,5 @@ def embeddings_call(
     input: str | Sequence[str], *, model: str, dimensions: int | None
 ) -> APICall[EmbeddingList]:
     texts: str | list[str] = input if isinstance(input, str) else list(input)
-    body = _drop_none(input=texts, model=model, dimensions=dimensions, encoding_format="base64")
+    body = drop_none(input=texts, model=model, dimensions=dimensions, encoding_format="base64")
     return APICall("POST", "/v1/embeddings", _decode, json=body)

@@ -18,7 +18,7 @@ from urllib.parse import quote
 import httpx
 
 from somaagent.sdk._base import APICall
-from somaagent.sdk._resources import AsyncSender, SyncSender, _drop_none, _model, _no_content
+from somaagent.sdk._calls import AsyncSender, SyncSender, drop_none, model_parser, no_content
 from somaagent.types import Page
 from somaagent.types.prompts import (
     PromptDiff,
@@ -131,53 +131,53 @@ def build_spec(
 
 def list_call(*, limit: int, cursor: str | None) -> APICall[Page[PromptSummary]]:
     params = {"limit": limit, "cursor": cursor}
-    return APICall("GET", "/v1/prompts", _model(Page[PromptSummary]), params=params)
+    return APICall("GET", "/v1/prompts", model_parser(Page[PromptSummary]), params=params)
 
 
 def get_call(ref: str, *, version: int | None, label: str | None) -> APICall[PromptVersion]:
     params = {"version": version, "label": label}
-    return APICall("GET", _path(ref), _model(PromptVersion), params=params)
+    return APICall("GET", _path(ref), model_parser(PromptVersion), params=params)
 
 
 def versions_call(name: str, *, limit: int, cursor: str | None) -> APICall[Page[PromptVersion]]:
     params = {"limit": limit, "cursor": cursor}
     path = _path(name, "/versions")
-    return APICall("GET", path, _model(Page[PromptVersion]), params=params)
+    return APICall("GET", path, model_parser(Page[PromptVersion]), params=params)
 
 
 def labels_call(name: str) -> APICall[PromptLabels]:
-    return APICall("GET", _path(name, "/labels"), _model(PromptLabels))
+    return APICall("GET", _path(name, "/labels"), model_parser(PromptLabels))
 
 
 def set_label_call(
     name: str, label: str, version: int, *, expected_version: int | None
 ) -> APICall[PromptLabels]:
-    body = _drop_none(version=version, expected_version=expected_version)
+    body = drop_none(version=version, expected_version=expected_version)
     path = _path(name, f"/labels/{quote(label, safe='')}")
-    return APICall("PUT", path, _model(PromptLabels), json=body)
+    return APICall("PUT", path, model_parser(PromptLabels), json=body)
 
 
 def delete_label_call(name: str, label: str) -> APICall[None]:
-    return APICall("DELETE", _path(name, f"/labels/{quote(label, safe='')}"), _no_content)
+    return APICall("DELETE", _path(name, f"/labels/{quote(label, safe='')}"), no_content)
 
 
 def diff_call(name: str, from_: int | str | None, to: int | str) -> APICall[PromptDiff]:
     params = {"from": None if from_ is None else str(from_), "to": str(to)}
-    return APICall("GET", _path(name, "/diff"), _model(PromptDiff), params=params)
+    return APICall("GET", _path(name, "/diff"), model_parser(PromptDiff), params=params)
 
 
 def render_call(
     ref: str, variables: Mapping[str, Any] | None, *, model: str | None
 ) -> APICall[RenderedPrompt]:
-    body = _drop_none(variables=dict(variables or {}), model=model)
-    return APICall("POST", _path(ref, "/render"), _model(RenderedPrompt), json=body)
+    body = drop_none(variables=dict(variables or {}), model=model)
+    return APICall("POST", _path(ref, "/render"), model_parser(RenderedPrompt), json=body)
 
 
 def render_chain_call(
     refs: Sequence[str], variables: Mapping[str, Any] | None, *, model: str | None
 ) -> APICall[RenderedChain]:
-    body = _drop_none(prompts=list(refs), variables=dict(variables or {}), model=model)
-    return APICall("POST", "/v1/prompts/render", _model(RenderedChain), json=body)
+    body = drop_none(prompts=list(refs), variables=dict(variables or {}), model=model)
+    return APICall("POST", "/v1/prompts/render", model_parser(RenderedChain), json=body)
 
 
 class Prompts:

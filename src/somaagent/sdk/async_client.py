@@ -2,36 +2,38 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar, overload
 
 import anyio
 import httpx
 
-from somaagent.errors import SomaAgentError
+from somaagent.errors import APIError, SomaAgentError
 from somaagent.sdk._base import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT,
     APICall,
     BaseClient,
+    RetryCallback,
     check_event_stream,
     connection_error,
     error_from_response,
     parse_result,
     title_from,
 )
-from somaagent.sdk._faults import AsyncFaults
-from somaagent.sdk._memory import AsyncEmbeddings, AsyncMemory
-from somaagent.sdk._prompts import AsyncPrompts
-from somaagent.sdk._resources import (
+from somaagent.sdk._conversations import (
     AsyncConversations,
-    AsyncModels,
-    Identity,
-    PolicyLike,
-    me_call,
-    route_call,
+    delete_conversation_call,
+    send_message_call,
 )
+from somaagent.sdk._faults import AsyncFaults
+from somaagent.sdk._identity import Identity, me_call
+from somaagent.sdk._memory import AsyncEmbeddings, AsyncMemory
+from somaagent.sdk._models import AsyncModels
+from somaagent.sdk._prompts import AsyncPrompts
+from somaagent.sdk._routing import PolicyLike, route_call
 from somaagent.sdk._streaming import AsyncMessageStream
 from somaagent.types import MessageExchange, RouteDecision
 
@@ -49,16 +51,19 @@ class AsyncClient(BaseClient):
             print(exchange.reply.content)
 
     Args:
-        api_key: the API key; defaults to ``SOMA_API_KEY``.
-        base_url: the gateway's URL; defaults to ``SOMA_BASE_URL``, else
-            ``http://127.0.0.1:8080``.
+        api_key: the API key; defaults to ``SOMA_API_KEY``, then the key ``soma login``
+            stored.
+        base_url: the gateway's URL; defaults to ``SOMA_BASE_URL``, then the URL ``soma login``
+            stored, else ``http://127.0.0.1:8080``.
         timeout: seconds (or an ``httpx.Timeout``) allowed for each request.
         max_retries: how many times a retryable failure is retried.
+        on_retry: called with a :class:`~somaagent.sdk._base.RetryEvent` before each retry's
+            wait (``event.describe()`` reads "rate limited, retrying in 2 s").
         http_client: an ``httpx.AsyncClient`` to send through (a proxy, an
             ``httpx.ASGITransport``); the client takes it over and closes it in :meth:`aclose`.
 
     Raises:
-        ConfigurationError: when no API key is given or set in the environment.
+        ConfigurationError: when no API key is given, set in the environment or stored.
     """
 
     conversations: AsyncConversations
@@ -74,10 +79,15 @@ class AsyncClient(BaseClient):
         base_url: str | None = None,
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
         max_retries: int = DEFAULT_MAX_RETRIES,
+        on_retry: RetryCallback | None = None,
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
         super().__init__(
-            api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=max_retries,
+            on_retry=on_retry,
         )
         self._http = http_client if http_client is not None else httpx.AsyncClient()
         self.conversations = AsyncConversations(self)
@@ -100,6 +110,8 @@ class AsyncClient(BaseClient):
         model: str | None = ...,
         policy: PolicyLike | None = ...,
         collection: str | None = ...,
+        max_tokens: int | None = ...,
+        temperature: float | None = ...,
         stream: Literal[False] = ...,
     ) -> MessageExchange: ...
 
@@ -112,6 +124,8 @@ class AsyncClient(BaseClient):
         model: str | None = ...,
         policy: PolicyLike | None = ...,
         collection: str | None = ...,
+        max_tokens: int | None = ...,
+        temperature: float | None = ...,
         stream: Literal[True],
     ) -> AsyncMessageStream: ...
 
@@ -123,9 +137,15 @@ class AsyncClient(BaseClient):
         model: str | None = None,
         policy: PolicyLike | None = None,
         collection: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
         stream: bool = False,
     ) -> MessageExchange | AsyncMessageStream:
         """Send one message, in a new conversation unless ``conversation_id`` is given.
+
+        When the gateway refuses the first message of a new conversation (a message over the
+        size limit, a bad field), the conversation made for it is deleted again, so a refused
+        call leaves nothing behind.
 
         Args:
             content: the user's message.
@@ -135,18 +155,38 @@ class AsyncClient(BaseClient):
             policy: a routing policy for the router to apply (see :meth:`route`); with
                 one, ``model`` must be ``auto`` or left out.
             collection: a memory collection to ground the answer in.
+            max_tokens: the most tokens the reply may have.
+            temperature: sampling temperature, 0 to 2.
             stream: return an :class:`AsyncMessageStream` instead of waiting for the reply.
         """
+        created: str | None = None
         if conversation_id is None:
-            created = await self.conversations.create(title_from(content), model=model)
-            conversation_id = created.id
-        if stream:
-            return self.conversations.stream_message(
-                conversation_id, content, model=model, policy=policy, collection=collection
-            )
-        return await self.conversations.send_message(
-            conversation_id, content, model=model, policy=policy, collection=collection
+            created = (await self.conversations.create(title_from(content), model=model)).id
+            conversation_id = created
+        call = send_message_call(
+            conversation_id,
+            content,
+            model=model,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            idempotency_key=None,
+            stream=stream,
+            policy=policy,
+            collection=collection,
         )
+
+        # A refused first message leaves nothing behind: the conversation made for it goes.
+        async def forget() -> None:
+            if created is not None:
+                await self._forget(created)
+
+        if stream:
+            return self._stream(call, on_refused=forget)
+        try:
+            return await self._call(call)
+        except APIError:
+            await forget()
+            raise
 
     async def route(
         self,
@@ -215,8 +255,26 @@ class AsyncClient(BaseClient):
         response = await self._send(call)
         return parse_result(call, response)
 
-    def _stream(self, call: APICall[Any]) -> AsyncMessageStream:
-        return AsyncMessageStream(lambda: self._send(call), base_url=self.base_url)
+    def _stream(
+        self,
+        call: APICall[Any],
+        *,
+        on_refused: Callable[[], Awaitable[None]] | None = None,
+    ) -> AsyncMessageStream:
+        async def open_stream() -> httpx.Response:
+            try:
+                return await self._send(call)
+            except APIError:
+                if on_refused is not None:
+                    await on_refused()
+                raise
+
+        return AsyncMessageStream(open_stream, base_url=self.base_url)
+
+    async def _forget(self, conversation_id: str) -> None:
+        """Delete a conversation made for a message the gateway refused; best effort."""
+        with contextlib.suppress(SomaAgentError):
+            await self._call(delete_conversation_call(conversation_id))
 
     async def _send(self, call: APICall[Any]) -> httpx.Response:
         """Send ``call``, retrying as the policy says; a streamed answer is left open."""

@@ -1,111 +1,36 @@
-"""The API's resources: the calls they make (paths, parameters, bodies, parsers) and the thin
-sync and async classes that send them through a client.
+"""``client.conversations``: conversations and their messages.
+
+The calls (paths, parameters, bodies, parsers) are built once here; :class:`Conversations` and
+:class:`AsyncConversations` only send them through their client.
 """
 
 from __future__ import annotations
 
-import builtins
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol, TypeAlias, TypedDict, TypeVar, cast
+from typing import Any
 from urllib.parse import quote
 
-import httpx
-from pydantic import BaseModel
-
 from somaagent.sdk._base import APICall
+from somaagent.sdk._calls import AsyncSender, SyncSender, drop_none, model_parser, no_content
+from somaagent.sdk._routing import PolicyLike, policy_body
 from somaagent.sdk._streaming import AsyncMessageStream, MessageStream
-from somaagent.types import (
-    Conversation,
-    Message,
-    MessageExchange,
-    ModelInfo,
-    Page,
-    RouteDecision,
-    RoutingPolicy,
-)
+from somaagent.types import Conversation, Message, MessageExchange, Page
 
-T = TypeVar("T")
-M = TypeVar("M", bound=BaseModel)
-
-PolicyLike: TypeAlias = RoutingPolicy | Mapping[str, Any]
-"""A routing policy: a :class:`~somaagent.types.RoutingPolicy`, or a mapping of its fields."""
-
-
-class Identity(TypedDict):
-    """The answer to ``GET /v1/me``: the API key and the tenant it belongs to."""
-
-    key_id: str
-    name: str
-    tenant: str
-    scope: str
-
-
-def _model(cls: type[M]) -> Callable[[httpx.Response], M]:
-    def parse(response: httpx.Response) -> M:
-        return cls.model_validate(response.json())
-
-    return parse
-
-
-def _no_content(response: httpx.Response) -> None:
-    return None
-
-
-def _identity(response: httpx.Response) -> Identity:
-    body = response.json()
-    if not isinstance(body, dict):
-        raise ValueError("expected a JSON object")
-    return cast(Identity, body)
-
-
-def _model_list(response: httpx.Response) -> list[ModelInfo]:
-    body = response.json()
-    data = body.get("data") if isinstance(body, dict) else None
-    if not isinstance(data, list):
-        raise ValueError("expected an OpenAI model list with a `data` array")
-    return [ModelInfo.model_validate(item) for item in data]
+__all__ = [
+    "AsyncConversations",
+    "Conversations",
+    "create_conversation_call",
+    "delete_conversation_call",
+    "get_conversation_call",
+    "list_conversations_call",
+    "list_messages_call",
+    "send_message_call",
+]
 
 
 def _conversation_path(conversation_id: str, suffix: str = "") -> str:
     if not conversation_id:
         raise ValueError("conversation_id must be a non-empty string")
     return f"/v1/conversations/{quote(conversation_id, safe='')}{suffix}"
-
-
-def _drop_none(**fields: Any) -> dict[str, Any]:
-    return {k: v for k, v in fields.items() if v is not None}
-
-
-def policy_body(policy: PolicyLike | None) -> dict[str, Any] | None:
-    """A routing policy as sent in a request body.
-
-    A :class:`~somaagent.types.RoutingPolicy` was validated when it was made; a mapping is
-    sent as it is, for the gateway to validate (an unknown field is a
-    :class:`~somaagent.errors.ValidationError` naming ``body.policy.<field>``).
-
-    Raises:
-        TypeError: ``policy`` is neither.
-    """
-    if policy is None:
-        return None
-    if isinstance(policy, RoutingPolicy):
-        return policy.as_body()
-    if isinstance(policy, Mapping):
-        return dict(policy)
-    raise TypeError(
-        f"policy must be a RoutingPolicy or a mapping of its fields, not {type(policy).__name__}"
-    )
-
-
-# The builders of every call the SDK makes: paths, parameters, bodies and parsers; no I/O.
-
-
-def me_call() -> APICall[Identity]:
-    return APICall("GET", "/v1/me", _identity)
-
-
-def list_models_call() -> APICall[list[ModelInfo]]:
-    return APICall("GET", "/v1/models", _model_list)
 
 
 def create_conversation_call(
@@ -118,23 +43,23 @@ def create_conversation_call(
     variables: dict[str, Any] | None = None,
 ) -> APICall[Conversation]:
     invocation = {"name": prompt, "variables": variables or {}} if prompt is not None else None
-    body = _drop_none(
+    body = drop_none(
         title=title, system_prompt=system_prompt, prompt=invocation, model=model, metadata=metadata
     )
-    return APICall("POST", "/v1/conversations", _model(Conversation), json=body)
+    return APICall("POST", "/v1/conversations", model_parser(Conversation), json=body)
 
 
 def get_conversation_call(conversation_id: str) -> APICall[Conversation]:
-    return APICall("GET", _conversation_path(conversation_id), _model(Conversation))
+    return APICall("GET", _conversation_path(conversation_id), model_parser(Conversation))
 
 
 def list_conversations_call(*, limit: int, cursor: str | None) -> APICall[Page[Conversation]]:
     params = {"limit": limit, "cursor": cursor}
-    return APICall("GET", "/v1/conversations", _model(Page[Conversation]), params=params)
+    return APICall("GET", "/v1/conversations", model_parser(Page[Conversation]), params=params)
 
 
 def delete_conversation_call(conversation_id: str) -> APICall[None]:
-    return APICall("DELETE", _conversation_path(conversation_id), _no_content)
+    return APICall("DELETE", _conversation_path(conversation_id), no_content)
 
 
 def list_messages_call(
@@ -142,7 +67,7 @@ def list_messages_call(
 ) -> APICall[Page[Message]]:
     path = _conversation_path(conversation_id, "/messages")
     params = {"limit": limit, "cursor": cursor}
-    return APICall("GET", path, _model(Page[Message]), params=params)
+    return APICall("GET", path, model_parser(Page[Message]), params=params)
 
 
 def send_message_call(
@@ -157,7 +82,7 @@ def send_message_call(
     policy: PolicyLike | None = None,
     collection: str | None = None,
 ) -> APICall[MessageExchange]:
-    body = _drop_none(
+    body = drop_none(
         content=content,
         model=model,
         max_tokens=max_tokens,
@@ -170,47 +95,11 @@ def send_message_call(
     return APICall(
         "POST",
         _conversation_path(conversation_id, "/messages"),
-        _model(MessageExchange),
+        model_parser(MessageExchange),
         json=body,
         idempotency_key=idempotency_key,
         stream=stream,
     )
-
-
-def route_call(
-    prompt: str | None,
-    *,
-    messages: Sequence[Mapping[str, Any]] | None,
-    policy: PolicyLike | None,
-    max_tokens: int | None,
-    stream: bool,
-) -> APICall[RouteDecision]:
-    """``POST /v1/route``: explain the router's choice for a prompt or a conversation."""
-    body = _drop_none(
-        prompt=prompt,
-        messages=[dict(m) for m in messages] if messages is not None else None,
-        policy=policy_body(policy),
-        max_tokens=max_tokens,
-    )
-    if stream:
-        body["stream"] = True
-    return APICall("POST", "/v1/route", _model(RouteDecision), json=body)
-
-
-class SyncSender(Protocol):
-    """What the sync resources need from :class:`~somaagent.sdk.client.Client`."""
-
-    def _call(self, call: APICall[T]) -> T: ...
-
-    def _stream(self, call: APICall[Any]) -> MessageStream: ...
-
-
-class AsyncSender(Protocol):
-    """What the async resources need from :class:`~somaagent.sdk.async_client.AsyncClient`."""
-
-    async def _call(self, call: APICall[T]) -> T: ...
-
-    def _stream(self, call: APICall[Any]) -> AsyncMessageStream: ...
 
 
 class Conversations:
@@ -341,17 +230,6 @@ class Conversations:
         return self._client._call(call)
 
 
-class Models:
-    """``client.models``: the models the gateway can route to."""
-
-    def __init__(self, client: SyncSender) -> None:
-        self._client = client
-
-    def list(self) -> builtins.list[ModelInfo]:
-        """Every model in the gateway's registry, with prices and availability."""
-        return self._client._call(list_models_call())
-
-
 class AsyncConversations:
     """``client.conversations`` of :class:`AsyncClient`; see :class:`Conversations`."""
 
@@ -452,14 +330,3 @@ class AsyncConversations:
         """One page of a conversation's messages, oldest first."""
         call = list_messages_call(conversation_id, limit=limit, cursor=cursor)
         return await self._client._call(call)
-
-
-class AsyncModels:
-    """``client.models`` of :class:`AsyncClient`; see :class:`Models`."""
-
-    def __init__(self, client: AsyncSender) -> None:
-        self._client = client
-
-    async def list(self) -> builtins.list[ModelInfo]:
-        """Every model in the gateway's registry, with prices and availability."""
-        return await self._client._call(list_models_call())

@@ -1,1 +1,0 @@
-"""Storage: tables, the async engine and Alembic migrations."""
