@@ -13,7 +13,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from somaagent.gateway import keys
+from somaagent.accounts import keys
 from somaagent.gateway.app import create_app
 from somaagent.gateway.settings import Settings
 from somaagent.gateway.state import GatewayState

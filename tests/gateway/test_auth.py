@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from somaagent.gateway.db.models import ApiKey
+from somaagent.accounts.tables import ApiKey
 from tests.gateway.conftest import Gateway
 
 pytestmark = pytest.mark.anyio
@@ -61,7 +61,7 @@ async def test_other_tenants_objects_are_404_not_403(gateway: Gateway) -> None:
 
 
 async def test_revoked_key_stops_working(gateway: Gateway) -> None:
-    from somaagent.gateway import keys
+    from somaagent.accounts import keys
 
     key = await gateway.new_key(name="temp")
     client = await gateway.client_for(key)

@@ -93,7 +93,7 @@ async def test_fallback_fires_when_the_chosen_provider_is_down(gateway: Gateway)
 async def test_monthly_budget_blocks_with_clear_error(gateway: Gateway, tmp_path: Path) -> None:
     from sqlalchemy import update
 
-    from somaagent.gateway.db.models import ApiKey
+    from somaagent.accounts.tables import ApiKey
 
     key = await gateway.new_key(name="budgeted")
     client = await gateway.client_for(key)

@@ -10,7 +10,7 @@ from alembic import command
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
-from somaagent.gateway.db.engine import _alembic_config, migrate
+from somaagent.db.engine import _alembic_config, migrate
 from tests.gateway.conftest import FAKE_MODEL, Gateway
 
 pytestmark = pytest.mark.anyio

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from somaagent.gateway.db.models import UsageRecord
-from somaagent.gateway.keys import Principal
+from somaagent.accounts.keys import Principal
+from somaagent.accounts.tables import UsageRecord
 from somaagent.types import Usage
 from tests.gateway.conftest import Gateway
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import anyio
 import pytest
 
+from somaagent.db import Tenant
+from somaagent.db.engine import make_engine, make_sessionmaker, migrate
 from somaagent.errors import ConflictError, NotFoundError, ValidationError
-from somaagent.gateway.db.engine import make_engine, make_sessionmaker, migrate
-from somaagent.gateway.db.models import Tenant
 from somaagent.llm.registry import ModelRegistry
 from somaagent.prompts.service import PromptService
 from somaagent.prompts.template import TemplateSpec

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from somaagent.accounts.tables import ApiKey
+from somaagent.db import Tenant, new_id, utcnow
 from somaagent.errors import NotFoundError, ValidationError
-from somaagent.gateway.db.models import ApiKey, Tenant, new_id, utcnow
 from somaagent.types import ApiKeyInfo, Scope
 
 KEY_PREFIX = "soma_sk_"

@@ -20,9 +20,10 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from somaagent.accounts.keys import Principal
+from somaagent.accounts.tables import ApiKey, UsageRecord
+from somaagent.db import new_id, utcnow
 from somaagent.errors import BudgetExceededError
-from somaagent.gateway.db.models import ApiKey, UsageRecord, new_id, utcnow
-from somaagent.gateway.keys import Principal
 from somaagent.types import Usage
 
 SPEND_CACHE_SECONDS = 5.0

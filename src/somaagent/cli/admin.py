@@ -19,7 +19,7 @@ def _run(action: Callable[..., Awaitable[T]]) -> T:
     try:
         from sqlalchemy.ext.asyncio import AsyncSession
 
-        from somaagent.gateway.db.engine import make_engine, make_sessionmaker, migrate
+        from somaagent.db.engine import make_engine, make_sessionmaker, migrate
         from somaagent.gateway.settings import Settings
     except ModuleNotFoundError as exc:
         raise click.ClickException(
@@ -64,7 +64,7 @@ def keys() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON; the secret is under `key`.")
 def create_key(name: str, tenant: str, scope: str, budget: float | None, as_json: bool) -> None:
     """Create an API key. The secret is shown only once."""
-    from somaagent.gateway import keys as key_store
+    from somaagent.accounts import keys as key_store
 
     info, secret = _run(
         lambda s: key_store.create_key(
@@ -84,7 +84,7 @@ def create_key(name: str, tenant: str, scope: str, budget: float | None, as_json
 @click.option("--json", "as_json", is_flag=True)
 def list_keys(tenant: str | None, as_json: bool) -> None:
     """List keys (never their secrets)."""
-    from somaagent.gateway import keys as key_store
+    from somaagent.accounts import keys as key_store
 
     infos = _run(lambda s: key_store.list_keys(s, tenant=tenant))
     if as_json:
@@ -112,7 +112,7 @@ def list_keys(tenant: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def revoke_key(key_id: str, as_json: bool) -> None:
     """Revoke a key by its id (or its displayed prefix)."""
-    from somaagent.gateway import keys as key_store
+    from somaagent.accounts import keys as key_store
 
     info = _run(lambda s: key_store.revoke_key(s, key_id))
     if as_json:
@@ -128,7 +128,7 @@ def revoke_key(key_id: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def budget_key(key_id: str, usd: float | None, remove: bool, as_json: bool) -> None:
     """Set a key's monthly budget in USD (or remove it with --none)."""
-    from somaagent.gateway import keys as key_store
+    from somaagent.accounts import keys as key_store
 
     if (usd is None) == (not remove):
         raise click.UsageError("give a budget in USD, or --none")

@@ -1,8 +1,9 @@
 """The async engine and session factory, and schema migration at start.
 
 SQLite runs in WAL mode with a busy timeout so readers never block the writer; PostgreSQL
-goes through asyncpg. Migrations are Alembic's, applied programmatically on start so a
-fresh data directory needs no manual step.
+goes through asyncpg. Migrations are Alembic's, one history for every
+domain's tables (``migrations/versions``), applied programmatically on start so a fresh data
+directory needs no manual step.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ def make_engine(url: str) -> AsyncEngine:
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """The session factory every service takes (objects stay readable after commit)."""
     return async_sessionmaker(engine, expire_on_commit=False)
 
 

@@ -12,10 +12,12 @@ from somaagent.errors import ValidationError
 
 
 def encode_cursor(value: str | int) -> str:
+    """The opaque cursor for ``value`` (the last row's sort key)."""
     return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str, kind: type[str] | type[int]) -> Any:
+    """The value in ``cursor``; a 422 naming ``cursor`` unless it is a ``kind``."""
     try:
         value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (binascii.Error, ValueError, UnicodeDecodeError):

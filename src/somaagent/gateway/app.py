@@ -11,9 +11,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from somaagent import __version__
-from somaagent.gateway import faults, keys, problems
+from somaagent.accounts import keys
+from somaagent.accounts.usage import UsageLedger
+from somaagent.db.engine import make_engine, make_sessionmaker, migrate
+from somaagent.gateway import faults, problems
 from somaagent.gateway.conversations import ConversationService
-from somaagent.gateway.db.engine import make_engine, make_sessionmaker, migrate
 from somaagent.gateway.grounding import ground
 from somaagent.gateway.memory import MemoryService
 from somaagent.gateway.metrics import Metrics
@@ -28,7 +30,6 @@ from somaagent.gateway.routes import prompts as prompt_routes
 from somaagent.gateway.settings import Settings
 from somaagent.gateway.state import GatewayState
 from somaagent.gateway.turns import ChatTurns
-from somaagent.gateway.usage import UsageLedger
 from somaagent.llm._http import aclose_client
 from somaagent.llm.fallback import FallbackConfig
 from somaagent.llm.registry import ModelRegistry

@@ -18,8 +18,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from somaagent.accounts.keys import Principal, authenticate, hash_key
 from somaagent.errors import AuthenticationError, PermissionDeniedError
-from somaagent.gateway.keys import Principal, authenticate, hash_key
 from somaagent.gateway.state import GatewayState
 
 CACHE_SECONDS = 5.0

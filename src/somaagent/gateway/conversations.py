@@ -17,11 +17,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from somaagent import types
+from somaagent.accounts.keys import Principal
+from somaagent.chat import tables as db
+from somaagent.db import new_id, utcnow
+from somaagent.db.pagination import decode_cursor, encode_cursor
 from somaagent.errors import NotFoundError, SomaAgentError
-from somaagent.gateway.db import models as db
-from somaagent.gateway.keys import Principal
 from somaagent.gateway.memory import MemoryService
-from somaagent.gateway.pagination import decode_cursor, encode_cursor
 from somaagent.gateway.providers import ProviderPool
 from somaagent.prompts.service import PromptService
 
@@ -107,9 +108,9 @@ class ConversationService:
             )
             system_prompt = rendered.content
             metadata["prompt"] = {"name": rendered.name, "version": rendered.version}
-        now = db.utcnow()
+        now = utcnow()
         row = db.Conversation(
-            id=db.new_id("conv"),
+            id=new_id("conv"),
             tenant_id=who.tenant,
             title=body.title,
             system_prompt=system_prompt,
@@ -201,9 +202,9 @@ class ConversationService:
         last = await session.scalar(
             select(func.max(db.Message.seq)).where(db.Message.conversation_id == conversation.id)
         )
-        now = db.utcnow()
+        now = utcnow()
         row = db.Message(
-            id=db.new_id("msg"),
+            id=new_id("msg"),
             tenant_id=who.tenant,
             conversation_id=conversation.id,
             seq=(last or 0) + 1,

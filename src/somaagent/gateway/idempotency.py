@@ -17,9 +17,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from somaagent import types
+from somaagent.accounts.keys import Principal
+from somaagent.chat import tables as db
+from somaagent.db import new_id, utcnow
 from somaagent.errors import ConflictError, ValidationError
-from somaagent.gateway.db import models as db
-from somaagent.gateway.keys import Principal
 
 STALE_IN_FLIGHT = timedelta(minutes=10)
 FAILED = 0  # status of a record whose user message is stored but whose model call failed
@@ -47,7 +48,7 @@ async def claim(
     )
     if record is None:
         record = db.IdempotencyRecord(
-            id=db.new_id("idem"), tenant_id=who.tenant, key=key, request_hash=digest
+            id=new_id("idem"), tenant_id=who.tenant, key=key, request_hash=digest
         )
         session.add(record)
         try:
@@ -61,11 +62,11 @@ async def claim(
     if record.status_code is not None and record.status_code != FAILED:
         return types.MessageExchange.model_validate(record.response)
     previous = (record.response or {}).get("message_id")
-    in_flight = record.status_code is None and db.utcnow() - record.created_at < STALE_IN_FLIGHT
+    in_flight = record.status_code is None and utcnow() - record.created_at < STALE_IN_FLIGHT
     if in_flight:
         raise ConflictError("a request with this Idempotency-Key is still in progress")
     record.status_code = None
-    record.created_at = db.utcnow()
+    record.created_at = utcnow()
     return record.id, previous
 
 

@@ -19,14 +19,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from somaagent import types
+from somaagent.db import new_id, utcnow
+from somaagent.db.pagination import decode_cursor, encode_cursor
 from somaagent.errors import (
     ConflictError,
     NotFoundError,
     PayloadTooLargeError,
     SomaAgentError,
 )
-from somaagent.gateway.db.memory_models import MemoryCollection, MemoryDocument
-from somaagent.gateway.db.models import new_id, utcnow
 from somaagent.gateway.memory_config import EmbedderPool, MemorySettings, build_pipeline
 from somaagent.gateway.memory_registry import (
     check_model,
@@ -38,7 +38,6 @@ from somaagent.gateway.memory_registry import (
     record_report,
     store_name,
 )
-from somaagent.gateway.pagination import decode_cursor, encode_cursor
 from somaagent.gateway.settings import Settings
 from somaagent.memory.context import hit_public
 from somaagent.memory.documents import Document, IndexReport
@@ -56,6 +55,7 @@ from somaagent.memory.schemas import (
     SearchRequest,
     SearchResults,
 )
+from somaagent.memory.tables import MemoryCollection, MemoryDocument
 
 __all__ = ["MemoryService", "store_name"]
 

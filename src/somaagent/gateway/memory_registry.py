@@ -9,13 +9,13 @@ from collections.abc import Sequence
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from somaagent.db import utcnow
 from somaagent.errors import APIError, ConflictError, NotFoundError
-from somaagent.gateway.db.memory_models import MemoryCollection, MemoryDocument
-from somaagent.gateway.db.models import utcnow
 from somaagent.gateway.problems import to_api_error
 from somaagent.memory.documents import Document, IndexReport
 from somaagent.memory.embeddings.base import Embedder
 from somaagent.memory.schemas import Collection, DocumentIn, DocumentInfo, IndexResult
+from somaagent.memory.tables import MemoryCollection, MemoryDocument
 
 __all__ = [
     "check_model",

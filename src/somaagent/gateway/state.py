@@ -6,15 +6,15 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from somaagent.accounts.keys import Principal
+from somaagent.accounts.usage import UsageLedger
 from somaagent.gateway.conversations import ConversationService
-from somaagent.gateway.keys import Principal
 from somaagent.gateway.memory import MemoryService
 from somaagent.gateway.metrics import Metrics
 from somaagent.gateway.providers import ProviderPool
 from somaagent.gateway.ratelimit import RateLimiter
 from somaagent.gateway.settings import Settings
 from somaagent.gateway.turns import ChatTurns
-from somaagent.gateway.usage import UsageLedger
 from somaagent.llm.router import Router
 from somaagent.prompts.service import PromptService
 from somaagent.sre.chaos.points import FaultPoints

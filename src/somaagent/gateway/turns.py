@@ -18,16 +18,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from somaagent import types
+from somaagent.accounts.keys import Principal
+from somaagent.accounts.usage import UsageLedger
+from somaagent.chat import tables as db
 from somaagent.errors import APIError, ProviderError, ValidationError
 from somaagent.gateway import idempotency
 from somaagent.gateway.conversations import ConversationService, _retry_on_seq_race, message_public
-from somaagent.gateway.db import models as db
-from somaagent.gateway.keys import Principal
 from somaagent.gateway.metrics import Metrics
 from somaagent.gateway.problems import problem_body, to_api_error
 from somaagent.gateway.providers import ProviderPool
 from somaagent.gateway.streaming import sse_event
-from somaagent.gateway.usage import UsageLedger
 from somaagent.llm import cost, tokens
 from somaagent.llm.base import ChatMessage, ChatRequest, Completion, StreamChunk
 from somaagent.llm.fallback import (

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from somaagent.gateway.db.models import Base, UTCDateTime, utcnow
+from somaagent.db.base import Base, UTCDateTime, utcnow
 
 __all__ = ["MemoryCollection", "MemoryDocument"]
 

@@ -10,9 +10,9 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from somaagent.gateway.db.prompt_models import PromptLabel as Label
-from somaagent.gateway.db.prompt_models import PromptVersion as Version
 from somaagent.prompts.schemas import PromptVersion
+from somaagent.prompts.tables import PromptLabel as Label
+from somaagent.prompts.tables import PromptVersion as Version
 from somaagent.prompts.template import TemplateSpec
 
 

@@ -18,13 +18,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from somaagent import types
+from somaagent.db import new_id, utcnow
+from somaagent.db.pagination import decode_cursor, encode_cursor
 from somaagent.errors import ConflictError, NotFoundError, ValidationError
-from somaagent.gateway.db.models import new_id, utcnow
-from somaagent.gateway.db.prompt_models import PromptLabel as Label
-from somaagent.gateway.db.prompt_models import PromptVersion as Version
-from somaagent.gateway.pagination import decode_cursor, encode_cursor
 from somaagent.prompts import _rows as rows
 from somaagent.prompts.schemas import PromptDiff, PromptLabels, PromptSummary, PromptVersion
+from somaagent.prompts.tables import PromptLabel as Label
+from somaagent.prompts.tables import PromptVersion as Version
 from somaagent.prompts.template import PromptRef, TemplateSpec, dump_template_text, parse_ref
 
 __all__ = ["PromptStore"]

@@ -20,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from somaagent.gateway.db.models import Base, UTCDateTime, utcnow
+from somaagent.db.base import Base, UTCDateTime, utcnow
 
 __all__ = ["PromptLabel", "PromptVersion"]
 

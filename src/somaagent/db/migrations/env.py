@@ -1,16 +1,34 @@
-"""Alembic environment: runs on the connection handed over by ``engine.migrate``."""
+"""Alembic environment: runs on the connection handed over by :func:`somaagent.db.migrate`.
+
+Every domain package keeps its tables in its own ``tables`` module (``somaagent/chat/tables.py``,
+``somaagent/memory/tables.py``, ...), on :class:`somaagent.db.Base`. They are found here by that
+name, not imported by name, so the ``db`` package depends on no domain while an autogenerate run
+still sees every table.
+"""
 
 from __future__ import annotations
 
+import importlib
+from pathlib import Path
+
 from alembic import context
 
-import somaagent.gateway.db.memory_models  # registers the memory tables
-import somaagent.gateway.db.prompt_models  # noqa: F401  (registers the prompt tables)
-from somaagent.gateway.db.models import Base
+import somaagent
+from somaagent.db.base import Base
+
+
+def _load_domain_tables() -> None:
+    for root in map(Path, somaagent.__path__):
+        for package in sorted(root.iterdir()):
+            if (package / "tables.py").is_file() or (package / "tables" / "__init__.py").is_file():
+                importlib.import_module(f"somaagent.{package.name}.tables")
+
+
+_load_domain_tables()
 
 connection = context.config.attributes.get("connection")
 if connection is None:  # pragma: no cover - only reached by the alembic CLI without a connection
-    raise RuntimeError("run migrations through somaagent.gateway.db.engine.migrate")
+    raise RuntimeError("run migrations through somaagent.db.migrate")
 
 context.configure(
     connection=connection,

@@ -13,9 +13,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response, status
 
+from somaagent.accounts.keys import DEFAULT_TENANT
 from somaagent.errors import PermissionDeniedError
 from somaagent.gateway.auth import AdminPrincipal, State
-from somaagent.gateway.keys import DEFAULT_TENANT
 from somaagent.sre.chaos.points import FaultPoints
 from somaagent.types import FaultCreate, FaultPoint
 

@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 from starlette.exceptions import HTTPException
 
+from somaagent.accounts.keys import Principal
 from somaagent.errors import APIError, ProviderError, ValidationError
 from somaagent.gateway.auth import (
     CurrentPrincipal,
@@ -41,7 +42,6 @@ from somaagent.gateway.auth import (
     current_state,
     require_principal,
 )
-from somaagent.gateway.keys import Principal
 from somaagent.gateway.problems import problem_body, to_api_error
 from somaagent.gateway.state import GatewayState
 from somaagent.gateway.streaming import SSE_HEADERS, SSE_MEDIA_TYPE, sse_data

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from somaagent.gateway.db.models import UTCDateTime
+from somaagent.db.base import UTCDateTime
 
 revision = "0001"
 down_revision = None

@@ -10,9 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-# Registers the tables on Base.metadata, for autogenerate runs that start from here.
-import somaagent.gateway.db.memory_models  # noqa: F401
-from somaagent.gateway.db.models import UTCDateTime
+from somaagent.db.base import UTCDateTime
 
 revision = "0003"
 down_revision = "0002"
