@@ -66,7 +66,10 @@ def test_push_render_label_roll_back_and_diff(invoke: Invoke, tmp_path: Path) ->
     (folder / "cli_summary.prompt").write_text(SUMMARY.replace("Summarise", "Briefly summarise"))
     assert "cli_summary@2 saved" in invoke("prompts", "push", str(folder)).stdout
     labelled = invoke("prompts", "label", "cli_summary", "production", "2")
-    assert labelled.exit_code == 0 and "cli_summary:production → version 2" in labelled.stdout
+    assert labelled.exit_code == 0, labelled.output
+    # The result is printed once (it used to be followed by the label list saying it again).
+    assert labelled.stdout.strip() == "✓ cli_summary:production → version 2"
+    assert "production" not in labelled.stderr
     production = invoke("prompts", "render", "cli_summary:production", "--json")
     assert json.loads(production.stdout)["content"].startswith("Briefly summarise")
 
@@ -88,7 +91,10 @@ def test_push_render_label_roll_back_and_diff(invoke: Invoke, tmp_path: Path) ->
     labels = invoke("prompts", "label", "cli_summary", "--json")
     assert json.loads(labels.stdout)["labels"] == {"production": 1}
     removed = invoke("prompts", "label", "cli_summary", "production", "--delete")
-    assert removed.exit_code == 0 and "no labels" in removed.stderr
+    assert removed.exit_code == 0, removed.output
+    assert removed.stdout.strip() == "✓ removed cli_summary:production"
+    listed = invoke("prompts", "label", "cli_summary")
+    assert listed.exit_code == 0 and "cli_summary has no labels" in listed.stderr
 
 
 def test_list_show_and_versions(invoke: Invoke, tmp_path: Path) -> None:

@@ -43,12 +43,15 @@ def _decision(soma: Invoke, *args: str) -> RouteDecision:
 
 
 @pytest.mark.parametrize("columns", ["80", "160"])
-def test_the_table_shows_the_choice_and_every_candidate(
+def test_the_table_shows_the_choice_and_the_eligible_candidates(
     soma: Invoke, fake_openai: FakeVendor, monkeypatch: pytest.MonkeyPatch, columns: str
 ) -> None:
     monkeypatch.setenv("COLUMNS", columns)  # narrow: the provider under the model; wide: a column
     fake_openai.clear()
     decision = _decision(soma, HARD)
+    eligible = {c.model for c in decision.candidates if c.eligible}
+    excluded = {c.model for c in decision.candidates if not c.eligible}
+    assert eligible and excluded  # the unconfigured providers' models are excluded
     result = soma("route", HARD)
     assert result.exit_code == 0, result.output
     out = result.stdout
@@ -61,10 +64,20 @@ def test_the_table_shows_the_choice_and_every_candidate(
     chosen_row = next(line for line in lines if "✓ chosen" in line)
     assert chosen_row.split()[0] == decision.model
     table_rows = {line.split()[0] for line in lines if line.split()}
-    assert {c.model for c in decision.candidates} <= table_rows  # every candidate is listed
-    assert {c.provider for c in decision.candidates} <= set(out.split())
-    assert "excluded by" in out and "configured" in out  # the unconfigured providers
+    assert eligible <= table_rows  # every eligible candidate is listed ...
+    assert not excluded & table_rows  # ... and no excluded one, which --all adds
+    assert "excluded by" not in out
+    count = len(excluded)
+    assert f"{count} excluded models not shown (--all lists them)" in result.stderr
     assert "no model was called" in result.stderr
+
+    everything = soma("route", HARD, "--all")
+    assert everything.exit_code == 0, everything.output
+    all_rows = {line.split()[0] for line in everything.stdout.splitlines() if line.split()}
+    assert {c.model for c in decision.candidates} <= all_rows  # every candidate is listed
+    assert {c.provider for c in decision.candidates} <= set(everything.stdout.split())
+    assert "excluded by" in everything.stdout and "configured" in everything.stdout
+    assert "not shown" not in everything.stderr
     assert fake_openai.requests.snapshot() == []
 
 

@@ -14,11 +14,13 @@ import click
 from somaagent import __version__
 from somaagent.cli import _render
 from somaagent.cli._config import CliState
+from somaagent.cli._extras import install_hint, missing_extra
 from somaagent.cli._render import CliError
 from somaagent.cli.auth import auth, login, logout
 from somaagent.cli.chat import chat
 from somaagent.cli.conversations import conversations
 from somaagent.cli.memory import memory
+from somaagent.cli.models import models
 from somaagent.cli.prompts import prompts
 from somaagent.cli.route import route
 from somaagent.errors import SomaAgentError
@@ -66,12 +68,18 @@ class SomaGroup(click.Group):
             return super().invoke(ctx)
         except SomaAgentError as exc:
             raise CliError(_render.describe(exc), exit_code=_render.exit_code_for(exc)) from exc
+        except ModuleNotFoundError as exc:
+            # A command reached for code of an extra that is not installed. A missing module
+            # of SomaAgent itself is a bug, and keeps its traceback.
+            if (exc.name or "").split(".")[0] == "somaagent":
+                raise
+            raise missing_extra(exc, command=ctx.invoked_subcommand) from None
 
 
 def _load(
     name: str, module_name: str, attribute: str, short_help: str, extra: str
 ) -> click.Command:
-    install = f"pip install 'somaagent[{extra}]'"
+    install = install_hint(extra)
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -126,6 +134,7 @@ main.add_command(chat)
 main.add_command(conversations)
 main.add_command(prompts)
 main.add_command(memory)
+main.add_command(models)
 main.add_command(route)
 
 __all__ = ["main"]

@@ -24,7 +24,14 @@ from somaagent.errors import (
     PermissionDeniedError,
     SomaAgentError,
 )
-from somaagent.types import Conversation, Message, Page, RouteCandidate, RouteDecision
+from somaagent.types import (
+    Conversation,
+    Message,
+    ModelInfo,
+    Page,
+    RouteCandidate,
+    RouteDecision,
+)
 
 EXIT_ERROR = 1
 EXIT_NOT_FOUND = 3
@@ -75,6 +82,23 @@ def table_console() -> Console:
     is cut (a name in a table is something to copy)."""
     console = _out()
     return console if console.is_terminal else Console(highlight=False, width=200)
+
+
+_UNBOUNDED = 100_000
+
+
+def print_table(table: Table) -> None:
+    """Print a table with no cell cut: ids and names in tables are there to be copied.
+
+    At the terminal's width when the table fits; otherwise (a narrow terminal, or output piped
+    to a file) at the table's natural width, so the terminal wraps whole lines rather than Rich
+    shortening a cell with "…".
+    """
+    console = _out()
+    natural = Console(width=_UNBOUNDED, highlight=False).measure(table).maximum
+    if not console.is_terminal or natural > console.width:
+        console = Console(highlight=False, width=max(natural, 1))
+    console.print(table)
 
 
 def _err() -> Console:
@@ -172,10 +196,10 @@ def conversations_table(page: Page[Conversation]) -> None:
         table.add_row(
             conversation.id,
             escape(conversation.title or "—"),
-            conversation.model or "—",
+            conversation.model or conversation.last_model or "—",
             _when(conversation),
         )
-    _out().print(table)
+    print_table(table)
     if page.has_more and page.next_cursor:
         note(f"more: soma conversations list --cursor {page.next_cursor}")
 
@@ -248,12 +272,12 @@ _WIDE_TABLE = 120
 """The console width from which the route table gives the provider a column of its own."""
 
 
-def route_decision(decision: RouteDecision) -> None:
-    """A routing decision: the chosen model and the reason, then a table of every candidate.
+def route_decision(decision: RouteDecision, *, show_all: bool = False) -> None:
+    """A routing decision: the chosen model and the reason, then a table of the candidates.
 
-    Candidates are listed chosen first, then the eligible ones by estimated cost, then those a
-    constraint excluded. On a narrow console the provider goes under the model's name, so that
-    the reasons keep room.
+    Candidates are listed chosen first, then the eligible ones by estimated cost, then (with
+    ``show_all``) those a constraint excluded; otherwise a note counts the excluded ones. On a
+    narrow console the provider goes under the model's name, so that the reasons keep room.
     """
     complexity = decision.complexity
     rows = [
@@ -285,7 +309,8 @@ def route_decision(decision: RouteDecision) -> None:
     table.add_column("Est. cost", justify="right", no_wrap=True)
     table.add_column("Est. latency", justify="right", no_wrap=True)
     table.add_column("Verdict: why", ratio=1)
-    for candidate in sorted(decision.candidates, key=_candidate_order):
+    shown = [c for c in decision.candidates if show_all or c.eligible or c.chosen]
+    for candidate in sorted(shown, key=_candidate_order):
         name = escape(candidate.model)
         provider = escape(candidate.provider)
         if candidate.chosen:
@@ -300,4 +325,43 @@ def route_decision(decision: RouteDecision) -> None:
         )
     console.print()
     console.print(table)
+    hidden = len(decision.candidates) - len(shown)
+    if hidden:
+        note(f"{hidden} excluded model{'s' if hidden != 1 else ''} not shown (--all lists them)")
     note(f"decided in {decision.decision_ms:.1f} ms; no model was called")
+
+
+def models_table(models: Iterable[ModelInfo], *, show_all: bool = False) -> None:
+    """The registry's models with their prices; those not available only with ``show_all``."""
+    listed = sorted(models, key=lambda m: (not m.available, m.provider, m.id))
+    shown = [m for m in listed if show_all or m.available]
+    if not shown:
+        note("no model is available" + ("" if show_all else " (--all lists the registry)"))
+        return
+    table = Table(show_edge=False, header_style="bold")
+    table.add_column("Model", no_wrap=True)
+    table.add_column("Provider", no_wrap=True)
+    table.add_column("Context", justify="right", no_wrap=True)
+    table.add_column("$/M in", justify="right", no_wrap=True)
+    table.add_column("$/M out", justify="right", no_wrap=True)
+    if show_all:
+        table.add_column("Available", no_wrap=True)
+    for model in shown:
+        row = [
+            escape(model.id),
+            escape(model.provider),
+            f"{model.context_window:,}",
+            _price(model.input_cost_per_mtok),
+            _price(model.output_cost_per_mtok),
+        ]
+        if show_all:
+            row.append("yes" if model.available else "[dim]no[/]")
+        table.add_row(*row)
+    print_table(table)
+    hidden = len(listed) - len(shown)
+    if hidden:
+        note(f"{hidden} model{'s' if hidden != 1 else ''} not configured here (--all lists them)")
+
+
+def _price(value: float) -> str:
+    return "free" if value == 0 else f"${value:,.2f}"

@@ -10,6 +10,7 @@ from typing import TypeVar
 
 import click
 
+from somaagent.cli._extras import load_settings, missing_extra
 from somaagent.errors import SomaAgentError
 
 T = TypeVar("T")
@@ -20,15 +21,11 @@ def _run(action: Callable[..., Awaitable[T]]) -> T:
         from sqlalchemy.ext.asyncio import AsyncSession
 
         from somaagent.db.engine import make_engine, make_sessionmaker, migrate
-        from somaagent.gateway.settings import Settings
     except ModuleNotFoundError as exc:
-        raise click.ClickException(
-            f"admin commands need the server extra ({exc.name} is missing): "
-            "pip install 'somaagent[server]'"
-        ) from exc
+        raise missing_extra(exc, command="admin") from None
+    settings = load_settings()
 
     async def main() -> T:
-        settings = Settings()
         engine = make_engine(settings.resolved_database_url)
         try:
             await migrate(engine)
@@ -90,8 +87,9 @@ def list_keys(tenant: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([i.model_dump(mode="json") for i in infos]))
         return
-    from rich.console import Console
     from rich.table import Table
+
+    from somaagent.cli._render import print_table
 
     table = Table("id", "name", "tenant", "scope", "prefix", "created", "revoked")
     for i in infos:
@@ -104,7 +102,7 @@ def list_keys(tenant: str | None, as_json: bool) -> None:
             f"{i.created_at:%Y-%m-%d %H:%M}",
             f"{i.revoked_at:%Y-%m-%d %H:%M}" if i.revoked_at else "",
         )
-    Console().print(table)
+    print_table(table)  # never cuts an id: it is what `keys revoke` takes
 
 
 @keys.command("revoke")

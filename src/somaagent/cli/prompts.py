@@ -325,7 +325,7 @@ def label(
         _render.success(f"removed {name}:{label}")
     elif label is not None:
         _render.success(f"{name}:{label} → version {version}")
-    if not labels.labels:
+    elif not labels.labels:
         _render.note(f"{name} has no labels")
     else:
         _render.key_value((k, f"version {v}") for k, v in sorted(labels.labels.items()))

@@ -97,6 +97,12 @@ def policy_from_options(
     metavar="N",
     help="The most tokens the answer may have (it bounds the cost estimate).",
 )
+@click.option(
+    "--all",
+    "show_all",
+    is_flag=True,
+    help="List the excluded models too (by default only the eligible ones are listed).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
 @pass_state
 def route(
@@ -109,12 +115,14 @@ def route(
     capabilities: tuple[str, ...],
     providers: tuple[str, ...],
     max_tokens: int | None,
+    show_all: bool,
     as_json: bool,
 ) -> None:
     """Show which model the router would choose for PROMPT (`-` reads it from stdin), and why.
 
-    No model is called. The table lists every candidate with its predicted quality, estimated
-    cost and latency, and why it was chosen, passed over or excluded:
+    No model is called. The table lists the eligible models with their predicted quality,
+    estimated cost and latency, and why each was chosen or passed over; --all adds the models a
+    constraint (or a missing provider key) excluded, and why:
 
         soma route "Prove that sqrt(2) is irrational" --max-cost 0.01 --provider openai
     """
@@ -135,4 +143,4 @@ def route(
     if as_json:
         _render.as_json(decision)
     else:
-        _render.route_decision(decision)
+        _render.route_decision(decision, show_all=show_all)

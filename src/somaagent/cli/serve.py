@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from somaagent.cli._extras import load_settings, missing_extra
+
 
 @click.command()
 @click.option("--host", default=None, help="Interface to bind (default SOMA_HOST or 127.0.0.1).")
@@ -15,12 +17,9 @@ def serve(host: str | None, port: int | None, log_level: str | None) -> None:
         import uvicorn
 
         from somaagent.gateway.app import create_app
-        from somaagent.gateway.settings import Settings
     except ModuleNotFoundError as exc:
-        raise click.ClickException(
-            f"the server is not installed ({exc.name} is missing): pip install 'somaagent[server]'"
-        ) from exc
-    settings = Settings()
+        raise missing_extra(exc, command="serve") from None
+    settings = load_settings()
     host = host or settings.host
     port = port if port is not None else settings.port
     click.echo(f"SomaAgent gateway on http://{host}:{port}  (data: {settings.data_dir})", err=True)

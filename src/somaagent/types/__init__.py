@@ -62,6 +62,9 @@ class Conversation(_Response):
     title: str | None = None
     system_prompt: str | None = None
     model: str | None = None
+    last_model: str | None = Field(
+        default=None, description="the model of the latest reply, when there is one"
+    )
     metadata: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime
     updated_at: datetime
