@@ -20,7 +20,15 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import anyio.to_thread
-from jinja2 import Template, TemplateError, TemplateSyntaxError, UndefinedError, meta, nodes
+from jinja2 import (
+    Template,
+    TemplateError,
+    TemplateSyntaxError,
+    Undefined,
+    UndefinedError,
+    meta,
+    nodes,
+)
 from jinja2.exceptions import SecurityError
 
 from somaagent.errors import PayloadTooLargeError, ValidationError
@@ -107,6 +115,8 @@ class PromptEngine:
     def __init__(self, limits: RenderLimits | None = None, *, cache_size: int = 256) -> None:
         self.limits = limits or RenderLimits()
         self.environment = PromptEnvironment(self.limits)
+        # read when a template compiles: every ``{{ ... }}`` goes through it
+        self.environment.finalize = _printable
         self._cache: OrderedDict[str, tuple[Template, frozenset[str], nodes.Template]] = (
             OrderedDict()
         )
@@ -296,6 +306,40 @@ class PromptEngine:
         """:meth:`render` in a worker thread, so the event loop keeps serving."""
         work = functools.partial(self.render, compiled, variables, loc=loc)
         return await anyio.to_thread.run_sync(work)
+
+
+_PRINTABLE = (str, int, float, bool, type(None), range, Undefined)
+
+
+def _printable(value: Any) -> Any:
+    """``value`` as ``{{ ... }}`` prints it, when it prints as data.
+
+    A helper object (``cycler``, ``joiner``, ``namespace``), a function or a method would
+    print as Python's repr, with a memory address: a prompt should never contain that, and
+    the author almost always meant ``cycler.next()`` or ``ns.attribute``. Lists and dicts
+    are checked item by item, since they print their items' reprs.
+
+    Raises:
+        TypeError: the value (or an item of it) is not data; a 422 naming the template.
+    """
+    pending: list[Any] = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, _PRINTABLE):
+            continue
+        if isinstance(item, list | tuple):
+            pending.extend(item)
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        else:
+            kind = type(item).__name__
+            hint = {
+                "Cycler": ": print cycler.next() or cycler.current",
+                "Namespace": ": print one of its attributes",
+            }.get(kind, "")
+            raise TypeError(f"a {kind} object cannot be printed in a prompt{hint}")
+    return value
 
 
 def _render_error(name: str, exc: BaseException) -> ValidationError:
