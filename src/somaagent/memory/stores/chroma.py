@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Final, TypeVar
 
@@ -97,25 +98,35 @@ class ChromaStore(VectorStore):
         self._client: Any = None
         self._errors_module: Any = None
         self._handles: dict[str, Any] = {}
+        # Chroma's client constructor is not thread-safe: two worker threads making the first
+        # client at once share a half-started system ("'RustBindingsAPI' object has no
+        # attribute 'bindings'", "Could not connect to tenant"). One thread makes it.
+        self._connecting = threading.Lock()
 
     # -- plumbing --------------------------------------------------------------------------
 
     def _connect(self) -> Any:
-        if self._client is None:
-            try:
-                import chromadb
-                import chromadb.errors
-                from chromadb.config import Settings
-            except ImportError:
-                raise missing_extra("Chroma", "chromadb", "server") from None
-            settings = Settings(anonymized_telemetry=False, allow_reset=False)
-            with self._mapped(""):
-                if self.path is None:
-                    self._client = chromadb.EphemeralClient(settings=settings)
-                else:
-                    self._client = chromadb.PersistentClient(path=self.path, settings=settings)
-            self._errors_module = chromadb.errors
+        if self._client is not None:
+            return self._client
+        with self._connecting:
+            if self._client is None:
+                self._make_client()
         return self._client
+
+    def _make_client(self) -> None:
+        try:
+            import chromadb
+            import chromadb.errors
+            from chromadb.config import Settings
+        except ImportError:
+            raise missing_extra("Chroma", "chromadb", "server") from None
+        settings = Settings(anonymized_telemetry=False, allow_reset=False)
+        with self._mapped(""):
+            if self.path is None:
+                self._client = chromadb.EphemeralClient(settings=settings)
+            else:
+                self._client = chromadb.PersistentClient(path=self.path, settings=settings)
+        self._errors_module = chromadb.errors
 
     @contextlib.contextmanager
     def _mapped(self, name: str) -> Iterator[None]:
