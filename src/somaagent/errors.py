@@ -11,6 +11,7 @@
     │   ├── NotFoundError             404  unknown, or another tenant's object
     │   ├── ConflictError             409
     │   ├── PayloadTooLargeError      413
+    │   ├── UnsupportedMediaTypeError 415  a body in a content type the endpoint does not take
     │   ├── ValidationError           422  invalid input; ``errors`` names the fields
     │   ├── RateLimitError            429  ``retry_after`` seconds
     │   │   └── BudgetExceededError       429  the API key's monthly budget is spent
@@ -123,6 +124,12 @@ class ConflictError(APIError):
 
 class PayloadTooLargeError(APIError):
     status, slug, title = 413, "payload-too-large", "Payload too large"
+
+
+class UnsupportedMediaTypeError(APIError):
+    """A request body in a content type the endpoint does not take."""
+
+    status, slug, title = 415, "unsupported-media-type", "Unsupported media type"
 
 
 class ValidationError(APIError):
@@ -394,6 +401,7 @@ _BY_STATUS: dict[int, type[APIError]] = {
         NotFoundError,
         ConflictError,
         PayloadTooLargeError,
+        UnsupportedMediaTypeError,
         ValidationError,
         RateLimitError,
         UpstreamError,

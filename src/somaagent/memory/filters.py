@@ -15,8 +15,10 @@ Operators: ``eq``, ``ne``, ``in``, ``nin`` (any scalar), ``gt``, ``gte``, ``lt``
 
 Semantics, identical on every back-end:
 
-* scalars are ``str``, ``int``, ``float`` and ``bool``; ``True`` never equals ``1``, while
-  ``1`` equals ``1.0``;
+* scalars are ``str``, ``int`` (64-bit: what every back-end stores), ``float`` and ``bool``;
+  ``True`` never equals ``1``, while ``1`` equals ``1.0``;
+* field names are non-empty strings that do not start with ``$`` (the operator prefix of
+  the back-ends' own languages, and never a stored metadata key);
 * ``ne`` and ``nin`` are the negations of ``eq`` and ``in``: a record that lacks the field
   passes them (as in ChromaDB, Qdrant's ``must_not`` and MongoDB); every other operator fails
   on a missing field.
@@ -56,6 +58,8 @@ COMPARISON_OPERATORS: Final[frozenset[str]] = frozenset(get_args(Operator))
 LOGICAL_OPERATORS: Final[frozenset[str]] = frozenset({"and", "or"})
 RANGE_OPERATORS: Final[frozenset[str]] = frozenset({"gt", "gte", "lt", "lte"})
 MAX_DEPTH: Final = 16
+INT_MIN: Final = -(2**63)
+INT_MAX: Final = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +113,10 @@ def _is_scalar(value: object) -> bool:
 
 
 def _scalar(value: object, loc: list[str | int], op: str) -> Scalar:
+    if isinstance(value, int) and not isinstance(value, bool) and not INT_MIN <= value <= INT_MAX:
+        raise _invalid(
+            loc, f"'{op}' takes integers that fit in 64 bits, got {value}", "invalid_value"
+        )
     if not _is_scalar(value):
         raise _invalid(
             loc,
@@ -146,6 +154,15 @@ def _parse(raw: object, loc: list[str | int], depth: int) -> Filter:
         if not isinstance(key, str) or not key:
             raise _invalid(loc, f"field names are non-empty strings, got {key!r}", "invalid_field")
         here = [*loc, key]
+        if key.startswith("$"):
+            # a back-end's own operator ($where, $eq, ...): refused here, as a client mistake,
+            # not passed on to fail in the store as if the store were down
+            raise _invalid(
+                here,
+                f"unknown operator or field {key!r}: field names do not start with '$' "
+                "(operators: eq, ne, in, nin, gt, gte, lt, lte; and, or)",
+                "unknown_operator",
+            )
         if key in LOGICAL_OPERATORS:
             if not isinstance(value, list | tuple) or not value:
                 raise _invalid(here, f"'{key}' takes a non-empty list of filters", "invalid_value")

@@ -16,7 +16,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
 
 from somaagent import types
-from somaagent.errors import ConfigurationError, PayloadTooLargeError, ValidationError
+from somaagent.errors import (
+    ConfigurationError,
+    PayloadTooLargeError,
+    UnsupportedMediaTypeError,
+    ValidationError,
+)
 from somaagent.gateway.auth import CurrentPrincipal, State, get_state
 from somaagent.gateway.memory import MemoryService
 from somaagent.llm import tokens
@@ -97,11 +102,32 @@ async def delete_collection(name: Name, who: CurrentPrincipal, memory: Memory) -
 
 # -- documents ----------------------------------------------------------------------------------
 
+
+def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` with its ``#/$defs/...`` references replaced by the definitions: inside an
+    OpenAPI document such a reference would point at the document's root, where no ``$defs``
+    is, and schema-driven clients could not resolve it."""
+    definitions = schema.pop("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return walk(definitions[ref.removeprefix("#/$defs/")])
+            return {key: walk(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [walk(item) for item in node]
+        return node
+
+    inlined: dict[str, Any] = walk(schema)
+    return inlined
+
+
 _DOCUMENTS_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": DocumentsCreate.model_json_schema()},
+            "application/json": {"schema": _inlined(DocumentsCreate.model_json_schema())},
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
@@ -132,9 +158,13 @@ async def index_documents(
     An unchanged document (same text, source and metadata) is skipped unless ``force``; when
     every one is, the answer is 200 instead of 201.
     """
-    content_type = request.headers.get("content-type", "")
+    content_type = request.headers.get("content-type", "").lower()
     if content_type.startswith("multipart/form-data"):
         documents, force = await _read_upload(request, memory.max_document_chars)
+    elif content_type and not _is_json(content_type):
+        raise UnsupportedMediaTypeError(
+            f"documents come as application/json or multipart/form-data, not {content_type!r}"
+        )
     else:
         body = _parse(DocumentsCreate, await _json(request))
         documents, force = body.documents, body.force
@@ -161,6 +191,11 @@ async def delete_document(
     """Delete one document and its chunks."""
     await memory.delete_document(who.tenant, name, document_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip()
+    return media == "application/json" or media.endswith("+json")
 
 
 # -- search and retrieval -----------------------------------------------------------------------
