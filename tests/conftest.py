@@ -2,4 +2,4 @@
 
 from __future__ import annotations
 
-pytest_plugins = ["tests.fakes.fixtures", "tests.fakes.memory_fixtures"]
+pytest_plugins = ["tests.fakes.fixtures", "tests.fakes.memory_fixtures", "tests._skips"]

@@ -23,8 +23,6 @@ NS = "somaagent"
 
 @pytest.fixture(scope="module")
 def k8s_server() -> Iterator[tuple[FakeKubernetes, str]]:
-    if not CRDS.is_dir():
-        pytest.skip(f"the Chaos Mesh CRDs are not at {CRDS} (set SOMA_CHAOS_CRDS)")
     fake = FakeKubernetes(CRDS)
     with run_asgi(fake.app) as url:
         yield fake, url
