@@ -58,6 +58,18 @@ async def require_principal(request: Request) -> Principal:
     A plain coroutine as well as a dependency: routes that skip dependency injection call it
     directly. The principal is also left on ``request.state.principal``.
     """
+    principal = await authenticate_request(request)
+    get_state(request).rate_limiter.check(principal.key_id)
+    request.state.principal = principal
+    return principal
+
+
+async def authenticate_request(request: Request) -> Principal:
+    """The caller of ``request``, or a 401 problem; takes no rate-limit token.
+
+    The gateway's middleware calls it before a request body is read, so a caller without a
+    valid key learns that first, whatever the body holds.
+    """
     state = get_state(request)
     key = _presented_key(request)
     if not key:
@@ -76,8 +88,6 @@ async def require_principal(request: Request) -> Principal:
                 "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"}
             )
         principal = found
-    state.rate_limiter.check(principal.key_id)
-    request.state.principal = principal
     return principal
 
 

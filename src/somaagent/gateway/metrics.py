@@ -52,6 +52,13 @@ GENAI_DURATION_BUCKETS = (
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+"""The methods that keep their own ``http_request_method`` value; any other (PROPFIND, LOCK,
+a made-up word) is counted as ``_OTHER``, as OpenTelemetry's HTTP conventions say, so a client
+cannot create series at will."""
+
+OTHER_METHOD = "_OTHER"
+
 SERVER_ERROR_STATUSES = (500, 502, 503, 504)
 """The 5xx statuses the gateway answers, made at zero for each route when it is first seen."""
 
@@ -120,7 +127,13 @@ class Metrics:
         self._token_children: dict[tuple[str, str, str, str], Histogram] = {}
 
     def observe_http(self, method: str, route: str, status: int, seconds: float) -> None:
-        """Record one HTTP request's duration by method, route template and status code."""
+        """Record one HTTP request's duration by method, route template and status code.
+
+        ``route`` must come from a bounded set (the app's templates, or one value for "no
+        route"); an unknown ``method`` is recorded as :data:`OTHER_METHOD`.
+        """
+        if method not in HTTP_METHODS:
+            method = OTHER_METHOD
         key = (method, route, status)
         child = self._http_children.get(key)
         if child is None:
