@@ -69,10 +69,8 @@ class SomaGroup(click.Group):
         except SomaAgentError as exc:
             raise CliError(_render.describe(exc), exit_code=_render.exit_code_for(exc)) from exc
         except ModuleNotFoundError as exc:
-            # A command reached for code of an extra that is not installed. A missing module
-            # of SomaAgent itself is a bug, and keeps its traceback.
-            if (exc.name or "").split(".")[0] == "somaagent":
-                raise
+            # A command reached for code of an extra that is not installed (a missing module
+            # of SomaAgent itself is a bug: missing_extra raises it again, traceback and all).
             raise missing_extra(exc, command=ctx.invoked_subcommand) from None
 
 

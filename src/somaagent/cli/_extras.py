@@ -47,7 +47,14 @@ def install_hint(extra: str) -> str:
 
 
 def missing_extra(exc: ModuleNotFoundError, *, command: str | None = None) -> CliError:
-    """The one-line error for a module that an extra would have installed."""
+    """The one-line error for a module that an extra would have installed.
+
+    Raises:
+        ModuleNotFoundError: ``exc`` itself when the missing module is SomaAgent's own: that is
+            a bug, not a missing extra, and keeps its traceback.
+    """
+    if (exc.name or "").split(".")[0] == "somaagent":
+        raise exc
     extra = extra_for_module(exc.name)
     what = f"`soma {command}`" if command else "this command"
     return CliError(
@@ -56,8 +63,8 @@ def missing_extra(exc: ModuleNotFoundError, *, command: str | None = None) -> Cl
     )
 
 
-def load_settings() -> Settings:
-    """The gateway's settings from the environment (and ``.env``).
+def load_settings(command: str) -> Settings:
+    """The gateway's settings from the environment (and ``.env``), for ``soma COMMAND``.
 
     Raises:
         CliError: the server extra is missing, or a setting is invalid (one line naming it).
@@ -67,7 +74,7 @@ def load_settings() -> Settings:
     try:
         from somaagent.gateway.settings import Settings
     except ModuleNotFoundError as exc:
-        raise missing_extra(exc) from exc
+        raise missing_extra(exc, command=command) from None
     try:
         return Settings()
     except pydantic.ValidationError as exc:
@@ -114,5 +121,5 @@ def _cross_field_fix(message: str) -> str:
             "or SOMA_MODE=local for the embedded SQLite)"
         )
     if "placeholder" in message:
-        return " (set the real key, or unset it)"
+        return " (or unset it)"
     return " (check the SOMA_ settings in the environment or .env)"

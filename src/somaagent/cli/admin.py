@@ -23,7 +23,7 @@ def _run(action: Callable[..., Awaitable[T]]) -> T:
         from somaagent.db.engine import make_engine, make_sessionmaker, migrate
     except ModuleNotFoundError as exc:
         raise missing_extra(exc, command="admin") from None
-    settings = load_settings()
+    settings = load_settings("admin")
 
     async def main() -> T:
         engine = make_engine(settings.resolved_database_url)

@@ -13,13 +13,13 @@ from somaagent.cli._extras import load_settings, missing_extra
 @click.option("--log-level", default=None, help="uvicorn log level (default SOMA_LOG_LEVEL).")
 def serve(host: str | None, port: int | None, log_level: str | None) -> None:
     """Run the SomaAgent gateway."""
+    settings = load_settings("serve")  # first: a bad setting is the likelier mistake
     try:
         import uvicorn
 
         from somaagent.gateway.app import create_app
     except ModuleNotFoundError as exc:
         raise missing_extra(exc, command="serve") from None
-    settings = load_settings()
     host = host or settings.host
     port = port if port is not None else settings.port
     click.echo(f"SomaAgent gateway on http://{host}:{port}  (data: {settings.data_dir})", err=True)
