@@ -32,6 +32,7 @@ when to retry.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -212,7 +213,7 @@ class Router:
         )
         candidates = [self._candidate(spec, request) for spec in self.registry.all()]
         chosen, bar, best = self._choose(candidates, policy)
-        chain = self._fallbacks(chosen.spec, policy, candidates)
+        chain = self._fallbacks(chosen.spec, policy, candidates, request)
         reason = explain_choice(chosen, estimate, policy, bar, best)
         marked = tuple(verdict(c, chosen, bar, self.tie_tolerance) for c in candidates)
         return RoutingDecision(
@@ -409,20 +410,48 @@ class Router:
         return chosen, bar, best
 
     def _fallbacks(
-        self, chosen: ModelSpec, policy: RoutingPolicy, candidates: list[Candidate]
+        self,
+        chosen: ModelSpec,
+        policy: RoutingPolicy,
+        candidates: list[Candidate],
+        request: _Request,
     ) -> tuple[ModelSpec, ...]:
+        explicit = policy.fallbacks is not None
         specs = self._chain_specs(policy.fallbacks)
-        # A fallback must be callable and able to take the request; price, speed and the
-        # quality bar do not apply: it is there for when the chosen model fails.
-        usable = {
-            c.spec.name
-            for c in candidates
-            if c.eligible or c.excluded_by in ("breaker", "max_cost_usd", "max_latency_ms")
-        }
+        by_name = {c.spec.name: c for c in candidates}
+        # ``models`` and ``providers`` narrow what the router may choose; a fallback the caller
+        # names is their explicit word, so it is judged only on whether it can take the request
+        open_request = dataclasses.replace(
+            request, allowed=None, policy=policy.model_copy(update={"providers": None})
+        )
         seen = {chosen.name}
         chain = []
-        for spec in specs:
-            if spec.name not in seen and spec.name in usable:
+        for index, spec in enumerate(specs):
+            if spec.name in seen:
+                continue
+            candidate = by_name.get(spec.name)
+            if explicit and (candidate is None or candidate.excluded_by in ("models", "providers")):
+                candidate = self._candidate(spec, open_request)
+            # A fallback must be callable and able to take the request; price, speed and the
+            # quality bar do not apply: it is there for when the chosen model fails.
+            if candidate is not None and (
+                candidate.eligible
+                or candidate.excluded_by in ("breaker", "max_cost_usd", "max_latency_ms")
+            ):
                 chain.append(spec)
                 seen.add(spec.name)
+            elif explicit:
+                why = candidate.why if candidate is not None else "unknown"
+                message = f"fallback {spec.name!r} cannot take this request: {why}"
+                raise ValidationError(
+                    message,
+                    errors=[
+                        {
+                            "loc": [*_POLICY, "fallbacks", index],
+                            "msg": message,
+                            "type": "unusable_fallback",
+                        }
+                    ],
+                    problem_type=PROBLEM_IMPOSSIBLE_POLICY,
+                )
         return tuple(chain)
