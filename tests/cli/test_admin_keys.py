@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -90,3 +93,50 @@ def test_budget_set_shown_and_removed(runner: CliRunner) -> None:
     negative = runner.invoke(admin, ["keys", "budget", info["id"], "--", "-1"])
     assert negative.exit_code == 1
     assert "budget" in negative.output
+
+
+@pytest.mark.parametrize("columns", ["30", "80", "200"])
+def test_the_key_table_never_cuts_an_id(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch, columns: str
+) -> None:
+    name = "a key with a rather long name that asks for room"
+    created = runner.invoke(admin, ["keys", "create", "--name", name, "--json"])
+    key_id = json.loads(created.output)["id"]
+    monkeypatch.setenv("COLUMNS", columns)
+    listed = runner.invoke(admin, ["keys", "list"])  # piped: not a terminal
+    assert listed.exit_code == 0, listed.output
+    assert key_id in listed.output and name in listed.output
+    assert listed.output.count("…") == 1  # only the secret's prefix is elided
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a POSIX pseudo-terminal")
+def test_the_key_table_never_cuts_an_id_in_a_narrow_terminal(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    import pty
+
+    created = runner.invoke(admin, ["keys", "create", "--name", "narrow", "--json"])
+    key_id = json.loads(created.output)["id"]
+    leader, follower = pty.openpty()
+    env = {**os.environ, "COLUMNS": "40", "LINES": "20", "TERM": "xterm-256color"}
+    code = "import sys; from somaagent.cli import main; sys.exit(main())"
+    with subprocess.Popen(
+        [sys.executable, "-c", code, "admin", "keys", "list"],
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        env=env,
+    ) as process:
+        os.close(follower)
+        chunks: list[bytes] = []
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        assert process.wait(timeout=30) == 0, b"".join(chunks).decode(errors="replace")
+    os.close(leader)
+    assert key_id in b"".join(chunks).decode(errors="replace")

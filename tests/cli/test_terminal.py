@@ -64,3 +64,15 @@ def test_a_stream_prints_the_text_as_it_comes(base_url: str, config_dir: Path) -
     )
     assert "Echo: one two three" in out
     assert "conversation conv_" in out
+
+
+def test_every_line_ends_with_a_newline(base_url: str, config_dir: Path) -> None:
+    with_stream = _run_in_terminal(
+        ["chat", "--stream", "one two three"], base_url=base_url, config_dir=config_dir
+    )
+    whole = _run_in_terminal(["chat", "one two three"], base_url=base_url, config_dir=config_dir)
+    for out in (with_stream, whole):
+        reply, footer = out.split("\r\n")[:2]
+        assert reply.rstrip() == "Echo: one two three"  # the reply's line is ended ...
+        assert "conversation conv_" in footer and "Echo" not in footer  # ... before the footer
+        assert out.endswith("\x1b[0m\r\n")  # and the footer's line is ended too
