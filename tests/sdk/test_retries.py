@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -20,6 +21,7 @@ from somaagent import (
     ValidationError,
 )
 from somaagent.errors import APIError, UpstreamError
+from somaagent.sdk import RetryEvent
 from somaagent.sdk._base import RetryPolicy, parse_retry_after
 from tests.sdk.stub_gateway import ALICE_KEY, StubGateway
 
@@ -211,3 +213,38 @@ def test_retry_after_accepts_seconds_and_http_dates() -> None:
     seconds = parse_retry_after({"Retry-After": later})
     assert seconds is not None
     assert 28 <= seconds <= 30
+
+
+def test_on_retry_hears_of_each_wait(
+    client: Client, stub: StubGateway, sleeps: list[float]
+) -> None:
+    events: list[RetryEvent] = []
+    client.on_retry = events.append
+    stub.fail_next(1, 429, retry_after=2)
+    stub.fail_next(1, 503)
+    client.me()
+    assert [e.attempt for e in events] == [1, 2]
+    assert [e.delay for e in events] == sleeps
+    assert events[0].describe() == "rate limited, retrying in 2 s"
+    assert isinstance(events[0].error, RateLimitError)
+    assert re.fullmatch(r"the gateway answered 503, retrying in (0\.\d|1) s", events[1].describe())
+
+
+@pytest.mark.anyio
+async def test_the_async_on_retry_hears_of_each_wait(
+    async_client: AsyncClient, stub: StubGateway, sleeps: list[float]
+) -> None:
+    events: list[RetryEvent] = []
+    async_client.on_retry = events.append
+    stub.fail_next(2, 429, retry_after=1.5)
+    await async_client.me()
+    assert [e.describe() for e in events] == ["rate limited, retrying in 1.5 s"] * 2
+
+
+def test_no_event_when_the_error_is_raised(client: Client, stub: StubGateway) -> None:
+    events: list[RetryEvent] = []
+    client.on_retry = events.append
+    stub.fail_next(3, 429, retry_after=1)
+    with pytest.raises(RateLimitError):
+        client.me()
+    assert len(events) == 2  # two retries announced; the third failure is raised, not retried
