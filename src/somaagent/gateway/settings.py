@@ -75,6 +75,29 @@ class Settings(BaseSettings):
         "local mode, off in production",
     )
 
+    # Capsules (the sandbox: see somaagent.capsules.sandbox).
+    capsules_sandbox: Literal["auto", "bwrap", "rlimits"] = Field(
+        default="auto", description="the sandbox tier; auto: bubblewrap where it works"
+    )
+    capsules_allow_unconfined: bool = Field(
+        default=False,
+        description="run capsules whose permissions the sandbox tier cannot enforce",
+    )
+    capsules_allow_private_networks: bool = Field(
+        default=False,
+        description="let http_fetch and remote MCP capsules reach loopback, link-local and "
+        "private addresses",
+    )
+    capsules_http_hosts: list[str] = Field(
+        default_factory=list,
+        description="hosts http_fetch may reach (JSON list; *.example.com for subdomains)",
+    )
+    capsules_dir: Path | None = Field(
+        default=None,
+        description="the sandbox's working folder (other uids must be able to traverse it); "
+        "default: <tmp>/somaagent-capsules",
+    )
+
     # Operations.
     log_level: str = "info"
     bootstrap_admin_key: bool = True

@@ -1,0 +1,35 @@
+"""Date and time tools over the standard library's zoneinfo."""
+
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+
+def _zone(name):
+    if name.upper() == "UTC":
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone: {name}") from None
+
+
+def now(timezone="UTC"):
+    """The current time in ``timezone``."""
+    moment = datetime.now(_zone(timezone))
+    return {
+        "iso": moment.isoformat(),
+        "unix": moment.timestamp(),
+        "timezone": timezone,
+        "weekday": moment.strftime("%A"),
+    }
+
+
+def convert(time, to_timezone):
+    """``time`` (ISO 8601; naive means UTC) in ``to_timezone``."""
+    try:
+        moment = datetime.fromisoformat(time)
+    except ValueError:
+        raise ValueError(f"not an ISO 8601 date-time: {time}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return {"iso": moment.astimezone(_zone(to_timezone)).isoformat(), "timezone": to_timezone}

@@ -1,0 +1,290 @@
+"""The catalog's ``builtin`` tools, which the gateway runs itself because they use its
+services: ``memory_search`` (the memory service's search), ``json_extract`` (a model through
+the router) and ``http_fetch`` (HTTP with a host allow-list and an SSRF guard).
+
+The capsules package imports no gateway code: the app factory hands in the services as plain
+callables (:class:`HostServices`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import socket
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import anyio
+import httpcore
+
+from somaagent.capsules.manifest import ToolSpec
+from somaagent.capsules.runner import Outcome, schema_problem
+
+__all__ = ["HostServices", "HostedTools", "address_allowed", "host_allowed"]
+
+MemorySearch = Callable[[str, str, str, int], Awaitable[list[dict[str, Any]]]]
+"""``(tenant, collection, query, k) -> [{id, text, score, metadata}]``."""
+Complete = Callable[[str, str | None, list[dict[str, str]]], Awaitable[tuple[str, str]]]
+"""``(tenant, model or None, messages) -> (answer text, model used)``."""
+
+TIER = "host"
+
+
+@dataclass(slots=True)
+class HostServices:
+    """What the gateway lends the builtin tools, and the operator's network rules."""
+
+    memory_search: MemorySearch | None = None
+    complete: Complete | None = None
+    http_hosts: list[str] = field(default_factory=list)
+    """Hosts ``http_fetch`` may reach (``example.com``, ``*.example.com``); empty: none."""
+    allow_private_networks: bool = False
+    """Let ``http_fetch`` reach loopback, link-local and private addresses."""
+
+
+class ToolFailure(Exception):
+    """A builtin tool's failure, reported as an ``is_error`` result."""
+
+
+def host_allowed(host: str, allowed: Iterable[str]) -> bool:
+    """Whether ``host`` matches the allow-list (``*.example.com`` covers subdomains only)."""
+    host = host.lower().rstrip(".")
+    for pattern in allowed:
+        pattern = pattern.lower().split(":", 1)[0]
+        if pattern.startswith("*."):
+            if host.endswith(pattern[1:]):
+                return True
+        elif host == pattern:
+            return True
+    return False
+
+
+def address_allowed(address: str, *, allow_private: bool) -> bool:
+    """Whether an IP address may be fetched: only public unicast ones, unless allowed."""
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_multicast or ip.is_unspecified:
+        return False
+    if allow_private:
+        return True
+    return ip.is_global and not (
+        ip.is_loopback or ip.is_link_local or ip.is_private or ip.is_reserved
+    )
+
+
+class _GuardedBackend(httpcore.AsyncNetworkBackend):
+    """Resolves the host itself and connects only to an allowed address: the check and the
+    connection use the same address, so DNS cannot answer differently in between."""
+
+    def __init__(self, allow_private: bool) -> None:
+        self.allow_private = allow_private
+        self.inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        try:
+            infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise ToolFailure(f"cannot resolve {host}: {exc}") from exc
+        addresses = [str(info[4][0]) for info in infos]
+        refused = [a for a in addresses if not address_allowed(a, allow_private=self.allow_private)]
+        if refused or not addresses:
+            raise ToolFailure(
+                f"{host} resolves to a loopback, link-local or private address ({refused[0] if refused else 'none'}); "
+                "the operator has not allowed those (SOMA_CAPSULES_ALLOW_PRIVATE_NETWORKS)"
+            )
+        return await self.inner.connect_tcp(
+            addresses[0],
+            port,
+            timeout=timeout,
+            local_address=local_address,
+            socket_options=socket_options,
+        )
+
+    async def sleep(self, seconds: float) -> None:
+        await anyio.sleep(seconds)
+
+
+class HostedTools:
+    """Runs the builtin tools for one gateway."""
+
+    def __init__(self, services: HostServices) -> None:
+        self.services = services
+
+    async def call(
+        self,
+        capsule: str,
+        tool: ToolSpec,
+        arguments: dict[str, Any],
+        *,
+        tenant: str,
+        timeout_s: float,
+    ) -> Outcome:
+        started = time.perf_counter()
+        handler = {
+            ("http_fetch", "fetch"): self._fetch,
+            ("memory_search", "search"): self._search,
+            ("json_extract", "extract"): self._extract,
+        }.get((capsule, tool.name))
+        if handler is None:
+            return Outcome.failed(
+                f"{capsule} has no builtin tool {tool.name!r}", tier=TIER, started=started
+            )
+        try:
+            with anyio.fail_after(timeout_s):
+                value = await handler(tenant, arguments)
+        except TimeoutError:
+            return Outcome.failed(
+                f"{capsule}: it ran past its {timeout_s:g} s timeout", tier=TIER, started=started
+            )
+        except ToolFailure as exc:
+            return Outcome.failed(f"{capsule}: {exc}", tier=TIER, started=started)
+        problem = schema_problem(tool.output_schema, value)
+        if problem is not None:
+            return Outcome.failed(
+                f"{capsule}: output does not match its schema: {problem}",
+                tier=TIER,
+                started=started,
+            )
+        return Outcome(
+            content=[{"type": "text", "text": json.dumps(value, ensure_ascii=False)}],
+            structured=value,
+            duration_ms=(time.perf_counter() - started) * 1000,
+            sandbox_tier=TIER,
+        )
+
+    async def _fetch(self, tenant: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        url = str(arguments["url"])
+        max_bytes = int(arguments.get("max_bytes", 65536))
+        async with httpcore.AsyncConnectionPool(
+            network_backend=_GuardedBackend(self.services.allow_private_networks)
+        ) as pool:
+            for _ in range(4):  # the request and up to three redirects, each checked again
+                parts = urlsplit(url)
+                host = parts.hostname or ""
+                if parts.scheme not in ("http", "https") or not host:
+                    raise ToolFailure(f"not an http(s) URL: {url}")
+                if not host_allowed(host, self.services.http_hosts):
+                    raise ToolFailure(
+                        f"host {host} is not on the operator's allow-list (SOMA_CAPSULES_HTTP_HOSTS)"
+                    )
+                body = bytearray()
+                truncated = False
+                try:
+                    async with pool.stream(
+                        "GET", url, headers=[(b"user-agent", b"SomaAgent-http_fetch/1")]
+                    ) as response:
+                        location = _header(response.headers, b"location")
+                        if response.status in (301, 302, 303, 307, 308) and location:
+                            url = urljoin(url, location)
+                            continue
+                        async for chunk in response.aiter_stream():
+                            body.extend(chunk)
+                            if len(body) > max_bytes:
+                                truncated = True
+                                break
+                except httpcore.TimeoutException as exc:
+                    raise ToolFailure(f"{host} timed out") from exc
+                except (
+                    httpcore.NetworkError,
+                    httpcore.ProtocolError,
+                    httpcore.UnsupportedProtocol,
+                ) as exc:
+                    raise ToolFailure(f"cannot fetch {url}: {exc}") from exc
+                content_type = _header(response.headers, b"content-type") or ""
+                return {
+                    "url": url,
+                    "status": response.status,
+                    "content_type": content_type,
+                    "text": bytes(body[:max_bytes]).decode(
+                        _charset(content_type), errors="replace"
+                    ),
+                    "truncated": truncated,
+                }
+        raise ToolFailure("too many redirects")
+
+    async def _search(self, tenant: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        if self.services.memory_search is None:
+            raise ToolFailure("the memory service is not available on this gateway")
+        try:
+            results = await self.services.memory_search(
+                tenant,
+                str(arguments["collection"]),
+                str(arguments["query"]),
+                int(arguments.get("k", 5)),
+            )
+        except Exception as exc:  # a missing collection or a store failure is the tool's error
+            raise ToolFailure(
+                getattr(exc, "message", None) or str(exc) or type(exc).__name__
+            ) from exc
+        return {"results": results}
+
+    async def _extract(self, tenant: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        if self.services.complete is None:
+            raise ToolFailure("no model is available on this gateway")
+        schema = arguments["schema"]
+        messages = [
+            {
+                "role": "system",
+                "content": "Extract the requested data from the user's text. Answer with one JSON "
+                "value that matches this JSON Schema and nothing else:\n"
+                + json.dumps(schema)
+                + ("\n" + str(arguments["instructions"]) if arguments.get("instructions") else ""),
+            },
+            {"role": "user", "content": str(arguments["text"])},
+        ]
+        try:
+            answer, model = await self.services.complete(tenant, arguments.get("model"), messages)
+        except Exception as exc:  # provider failures end as the tool's error, not a 500
+            raise ToolFailure(
+                f"the model call failed: {getattr(exc, 'message', None) or exc}"
+            ) from exc
+        data = _first_json(answer)
+        if data is _NOTHING:
+            raise ToolFailure(f"the model's answer held no JSON: {answer[:200]!r}")
+        problem = schema_problem(schema, data)
+        if problem is not None:
+            raise ToolFailure(f"the model's JSON does not match the schema: {problem}")
+        return {"data": data, "model": model}
+
+
+_NOTHING = object()
+
+
+def _first_json(text: str) -> Any:
+    """The first JSON value in a model's answer (fences and prose around it ignored)."""
+    fenced = re.search(r"```(?:json)?\s*(.+?)```", text, re.S)
+    candidates = [fenced.group(1)] if fenced else []
+    candidates.append(text)
+    decoder = json.JSONDecoder()
+    for candidate in candidates:
+        for start, char in enumerate(candidate):
+            if char in "{[":
+                try:
+                    return decoder.raw_decode(candidate, start)[0]
+                except ValueError:
+                    continue
+    return _NOTHING
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+    for key, value in headers:
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _charset(content_type: str) -> str:
+    match = re.search(r"charset=([\w-]+)", content_type, re.I)
+    return match.group(1) if match else "utf-8"

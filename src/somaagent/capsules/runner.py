@@ -1,0 +1,317 @@
+"""The runner: one tool call in a fresh sandboxed process, over MCP.
+
+Each call gets a private working directory and (as root) its own uid; the capsule's code is
+unpacked once per content hash into a read-only cache. The official ``mcp`` client does the
+handshake and the call; the result is checked against the tool's pinned output schema here, so
+a capsule cannot return what its manifest does not promise.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import tarfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import mcp_types
+from jsonschema import Draft202012Validator
+from mcp import ClientSession
+
+from somaagent.capsules.manifest import Manifest, ToolAnnotations, ToolSpec, tool_sha256
+from somaagent.capsules.sandbox import (
+    CODE_DIR,
+    Limits,
+    SandboxSpec,
+    Tier,
+    build_command,
+    sandbox_python,
+    take_uid,
+)
+from somaagent.capsules.transport import SandboxedProcess
+from somaagent.errors import ValidationError
+
+__all__ = ["Outcome", "Runner", "limits_for", "tool_from_mcp"]
+
+_CHILD = Path(__file__).with_name("_child.py")
+_CHILD_NAME = "_soma_child.py"
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What one tool call gave back."""
+
+    content: list[dict[str, Any]] = field(default_factory=list)
+    structured: dict[str, Any] | None = None
+    is_error: bool = False
+    error: str | None = None
+    duration_ms: float = 0.0
+    sandbox_tier: str = "none"
+
+    @classmethod
+    def failed(cls, reason: str, *, tier: str, started: float) -> Outcome:
+        return cls(
+            content=[{"type": "text", "text": reason}],
+            is_error=True,
+            error=reason,
+            duration_ms=(time.perf_counter() - started) * 1000,
+            sandbox_tier=tier,
+        )
+
+
+def limits_for(manifest: Manifest) -> Limits:
+    """The sandbox limits a manifest's permissions ask for."""
+    perms = manifest.permissions
+    return Limits(
+        timeout_s=perms.timeout_s,
+        memory_mb=perms.memory_mb,
+        cpu_s=perms.cpu_s,
+        processes=perms.processes,
+        output_bytes=perms.output_kb * 1024,
+    )
+
+
+def tool_from_mcp(tool: mcp_types.Tool) -> ToolSpec:
+    """A :class:`ToolSpec` from an MCP server's ``tools/list`` entry (to pin or compare)."""
+    hints = tool.annotations
+    return ToolSpec(
+        name=tool.name,
+        description=tool.description or "",
+        input_schema=tool.input_schema,
+        output_schema=tool.output_schema,
+        annotations=ToolAnnotations(
+            title=hints.title if hints else None,
+            read_only=bool(hints and hints.read_only_hint),
+            destructive=bool(hints and hints.destructive_hint),
+            idempotent=bool(hints and hints.idempotent_hint),
+            open_world=bool(hints and hints.open_world_hint),
+        ),
+    )
+
+
+def schema_problem(schema: dict[str, Any] | None, value: Any) -> str | None:
+    """The first way ``value`` breaks ``schema``, in words, or ``None``."""
+    if schema is None:
+        return None
+    error = next(iter(Draft202012Validator(schema).iter_errors(value)), None)
+    if error is None:
+        return None
+    where = "/".join(str(part) for part in error.absolute_path) or "(root)"
+    return f"{where}: {error.message[:300]}"
+
+
+class Runner:
+    """Starts sandboxed capsule processes under one root folder, with one tier."""
+
+    def __init__(self, root: Path, tier: Tier) -> None:
+        self.root = root
+        self.tier = tier
+        for folder in (root, root / "code", root / "work"):
+            folder.mkdir(parents=True, exist_ok=True)
+            # Other uids (each sandbox's) must be able to pass through to their own folders.
+            folder.chmod(0o711)
+
+    def code_dir(self, manifest: Manifest, archive: bytes) -> Path:
+        """The capsule's files unpacked read-only, once per content hash."""
+        assert manifest.sha256 is not None
+        target = self.root / "code" / manifest.sha256
+        if target.is_dir():
+            return target
+        staging = self.root / "code" / f".{manifest.sha256}.{uuid.uuid4().hex}"
+        staging.mkdir(mode=0o755)
+        with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+            tar.extractall(staging, filter="data")
+        (staging / "manifest.json").write_text(json.dumps(manifest.model_dump(mode="json")))
+        shutil.copyfile(_CHILD, staging / _CHILD_NAME)
+        for path in [staging, *staging.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        try:
+            staging.rename(target)
+        except OSError:  # another call unpacked it first
+            shutil.rmtree(staging, ignore_errors=True)
+        return target
+
+    def _argv(self, manifest: Manifest) -> tuple[list[str], list[str]]:
+        if manifest.kind == "python":
+            python, extra = sandbox_python()
+            return [
+                python,
+                "-I",
+                "-S",
+                "-B",
+                f"{CODE_DIR}/{_CHILD_NAME}",
+                f"{CODE_DIR}/manifest.json",
+            ], extra
+        assert manifest.command is not None
+        return list(manifest.command), []
+
+    async def call(
+        self,
+        manifest: Manifest,
+        archive: bytes,
+        tool: ToolSpec,
+        arguments: dict[str, Any],
+        *,
+        check_pins: bool = False,
+    ) -> Outcome:
+        """Run ``tool`` once in a fresh sandbox and return what it gave back."""
+        started = time.perf_counter()
+        limits = limits_for(manifest)
+        code = await anyio.to_thread.run_sync(self.code_dir, manifest, archive)
+        uid = take_uid()
+        work = self._work_dir(uid)
+        argv, extra = self._argv(manifest)
+        perms = manifest.permissions
+        spec = SandboxSpec(
+            argv=argv,
+            code_dir=code,
+            work_dir=work,
+            limits=limits,
+            network=perms.wants_network,
+            read_only=[] if perms.filesystem == "none" else list(perms.filesystem),
+            extra_ro=extra,
+            uid=uid,
+        )
+        process = SandboxedProcess(
+            build_command(spec, self.tier),
+            cwd=work,
+            uid=uid,
+            limits=limits,
+            always_sweep=self.tier != "bwrap",
+        )
+        try:
+            return await self._session(process, manifest, tool, arguments, started, check_pins)
+        finally:
+            await anyio.to_thread.run_sync(lambda: shutil.rmtree(work, ignore_errors=True))
+
+    async def list_tools(self, manifest: Manifest, archive: bytes) -> list[ToolSpec]:
+        """The tools an ``mcp`` capsule's stdio server lists, asked in the sandbox."""
+        limits = limits_for(manifest)
+        code = await anyio.to_thread.run_sync(self.code_dir, manifest, archive)
+        uid = take_uid()
+        work = self._work_dir(uid)
+        argv, extra = self._argv(manifest)
+        spec = SandboxSpec(
+            argv=argv, code_dir=code, work_dir=work, limits=limits, extra_ro=extra, uid=uid
+        )
+        process = SandboxedProcess(build_command(spec, self.tier), cwd=work, uid=uid, limits=limits)
+        try:
+            with anyio.fail_after(limits.timeout_s):
+                return await _listed(process)
+        except Exception as exc:
+            raise ValidationError(
+                f"could not list the tools of {manifest.name}'s MCP server: "
+                f"{process.failure or _describe(exc)}",
+                errors=[
+                    {"loc": ["manifest", "command"], "msg": "server failed", "type": "value_error"}
+                ],
+            ) from exc
+        finally:
+            await anyio.to_thread.run_sync(lambda: shutil.rmtree(work, ignore_errors=True))
+
+    def _work_dir(self, uid: int | None) -> Path:
+        work = self.root / "work" / uuid.uuid4().hex
+        work.mkdir(mode=0o700)
+        if uid is not None:
+            os.chown(work, uid, uid)
+        return work
+
+    async def _session(
+        self,
+        process: SandboxedProcess,
+        manifest: Manifest,
+        tool: ToolSpec,
+        arguments: dict[str, Any],
+        started: float,
+        check_pins: bool,
+    ) -> Outcome:
+        limits = process.limits
+        result: mcp_types.CallToolResult | None = None
+        error: str | None = None
+        with anyio.move_on_after(limits.timeout_s) as scope:
+            try:
+                async with process.streams() as (read, write):
+                    async with ClientSession(read, write) as session:
+                        await session.initialize()
+                        if check_pins:
+                            error = await _pin_problem(session, tool)
+                        if error is None:
+                            called = await session.call_tool(tool.name, arguments)
+                            assert isinstance(called, mcp_types.CallToolResult)
+                            result = called
+            except Exception as exc:  # the process died or spoke nonsense: say why below
+                error = process.failure or _describe(exc)
+        if scope.cancelled_caught:
+            process.timed_out()
+            await process.kill()
+            error = process.failure
+        if error is None and process.failure is not None and result is None:
+            error = process.failure
+        if error is not None or result is None:
+            return Outcome.failed(
+                f"capsule {manifest.name}: {error or 'no result'}", tier=self.tier, started=started
+            )
+        return finish(result, tool, tier=self.tier, started=started)
+
+
+async def _pin_problem(session: ClientSession, tool: ToolSpec) -> str | None:
+    listed = await session.list_tools()
+    for item in listed.tools:
+        if item.name == tool.name:
+            if tool_sha256(tool_from_mcp(item)) != tool.sha256:
+                return (
+                    f"the server's definition of tool {tool.name!r} differs from the pinned one "
+                    "(a changed description or schema needs a new capsule version)"
+                )
+            return None
+    return f"the server no longer offers tool {tool.name!r}"
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(_describe(inner) for inner in exc.exceptions)
+    text = str(exc) or type(exc).__name__
+    return text[:500]
+
+
+def finish(
+    result: mcp_types.CallToolResult, tool: ToolSpec, *, tier: str, started: float
+) -> Outcome:
+    """An :class:`Outcome` from an MCP result, checked against the tool's output schema."""
+    content = [
+        block.model_dump(mode="json", by_alias=True, exclude_none=True) for block in result.content
+    ]
+    structured = result.structured_content
+    outcome = Outcome(
+        content=content,
+        structured=structured,
+        is_error=bool(result.is_error),
+        duration_ms=(time.perf_counter() - started) * 1000,
+        sandbox_tier=tier,
+    )
+    if outcome.is_error:
+        outcome.error = " ".join(str(b.get("text", "")) for b in content)[:500] or "tool error"
+        return outcome
+    if tool.output_schema is not None:
+        problem = (
+            "no structured result"
+            if structured is None
+            else schema_problem(tool.output_schema, structured)
+        )
+        if problem is not None:
+            reason = f"the tool's output does not match its output schema: {problem}"
+            return Outcome.failed(reason, tier=tier, started=started)
+    return outcome
+
+
+async def _listed(process: SandboxedProcess) -> list[ToolSpec]:
+    async with process.streams() as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+        listed = await session.list_tools()
+    return [tool_from_mcp(tool) for tool in listed.tools]

@@ -1,0 +1,269 @@
+"""The sandbox: how a capsule's process is started, confined and limited.
+
+Two tiers, chosen once per gateway and recorded with every execution:
+
+``bwrap``
+    bubblewrap in new user, PID, network, IPC, UTS and cgroup namespaces: a read-only root
+    that holds only the system directories (``/usr`` and the dynamic linker's files), the
+    capsule's code read-only at ``/capsule``, a private writable ``/work`` and ``/tmp``, no
+    network unless the capsule's permissions allow it, ``no_new_privs`` set, and everything in
+    the namespace killed when the capsule's process dies.
+``rlimits``
+    where namespaces are unavailable: only the limits below and a scrubbed environment. It
+    cannot confine the filesystem or the network, so a capsule runs there only when the operator
+    allows unconfined capsules.
+
+Both tiers apply resource limits with ``prlimit`` (address space, CPU seconds, process count,
+file size, no core dumps), start the process in its own session so a timeout kills the whole
+group, and pass a scrubbed environment (nothing of the gateway's: no ``SOMA_*``, no provider
+keys). Run as root, each execution gets its own unprivileged uid from a pool, so the process
+limit is per sandbox (the kernel does not apply ``RLIMIT_NPROC`` to root) and one sandbox
+cannot signal or read another's files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import itertools
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+__all__ = [
+    "CODE_DIR",
+    "WORK_DIR",
+    "Limits",
+    "SandboxSpec",
+    "Tier",
+    "build_command",
+    "detect_tier",
+    "sandbox_python",
+    "scrubbed_env",
+    "sweep_uid",
+    "take_uid",
+]
+
+Tier = Literal["bwrap", "rlimits"]
+CODE_DIR = "/capsule"
+WORK_DIR = "/work"
+_UID_BASE = 200_000
+_UID_POOL = 4096
+_uids = itertools.cycle(range(_UID_BASE, _UID_BASE + _UID_POOL))
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one execution may use."""
+
+    timeout_s: float = 10.0
+    memory_mb: int = 256
+    cpu_s: int = 5
+    processes: int = 16
+    output_bytes: int = 1024 * 1024
+    file_mb: int = 64
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxSpec:
+    """One process to start: its argv inside the sandbox and what it may see."""
+
+    argv: list[str]
+    code_dir: Path
+    work_dir: Path
+    limits: Limits
+    network: bool = False
+    read_only: list[str] = field(default_factory=list)
+    extra_ro: list[str] = field(default_factory=list)
+    """Host paths the runtime itself needs read-only (an interpreter outside ``/usr``)."""
+    uid: int | None = None
+
+
+def scrubbed_env(home: str = WORK_DIR) -> dict[str, str]:
+    """The whole environment a capsule sees: no variable of the gateway's is passed on."""
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": home,
+        "LANG": "C.UTF-8",
+        "TMPDIR": "/tmp",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def _world_reachable(path: Path) -> bool:
+    """Whether another uid can reach ``path`` (every parent searchable, the file readable)."""
+    try:
+        for parent in reversed(path.parents):
+            if not parent.stat().st_mode & stat.S_IXOTH:
+                return False
+        return bool(path.stat().st_mode & stat.S_IROTH)
+    except OSError:
+        return False
+
+
+@functools.cache
+def sandbox_python() -> tuple[str, list[str]]:
+    """An interpreter the sandbox uid can run, and host paths to bind for it.
+
+    The gateway's own interpreter when other users can reach it (its prefix is bound
+    read-only), else the system's ``/usr/bin/python3``.
+    """
+    real = Path(os.path.realpath(sys.executable))
+    if _world_reachable(real):
+        prefix = sys.base_prefix
+        return str(real), [] if prefix.startswith("/usr") else [prefix]
+    for candidate in ("/usr/bin/python3", "/usr/local/bin/python3"):
+        if _world_reachable(Path(os.path.realpath(candidate))):
+            return candidate, []
+    return str(real), []
+
+
+def take_uid() -> int | None:
+    """A fresh uid for one execution when running as root, else ``None`` (keep our own)."""
+    return next(_uids) if os.geteuid() == 0 else None
+
+
+def _user_process_count() -> int:
+    uid = os.getuid()
+    count = 0
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if entry.stat().st_uid == uid:
+                    count += 1
+            except OSError:
+                continue
+    return count
+
+
+def _prlimit(limits: Limits, uid: int | None) -> list[str]:
+    # As a non-root user, RLIMIT_NPROC counts every process of that user: leave room for them.
+    nproc = limits.processes + (0 if uid is not None else _user_process_count())
+    memory = limits.memory_mb * 1024 * 1024
+    return [
+        "prlimit",
+        f"--as={memory}",
+        f"--cpu={limits.cpu_s}",
+        f"--nproc={nproc}",
+        f"--fsize={limits.file_mb * 1024 * 1024}",
+        "--core=0",
+        "--nofile=256",
+        "--",
+    ]
+
+
+def _system_binds() -> list[str]:
+    args = ["--ro-bind", "/usr", "/usr"]
+    for name in ("bin", "lib", "lib64", "lib32", "libx32", "sbin"):
+        path = Path("/") / name
+        if path.is_symlink():
+            args += ["--symlink", os.readlink(path), str(path)]
+        elif path.is_dir():
+            args += ["--ro-bind", str(path), str(path)]
+    for etc in (
+        "/etc/ld.so.cache",
+        "/etc/ld.so.conf",
+        "/etc/ld.so.conf.d",
+        "/etc/localtime",
+        "/etc/alternatives",
+        "/etc/ssl/certs",
+    ):
+        args += ["--ro-bind-try", etc, etc]
+    return args
+
+
+def build_command(spec: SandboxSpec, tier: Tier) -> list[str]:
+    """The host argv that starts ``spec.argv`` confined by ``tier``."""
+    limits = _prlimit(spec.limits, spec.uid)
+    if tier == "rlimits":
+        return [*limits, *spec.argv]
+    args = [
+        "bwrap",
+        "--unshare-all",
+        "--die-with-parent",
+        "--new-session",
+        "--cap-drop",
+        "ALL",
+        "--hostname",
+        "capsule",
+        *_system_binds(),
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--tmpfs",
+        "/tmp",
+        "--ro-bind",
+        str(spec.code_dir),
+        CODE_DIR,
+        "--bind",
+        str(spec.work_dir),
+        WORK_DIR,
+        "--chdir",
+        WORK_DIR,
+    ]
+    if spec.network:
+        args += ["--share-net", "--ro-bind-try", "/etc/resolv.conf", "/etc/resolv.conf"]
+        args += ["--ro-bind-try", "/etc/hosts", "/etc/hosts"]
+    for path in [*spec.extra_ro, *spec.read_only]:
+        args += ["--ro-bind-try", path, path]
+    args += ["--remount-ro", "/", "--clearenv"]
+    for key, value in scrubbed_env().items():
+        args += ["--setenv", key, value]
+    return [*limits, *args, "--", *spec.argv]
+
+
+def _probe(tier: Tier, root: Path) -> bool:
+    work = root / "probe"
+    work.mkdir(parents=True, exist_ok=True)
+    uid = take_uid()
+    if uid is not None:
+        os.chown(work, uid, uid)
+    spec = SandboxSpec(argv=["/bin/true"], code_dir=work, work_dir=work, limits=Limits(), uid=uid)
+    try:
+        done = subprocess.run(
+            build_command(spec, tier),
+            user=uid,
+            group=uid,
+            extra_groups=[] if uid is not None else None,
+            env=scrubbed_env(),
+            cwd=str(work),
+            capture_output=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return done.returncode == 0
+
+
+@functools.cache
+def detect_tier(root: Path) -> Tier:
+    """The strongest tier that works here (probed once per sandbox root)."""
+    if shutil.which("bwrap") and _probe("bwrap", root):
+        return "bwrap"
+    return "rlimits"
+
+
+def sweep_uid(uid: int | None) -> None:
+    """Kill every process left running as an execution's uid (one that escaped its group)."""
+    if uid is None:
+        return
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        subprocess.run(
+            ["kill", "-KILL", "-1"],
+            user=uid,
+            group=uid,
+            extra_groups=[],
+            capture_output=True,
+            timeout=5,
+            check=False,
+        )
