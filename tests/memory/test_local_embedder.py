@@ -35,14 +35,34 @@ async def test_fp32_graph_reproduces_sentence_transformers(
     assert cosines.min() > 0.9999, cosines
 
 
-async def test_int8_per_channel_stays_within_cosine_0_98(
+async def test_int8_per_channel_stays_close_to_sentence_transformers(
     local_model_dir: Path, reference: tuple[list[str], np.ndarray]
 ) -> None:
+    """Bounds derived from measured spreads (``bench/results/memory_int8_spread*.md``).
+
+    Cosine of the int8 vector to sentence-transformers' own, on the four reference texts
+    (three sentences, then the empty text, whose vector comes from [CLS] [SEP] alone and
+    strays most):
+
+    * 2026-12-02, Intel Xeon with AVX-512 VNNI and AMX, ONNX Runtime 1.32.0 and 1.20.1 alike:
+      0.995, 0.993, 0.997, 0.981 (mean 0.992). Across 400 SciFact titles and 100 abstracts
+      (int8 against the fp32 graph, which equals sentence-transformers to 0.9999): mean 0.993
+      / 0.994, minimum 0.985 / 0.992, 1st percentile 0.989 / 0.992.
+    * Issue 15.1, a fresh clone on another machine: 0.994, 0.990, 0.995, 0.973 (mean 0.988),
+      which failed the former bound (mean > 0.99).
+
+    So: mean > 0.98 (margins 0.012 and 0.008), each sentence > 0.98 (lowest seen 0.990,
+    and 0.985 over 500 texts), the empty text > 0.96 (0.981 and 0.973 seen). A cosine under
+    0.96, as per-tensor int8 gives (0.95, minimum 0.90), would fail it.
+    """
     texts, expected = reference
+    assert texts[-1] == ""
     async with LocalEmbedder(data_dir=local_model_dir) as embedder:
         vectors = await embedder.embed(texts)
     cosines = np.sum(vectors * expected, axis=1)
-    assert cosines.mean() > 0.99 and cosines.min() > 0.98, cosines
+    assert cosines.mean() > 0.98, cosines
+    assert cosines[:-1].min() > 0.98, cosines
+    assert cosines[-1] > 0.96, cosines
 
 
 async def test_meaning_is_kept(local_model_dir: Path) -> None:
