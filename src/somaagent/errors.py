@@ -13,6 +13,7 @@
     │   ├── PayloadTooLargeError      413
     │   ├── UnsupportedMediaTypeError 415  a body in a content type the endpoint does not take
     │   ├── ValidationError           422  invalid input; ``errors`` names the fields
+    │   │   └── WorkflowTypeUnavailableError  422  a reserved workflow type that cannot run yet
     │   ├── RateLimitError            429  ``retry_after`` seconds
     │   │   └── BudgetExceededError       429  the API key's monthly budget is spent
     │   └── ServerError               5xx
@@ -41,6 +42,7 @@
         ├── ManifestError             a Chaos Mesh manifest a cluster would refuse (``problems``)
         ├── FaultInjectionError       a fault could not be put in place or taken away
         └── K6Error                   k6 failed to run a script
+    WorkflowStepError                 a workflow step failed after its retries (``step``, ``attempts``)
 
 The server raises :class:`APIError` subclasses and one handler turns them into
 ``application/problem+json``; the SDK turns problem+json back into the same classes
@@ -136,6 +138,12 @@ class ValidationError(APIError):
     """Invalid input; ``errors`` lists ``{"loc": [...], "msg": ..., "type": ...}`` per field."""
 
     status, slug, title = 422, "validation-error", "Invalid request"
+
+
+class WorkflowTypeUnavailableError(ValidationError):
+    """A registered workflow type that cannot run yet (``agent_run`` before agents exist)."""
+
+    slug, title = "workflow-type-unavailable", "Workflow type not available yet"
 
 
 class RateLimitError(APIError):
@@ -392,6 +400,28 @@ class K6Error(OperationsError):
     """k6 failed to run a script (a script error, a bad option, a crash)."""
 
 
+class WorkflowStepError(SomaAgentError):
+    """A workflow step failed after its retries; the run fails with it.
+
+    Attributes:
+        step: the step's name.
+        attempts: how many times it ran.
+        error_type: the class (or problem type) of the last failure.
+        message: the last failure's message.
+    """
+
+    def __init__(self, step: str, attempts: int, error_type: str, message: str) -> None:
+        super().__init__(f"step {step!r} failed after {attempts} attempt(s): {message}")
+        self.step = step
+        self.attempts = attempts
+        self.error_type = error_type
+        self.message = message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Workflow engines pickle errors into their database; keep them rebuildable.
+        return (type(self), (self.step, self.attempts, self.error_type, self.message))
+
+
 _BY_STATUS: dict[int, type[APIError]] = {
     cls.status: cls
     for cls in (
@@ -413,6 +443,10 @@ _BY_STATUS: dict[int, type[APIError]] = {
 
 _BY_TYPE: dict[tuple[int, str], type[APIError]] = {
     (BudgetExceededError.status, PROBLEM_BASE + BudgetExceededError.slug): BudgetExceededError,
+    (
+        WorkflowTypeUnavailableError.status,
+        PROBLEM_BASE + WorkflowTypeUnavailableError.slug,
+    ): WorkflowTypeUnavailableError,
 }
 
 

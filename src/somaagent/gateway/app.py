@@ -27,6 +27,7 @@ from somaagent.gateway.routes import embeddings as embedding_routes
 from somaagent.gateway.routes import faults as fault_routes
 from somaagent.gateway.routes import memory as memory_routes
 from somaagent.gateway.routes import prompts as prompt_routes
+from somaagent.gateway.routes import workflows as workflow_routes
 from somaagent.gateway.settings import Settings
 from somaagent.gateway.state import GatewayState
 from somaagent.gateway.turns import ChatTurns
@@ -123,6 +124,7 @@ def create_app(
             ),
             faults=fault_points,
         )
+        app.state.gateway.workflows = await workflow_routes.open_workflows(app.state.gateway)
         # Everything made at start lives as long as the app: move it out of the collector's
         # way. Full collections otherwise took ~25% of the CPU at 32 connections and made the
         # p95 tail (bench/results/gateway_overhead.md).
@@ -132,6 +134,8 @@ def create_app(
             yield
         finally:
             gc.unfreeze()
+            if app.state.gateway.workflows is not None:
+                await app.state.gateway.workflows.aclose()
             await usage.aclose()
             await app.state.gateway.memory.aclose()
             await pool.aclose()
@@ -157,6 +161,7 @@ def create_app(
         memory_routes,
         embedding_routes,
         fault_routes,
+        workflow_routes,
     ):
         app.include_router(module.router)
     return app

@@ -18,6 +18,7 @@ from somaagent.gateway.turns import ChatTurns
 from somaagent.llm.router import Router
 from somaagent.prompts.service import PromptService
 from somaagent.sre.chaos.points import FaultPoints
+from somaagent.workflows.dbos import DBOSEngine
 
 
 @dataclass(slots=True)
@@ -37,3 +38,5 @@ class GatewayState:
     faults: FaultPoints | None = None
     """The fault points, when fault injection is on (``local`` mode by default)."""
     key_cache: dict[str, tuple[Principal, float]] = field(default_factory=dict)
+    workflows: DBOSEngine | None = None
+    """The durable workflow engine (``None`` when ``SOMA_WORKFLOW_ENABLED`` is off)."""

@@ -1,0 +1,235 @@
+"""Inside a run: the DBOS workflow function of each type and the :class:`RunContext` it gets.
+
+Each registered type becomes one DBOS workflow named ``somaagent.<type>`` taking
+``(meta, input)``; ``meta`` carries the tenant and who started it, so a recovered or forked run
+knows them without any other lookup. A step is a DBOS step whose recorded output is an envelope
+``{"v": value, "attempts", "summary", "cost_usd", "duration_ms"}``, so the step list can show
+attempts and cost without another table. Retries happen inside the step (one checkpoint per
+step, whatever the number of attempts).
+
+Determinism: DBOS numbers a workflow's steps and event writes in the order they are called.
+Concurrent steps draw their numbers up front (``DBOS.reserve_step``) and their events are
+written after all of them finish, in order, so a replay after a crash lines up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from dbos import DBOS
+from dbos._error import DBOSWorkflowCancelledError
+
+from somaagent.errors import APIError, WorkflowStepError
+from somaagent.workflows._convert import EVENTS, WORKFLOW_PREFIX, public_id
+from somaagent.workflows.engine import DEFAULT_POLICY, RunContext, StepPolicy
+
+if TYPE_CHECKING:
+    from somaagent.workflows.dbos import DBOSEngine
+
+T = TypeVar("T")
+SUMMARY_CHARS = 200
+
+_active: DBOSEngine | None = None
+"""The engine of this process (DBOS itself is one per process)."""
+_registered: dict[str, Callable[..., Any]] = {}
+"""DBOS workflow functions by type name: DBOS keeps them for the life of the process."""
+
+
+def set_active(engine: DBOSEngine | None) -> None:
+    global _active
+    _active = engine
+
+
+def active() -> DBOSEngine:
+    if _active is None:
+        raise RuntimeError("no workflow engine is running in this process")
+    return _active
+
+
+def summarize(value: Any) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= SUMMARY_CHARS else text[: SUMMARY_CHARS - 1] + "…"
+
+
+def _error_type(exc: BaseException) -> str:
+    if isinstance(exc, APIError):
+        return exc.problem_type
+    return type(exc).__name__
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+class DBOSRunContext(RunContext):
+    """A :class:`RunContext` on DBOS; one per execution of a run (recovery makes a new one)."""
+
+    def __init__(
+        self, engine: DBOSEngine, workflow_type: str, run_id: str, meta: Mapping[str, Any]
+    ) -> None:
+        self.engine = engine
+        self.workflow_type = workflow_type
+        self.run_id = run_id
+        self.tenant = str(meta["tenant"])
+        self.started_by = meta.get("started_by")
+        self.services = engine.services
+        self.cost_usd: float | None = None
+
+    def _body(
+        self,
+        name: str,
+        fn: Callable[[], Awaitable[T]],
+        policy: StepPolicy,
+        summary: Callable[[T], str] | None,
+        cost: Callable[[T], float | None] | None,
+    ) -> Callable[[], Coroutine[Any, Any, dict[str, Any]]]:
+        async def body() -> dict[str, Any]:
+            started = time.perf_counter()
+            attempts, delay = 0, policy.interval_s
+            while True:
+                attempts += 1
+                try:
+                    value = await fn()
+                    break
+                except (asyncio.CancelledError, DBOSWorkflowCancelledError):
+                    raise
+                except Exception as exc:
+                    if attempts >= policy.max_attempts or not policy.retryable(exc):
+                        raise WorkflowStepError(
+                            name, attempts, _error_type(exc), str(exc) or type(exc).__name__
+                        ) from exc
+                    await asyncio.sleep(delay)
+                    delay *= policy.backoff
+            seconds = time.perf_counter() - started
+            self.engine.metrics.step_ran(self.workflow_type, name, seconds)
+            return {
+                "v": value,
+                "attempts": attempts,
+                "summary": summarize(summary(value) if summary else value),
+                "cost_usd": cost(value) if cost else None,
+                "duration_ms": round(seconds * 1000, 3),
+            }
+
+        return body
+
+    def _took(self, envelope: Mapping[str, Any]) -> None:
+        step_cost = envelope.get("cost_usd")
+        if step_cost is not None:
+            self.cost_usd = (self.cost_usd or 0.0) + float(step_cost)
+
+    def _step_event(self, name: str, envelope: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "name": name,
+            "status": "succeeded",
+            "attempts": envelope.get("attempts"),
+            "summary": envelope.get("summary"),
+            "cost_usd": envelope.get("cost_usd"),
+            "duration_ms": envelope.get("duration_ms"),
+        }
+
+    async def step(
+        self,
+        name: str,
+        fn: Callable[[], Awaitable[T]],
+        *,
+        policy: StepPolicy = DEFAULT_POLICY,
+        summary: Callable[[T], str] | None = None,
+        cost: Callable[[T], float | None] | None = None,
+    ) -> T:
+        try:
+            envelope = await DBOS.run_step_async(
+                {"name": name}, self._body(name, fn, policy, summary, cost)
+            )
+        except WorkflowStepError as exc:
+            await self.emit(
+                "run.step", name=name, status="failed", attempts=exc.attempts, error=exc.message
+            )
+            raise
+        self._took(envelope)
+        await self.emit("run.step", **self._step_event(name, envelope))
+        return cast(T, envelope["v"])
+
+    async def steps(
+        self,
+        name: Callable[[int], str],
+        fns: Sequence[Callable[[], Awaitable[T]]],
+        *,
+        policy: StepPolicy = DEFAULT_POLICY,
+        summary: Callable[[T], str] | None = None,
+        cost: Callable[[T], float | None] | None = None,
+    ) -> list[T | WorkflowStepError]:
+        reservations = [DBOS.reserve_step() for _ in fns]
+        names = [name(i) for i in range(len(fns))]
+        outcomes = await asyncio.gather(
+            *(
+                r.run_async({"name": n}, self._body(n, fn, policy, summary, cost))
+                for r, n, fn in zip(reservations, names, fns, strict=True)
+            ),
+            return_exceptions=True,
+        )
+        results: list[T | WorkflowStepError] = []
+        for step_name, outcome in zip(names, outcomes, strict=True):
+            if isinstance(outcome, WorkflowStepError):
+                await self.emit(
+                    "run.step",
+                    name=step_name,
+                    status="failed",
+                    attempts=outcome.attempts,
+                    error=outcome.message,
+                )
+                results.append(outcome)
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            else:
+                self._took(outcome)
+                await self.emit("run.step", **self._step_event(step_name, outcome))
+                results.append(cast(T, outcome["v"]))
+        return results
+
+    async def emit(self, type: str, **data: Any) -> None:
+        await DBOS.write_stream_async(EVENTS, {"type": type, "data": data, "at": _now()})
+
+
+async def _execute(workflow_type: str, meta: dict[str, Any], data: dict[str, Any]) -> Any:
+    engine = active()
+    spec = engine.registry.get(workflow_type)
+    run_id = public_id(str(meta["tenant"]), str(DBOS.workflow_id))
+    ctx = DBOSRunContext(engine, workflow_type, run_id, meta)
+    await ctx.emit("run.started", workflow_type=workflow_type)
+    try:
+        output = await spec.run(ctx, spec.input_model.model_validate(data))
+    except (asyncio.CancelledError, DBOSWorkflowCancelledError):
+        raise  # counted by the cancel call, which also sees runs cancelled while queued
+    except Exception as exc:
+        step = exc.step if isinstance(exc, WorkflowStepError) else None
+        message = exc.message if isinstance(exc, WorkflowStepError) else str(exc)
+        await ctx.emit("run.finished", status="failed", step=step, error=message)
+        await DBOS.close_stream_async(EVENTS)
+        engine.metrics.run_finished(workflow_type, "failed")
+        raise
+    await ctx.emit("run.finished", status="succeeded", cost_usd=ctx.cost_usd)
+    await DBOS.close_stream_async(EVENTS)
+    engine.metrics.run_finished(workflow_type, "succeeded")
+    return {"output": output, "cost_usd": ctx.cost_usd}
+
+
+def register_dbos_workflow(workflow_type: str, max_recovery_attempts: int) -> None:
+    """Register ``somaagent.<type>`` with DBOS, once per process (before DBOS launches)."""
+    if workflow_type in _registered:
+        return
+
+    async def run(meta: dict[str, Any], data: dict[str, Any]) -> Any:
+        return await _execute(workflow_type, meta, data)
+
+    run.__name__ = run.__qualname__ = "workflow_" + workflow_type
+    _registered[workflow_type] = DBOS.workflow(
+        name=WORKFLOW_PREFIX + workflow_type, max_recovery_attempts=max_recovery_attempts
+    )(run)
+
+
+def dbos_workflow(workflow_type: str) -> Callable[..., Any]:
+    return _registered[workflow_type]
