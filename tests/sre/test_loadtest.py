@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from somaagent.errors import ConfigurationError
 from somaagent.sre.loadtest.k6 import K6_VERSION, find_k6, inspect_script
 from somaagent.sre.loadtest.report import render_text
-from somaagent.sre.loadtest.runner import run_loadtest
+from somaagent.sre.loadtest.runner import rate_cap, run_loadtest
 from somaagent.sre.loadtest.script import render_script
 from somaagent.sre.loadtest.spec import PRESETS, PROFILES, LoadProfile, get_loadtest
 from tests.sre._prometheus import ServedGateway, serve_gateway
@@ -48,7 +48,7 @@ def test_the_k6_wheel_carries_the_pinned_binary(k6: Path) -> None:
 
 def test_five_profiles() -> None:
     assert {n: (p.peak_vus, p.total.total_seconds()) for n, p in PROFILES.items()} == {
-        "smoke": (10, 300),
+        "smoke": (2, 300),
         "load": (100, 1800),
         "stress": (500, 1200),
         "spike": (250, 530),
@@ -62,12 +62,36 @@ def test_every_script_passes_k6_inspect(preset: str, k6: Path) -> None:
     test = PRESETS[preset]
     options = inspect_script(render_script(test), k6=k6)
     assert "p(99)" in options["summaryTrendStats"] and "p(95)" in options["summaryTrendStats"]
-    limits = options["thresholds"]["http_req_duration"]
-    assert limits == [f"p(95)<{test.thresholds.p95_ms:g}", f"p(99)<{test.thresholds.p99_ms:g}"]
+    limits = test.thresholds
+    api = [e for e in test.endpoints if not e.model_call]
+    model = [e for e in test.endpoints if e.model_call]
+    # API requests and model answers are held to their own bounds, as the SLOs split them
+    assert options["thresholds"].get("http_req_duration{kind:api}") == (
+        [f"p(95)<{limits.p95_ms:g}", f"p(99)<{limits.p99_ms:g}"] if api else None
+    )
+    assert options["thresholds"].get("http_req_duration{kind:model}") == (
+        [f"p(95)<{limits.model_p95_ms:g}", f"p(99)<{limits.model_p99_ms:g}"] if model else None
+    )
     assert options["thresholds"]["http_req_failed"] and options["thresholds"]["checks"]
     assert list(options["scenarios"]) == [test.name]
     script = render_script(test)
     assert "Authorization: `Bearer ${API_KEY}`" in script and "check(res" in script
+
+
+def test_model_calls_are_tagged_apart_from_api_requests() -> None:
+    script = render_script(get_loadtest("gateway_smoke"))
+    assert '"name": "chat_completions"' in script and '"kind": "model"' in script
+    assert '"kind": "api"' in script and "kind: e.kind" in script
+
+
+def test_the_rate_cap_stays_under_the_keys_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SOMA_RATE_LIMIT_PER_MINUTE", raising=False)
+    assert rate_cap() == 8  # 80% of the gateway's default 600 a minute
+    monkeypatch.setenv("SOMA_RATE_LIMIT_PER_MINUTE", "60")
+    assert rate_cap() == 1
+    monkeypatch.setenv("SOMA_RATE_LIMIT_PER_MINUTE", "0")
+    assert rate_cap() is None  # no limit, no cap
+    assert rate_cap(6000) == 80
 
 
 def test_scale_shrinks_durations(k6: Path) -> None:
@@ -111,7 +135,7 @@ def test_a_real_smoke_run_against_a_real_gateway(
     assert report.checks_failed == 0 and report.checks_passed == report.requests
     assert report.latency is not None and report.latency.p99 >= report.latency.p95 > 0
     assert {e.name for e in report.endpoints} <= {"healthz", "models", "chat_completions"}
-    assert any(t.metric == "http_req_duration" and t.ok for t in report.thresholds)
+    assert any(t.metric == "http_req_duration{kind:api}" and t.ok for t in report.thresholds)
     text = render_text(report)
     for endpoint in report.endpoints:  # each endpoint's row, its name whole
         assert any(line.split()[0] == endpoint.name for line in text if line.startswith("  "))

@@ -26,15 +26,25 @@ from rich.table import Table
 from somaagent.cli import _render
 from somaagent.cli._config import CliState, pass_state
 from somaagent.cli._render import CliError
-from somaagent.cli.chaos_local import GatewayFaults, duration_option, proxy
+from somaagent.cli.chaos_local import (
+    LOCAL_DURATION,
+    LOCAL_DURATION_TEXT,
+    GatewayFaults,
+    duration_option,
+    probe_traffic,
+    prometheus_answers,
+    proxy,
+    warm_up,
+)
 from somaagent.errors import SomaAgentError
+from somaagent.sre import children
 from somaagent.sre.chaos.crds import CRDS_ENV, CrdSchemas
 from somaagent.sre.chaos.duration import format_duration
 from somaagent.sre.chaos.hypothesis import PrometheusHTTP
 from somaagent.sre.chaos.injectors import KubernetesInjector, Via, local_injector
 from somaagent.sre.chaos.kube import ChaosMeshClient
 from somaagent.sre.chaos.manifest import KINDS, render_manifest
-from somaagent.sre.chaos.presets import PRESETS, get_preset
+from somaagent.sre.chaos.presets import LOCAL_WINDOW, PRESETS, get_preset, with_window
 from somaagent.sre.chaos.runner import (
     RunReport,
     local_runs,
@@ -139,8 +149,15 @@ def manifest(preset: str, crds: str | None, namespace: str | None, as_json: bool
 @chaos.command("run")
 @click.argument("preset")
 @click.option("--local", "local", is_flag=True, help="Inject the fault on this machine.")
-@click.option("--duration", metavar="DURATION", help="How long the fault stays on (e.g. 30s).")
-@click.option("--interval", default="15s", show_default=True, help="Time between checks.")
+@click.option(
+    "--duration",
+    metavar="DURATION",
+    help=f"How long the fault stays on (e.g. 30s; default: {LOCAL_DURATION_TEXT} with --local, "
+    "else the preset's).",
+)
+@click.option(
+    "--interval", metavar="DURATION", help="Time between checks (default: 5s local, else 15s)."
+)
 @click.option("--recovery", default="2m", show_default=True, help="Longest wait to recover.")
 @click.option(
     "--prometheus",
@@ -166,6 +183,19 @@ def manifest(preset: str, crds: str | None, namespace: str | None, as_json: bool
     show_default=True,
     help="Local mode: most MiB a memory stress takes.",
 )
+@click.option(
+    "--collection",
+    metavar="NAME",
+    help="Local mode: the collection a memory experiment's probe traffic searches (default: a "
+    "one-document scratch collection, deleted after the run).",
+)
+@click.option(
+    "--traffic/--no-traffic",
+    default=True,
+    show_default=True,
+    help="Local mode: send light probe traffic to the experiment's service, so its SLIs have "
+    "data (turn off when other traffic is under way).",
+)
 @click.option("--force", is_flag=True, help="Inject even if the steady state does not hold.")
 @click.option("--kubeconfig", metavar="FILE", help="Kubernetes mode: the kubeconfig file.")
 @click.option("--context", "kube_context", metavar="NAME", help="Kubernetes mode: the context.")
@@ -177,7 +207,7 @@ def run(
     preset: str,
     local: bool,
     duration: str | None,
-    interval: str,
+    interval: str | None,
     recovery: str,
     prometheus: str | None,
     via: Via | None,
@@ -185,6 +215,8 @@ def run(
     upstream: str | None,
     proxy_control: str | None,
     memory_cap: int,
+    collection: str | None,
+    traffic: bool,
     force: bool,
     kubeconfig: str | None,
     kube_context: str | None,
@@ -194,10 +226,13 @@ def run(
     """Run PRESET: check the steady state, inject, watch, roll back, check recovery.
 
     The fault is always rolled back, also on Ctrl-C or SIGTERM (`soma chaos stop --local`).
+    With --local the run sends its own light probe traffic to the service (a search, a short
+    chat or a model list) so the hypothesis has data, and keeps the fault short by default;
+    judging it needs a Prometheus that scrapes the gateway (`soma slo prometheus`).
     """
     experiment = _experiment(preset)
     hold = duration_option(duration, "--duration")
-    every = duration_option(interval, "--interval") or timedelta(seconds=15)
+    every = duration_option(interval, "--interval")
     wait = duration_option(recovery, "--recovery") or timedelta(minutes=2)
     url = prometheus or os.environ.get(PROMETHEUS_ENV) or DEFAULT_PROMETHEUS
     say = _render.note if as_json else _progress
@@ -205,6 +240,16 @@ def run(
     gateway = GatewayFaults(state)
     try:
         if local:
+            experiment = with_window(experiment, LOCAL_WINDOW)
+            hold = hold or LOCAL_DURATION
+            every = every or timedelta(seconds=5)
+            judged = prometheus_answers(url)
+            if not judged:
+                say(
+                    f"no Prometheus answers at {url}: the hypothesis cannot be judged (start "
+                    "`soma slo prometheus`, or pass --prometheus); one check after the fault"
+                )
+                wait = min(wait, every)
             injector = local_injector(
                 experiment,
                 duration=hold,
@@ -216,7 +261,13 @@ def run(
                 proxy_control=proxy_control,
                 memory_cap=memory_cap << 20,
             )
-            with sigterm_interrupts(), running_local(experiment):
+            with (
+                children.ended_on_exit(),
+                running_local(experiment),
+                probe_traffic(state, experiment, collection, enabled=traffic, say=say) as sending,
+            ):
+                if sending and judged:
+                    warm_up(experiment, querier, say)
                 report = run_experiment(
                     experiment,
                     injector,
@@ -236,7 +287,7 @@ def run(
                     kube,
                     querier,
                     duration=hold,
-                    interval=every,
+                    interval=every or timedelta(seconds=15),
                     recovery=wait,
                     force=force,
                     on_event=say,

@@ -1,25 +1,47 @@
-"""The local half of ``soma chaos``: the gateway's fault points through the SDK, the
-``proxy`` command (a fault proxy left running, with a control API), and duration options."""
+"""The local half of ``soma chaos``: the gateway's fault points through the SDK, a local run's
+probe traffic and warm-up, the ``proxy`` command (a fault proxy left running, with a control
+API), and duration options."""
 
 from __future__ import annotations
 
 import builtins
+import contextlib
+import os
 import time
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 import click
+import httpx
 
 from somaagent.cli import _render
 from somaagent.cli._config import CliState
 from somaagent.sdk import Client
 from somaagent.sdk._faults import Faults
 from somaagent.sre.chaos.duration import parse_duration
+from somaagent.sre.chaos.hypothesis import PrometheusHTTP
 from somaagent.sre.chaos.proxy import ProxyFaults, parse_host_port
 from somaagent.sre.chaos.proxy_control import DEFAULT_CONTROL, controlled_proxy
-from somaagent.sre.chaos.runner import sigterm_interrupts
+from somaagent.sre.chaos.spec import Experiment
+from somaagent.sre.chaos.traffic import ProbeTraffic, probe_requests, scratch_name, wait_for_data
+from somaagent.sre.children import sigterm_interrupts
 from somaagent.types import FaultCreate, FaultPoint
 
-__all__ = ["GatewayFaults", "duration_option", "proxy"]
+__all__ = [
+    "LOCAL_DURATION",
+    "GatewayFaults",
+    "duration_option",
+    "probe_traffic",
+    "prometheus_answers",
+    "proxy",
+    "warm_up",
+]
+
+LOCAL_DURATION = timedelta(seconds=20)
+LOCAL_DURATION_TEXT = "20s"
+"""How long a local run's fault stays on unless told: long enough to show in a 30 s window."""
+WARM_UP_S = 30.0
+"""The longest a local run waits for Prometheus to have scraped its probe traffic."""
 
 
 class GatewayFaults:
@@ -136,3 +158,54 @@ def proxy(
 def _ms(value: str | None, option: str) -> float:
     parsed = duration_option(value, option)
     return 0.0 if parsed is None else parsed.total_seconds() * 1000
+
+
+def prometheus_answers(url: str) -> bool:
+    """Whether a Prometheus answers its readiness check at ``url``."""
+    try:
+        return httpx.get(f"{url.rstrip('/')}/-/ready", timeout=3).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def probe_traffic(
+    state: CliState,
+    experiment: Experiment,
+    collection: str | None,
+    *,
+    enabled: bool,
+    say: Callable[[str], None],
+) -> contextlib.AbstractContextManager[bool]:
+    """Probe traffic at ``experiment``'s service for the length of the block, if enabled and
+    a key is at hand (a stress run needs none); the block gets whether traffic is flowing."""
+    resolved = state.resolve()
+    if not enabled:
+        return contextlib.nullcontext(False)
+    if resolved.api_key is None:
+        say("no probe traffic: no API key (soma login or SOMA_API_KEY)")
+        return contextlib.nullcontext(False)
+    scratch = scratch_name() if experiment.service == "memory" and not collection else None
+    requests = probe_requests(
+        experiment, collection=collection or scratch, model=os.environ.get("SOMA_MODEL")
+    )
+    return _flowing(
+        ProbeTraffic(resolved.base_url, resolved.api_key, requests, scratch=scratch), say
+    )
+
+
+@contextlib.contextmanager
+def _flowing(traffic: ProbeTraffic, say: Callable[[str], None]) -> Iterator[bool]:
+    with traffic:
+        say(f"probe traffic: {traffic.describe()}")
+        try:
+            yield True
+        finally:
+            failed = sum(n for code, n in traffic.statuses.items() if code >= 400) + traffic.errors
+            say(f"probe traffic: {traffic.sent} requests, {failed} failed")
+
+
+def warm_up(experiment: Experiment, querier: PrometheusHTTP, say: Callable[[str], None]) -> None:
+    """Let Prometheus scrape some probe traffic, so the steady state can be judged."""
+    if wait_for_data(experiment, querier, timeout=WARM_UP_S):
+        return
+    say(f"the probes still have no data after {WARM_UP_S:g}s; checking anyway")

@@ -15,9 +15,10 @@ from rich.table import Table
 
 from somaagent.cli import _render
 from somaagent.cli._config import CliState, pass_state
+from somaagent.sre import children
 from somaagent.sre.chaos.duration import format_duration
 from somaagent.sre.loadtest.report import LoadReport, render_text
-from somaagent.sre.loadtest.runner import run_loadtest
+from somaagent.sre.loadtest.runner import rate_cap, run_loadtest
 from somaagent.sre.loadtest.script import render_script
 from somaagent.sre.loadtest.spec import PRESETS, LoadTest, get_loadtest
 
@@ -66,6 +67,20 @@ _SCALE = click.option(
     help="Multiply every duration (0.01 turns 5m into 3s).",
 )
 _MAX_VUS = click.option("--max-vus", type=click.IntRange(1), help="Cap the virtual users.")
+MAX_RPS = click.option(
+    "--max-rps",
+    type=click.IntRange(0),
+    help="Cap the requests per second over all users; 0: no cap. Default: 80% of the key's "
+    "rate limit ($SOMA_RATE_LIMIT_PER_MINUTE, else the gateway's default 600/min), so the "
+    "run never gets 429s of its own making.",
+)
+
+
+def max_rps_option(value: int | None) -> int | None:
+    """``--max-rps`` as given (0: none), else the cap under the key's rate limit."""
+    if value is not None:
+        return value or None
+    return rate_cap()
 
 
 @loadtest.command("script")
@@ -100,6 +115,7 @@ def script_env(variables: tuple[str, ...], collection: str | None) -> dict[str, 
 @click.argument("preset")
 @_SCALE
 @_MAX_VUS
+@MAX_RPS
 @click.option("--model", metavar="MODEL", help="The model chat requests ask for (default auto).")
 @click.option("--think-time", type=click.FloatRange(0), help="Seconds between a VU's requests.")
 @click.option("--env", "variables", multiple=True, metavar="NAME=VALUE", help="A script variable.")
@@ -118,6 +134,7 @@ def run(
     preset: str,
     scale: float,
     max_vus: int | None,
+    max_rps: int | None,
     model: str | None,
     think_time: float | None,
     variables: tuple[str, ...],
@@ -125,25 +142,33 @@ def run(
     summary: Path | None,
     as_json: bool,
 ) -> None:
-    """Run PRESET with k6 against the gateway (SOMA_BASE_URL / SOMA_API_KEY / soma login)."""
+    """Run PRESET with k6 against the gateway (SOMA_BASE_URL / SOMA_API_KEY / soma login).
+
+    Ctrl-C or SIGTERM stops k6 (it still reports what ran); k6 never outlives the command.
+    """
     test = _scaled(preset, scale, max_vus)
     resolved = state.resolve()
     api_key = resolved.require_key()
     env = script_env(variables, collection)
+    cap = max_rps_option(max_rps)
     if not as_json:
         _render.note(
             f"running {test.name} for {format_duration(test.profile.total)} "
-            f"(peak {test.profile.peak_vus} VUs) against {resolved.base_url}"
+            f"(peak {test.profile.peak_vus} VUs"
+            + (f", at most {cap} requests/s" if cap else "")
+            + f") against {resolved.base_url}"
         )
-    report, _ = run_loadtest(
-        test,
-        base_url=resolved.base_url,
-        api_key=api_key,
-        model=model or os.environ.get("SOMA_MODEL"),
-        think_time=think_time,
-        env=env,
-        summary_path=summary,
-    )
+    with children.ended_on_exit():
+        report, _ = run_loadtest(
+            test,
+            base_url=resolved.base_url,
+            api_key=api_key,
+            model=model or os.environ.get("SOMA_MODEL"),
+            think_time=think_time,
+            env=env,
+            summary_path=summary,
+            max_rps=cap,
+        )
     if as_json:
         _render.as_json(report)
     else:

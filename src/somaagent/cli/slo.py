@@ -21,8 +21,8 @@ from rich.table import Table
 
 from somaagent.cli import _render
 from somaagent.cli._render import CliError
+from somaagent.sre import children
 from somaagent.sre.chaos.proxy import parse_host_port
-from somaagent.sre.chaos.runner import sigterm_interrupts
 from somaagent.sre.slo import SLOSpec, SLOStatus, SLOTracker, load_specs
 from somaagent.sre.slo.dashboards import dashboard_files
 from somaagent.sre.slo.local import (
@@ -283,7 +283,7 @@ def prometheus(
         _render.success(f"wrote {config} and {folder / 'rules'}")
         return
     binary = find_prometheus()
-    with sigterm_interrupts():
+    with children.ended_on_exit():
         server = start_prometheus(folder, listen=listen, binary=binary)
         try:
             _wait_ready(server)

@@ -10,12 +10,14 @@ from rich.markup import escape
 
 from somaagent.cli import _render
 from somaagent.cli._config import CliState, pass_state
-from somaagent.cli.loadtest import script_env
+from somaagent.cli.loadtest import MAX_RPS, max_rps_option, script_env
+from somaagent.sre import children
 from somaagent.sre.chaos.injectors import Via
 from somaagent.sre.verify import VERIFY_PRESETS, VerifyReport, get_plan, run_verify
 
 PROMETHEUS_ENV = "SOMA_PROMETHEUS_URL"
 DEFAULT_PROMETHEUS = "http://127.0.0.1:9090"
+EXIT_INTERRUPTED = 130
 
 
 @click.group()
@@ -33,6 +35,7 @@ def sre() -> None:
     help="Multiply the load profile's durations.",
 )
 @click.option("--max-vus", type=click.IntRange(1), help="Cap the virtual users.")
+@MAX_RPS
 @click.option("--model", metavar="MODEL", help="The model chat requests ask for.")
 @click.option("--think-time", type=click.FloatRange(0), help="Seconds between a VU's requests.")
 @click.option("--prometheus", metavar="URL", help=f"Prometheus (default ${PROMETHEUS_ENV}).")
@@ -55,6 +58,7 @@ def verify(
     preset: str,
     scale: float,
     max_vus: int | None,
+    max_rps: int | None,
     model: str | None,
     think_time: float | None,
     prometheus: str | None,
@@ -69,27 +73,33 @@ def verify(
     """Run PRESET's load with its fault injected locally; judge the run by the SLOs.
 
     Presets: slm_service_failure, gateway_cpu_stress, memory_gateway_latency,
-    vector_store_packet_loss. Exit status 1 when an SLO broke.
+    vector_store_packet_loss. Exit status 1 when an SLO broke, 130 when interrupted (Ctrl-C
+    or SIGTERM: the fault is rolled back and k6 stopped; neither outlives the command).
     """
     resolved = state.resolve()
-    with resolved.client() as client:
-        report = run_verify(
-            get_plan(preset),
-            base_url=resolved.base_url,
-            api_key=resolved.require_key(),
-            prometheus=prometheus or os.environ.get(PROMETHEUS_ENV) or DEFAULT_PROMETHEUS,
-            scale=scale,
-            max_vus=max_vus,
-            model=model or os.environ.get("SOMA_MODEL"),
-            think_time=think_time,
-            via=via,
-            controller=client.faults,
-            listen=listen,
-            upstream=upstream,
-            proxy_control=proxy_control,
-            env=script_env(variables, collection),
-            on_event=_render.note,
-        )
+    with resolved.client() as client, children.ended_on_exit():
+        try:
+            report = run_verify(
+                get_plan(preset),
+                base_url=resolved.base_url,
+                api_key=resolved.require_key(),
+                prometheus=prometheus or os.environ.get(PROMETHEUS_ENV) or DEFAULT_PROMETHEUS,
+                scale=scale,
+                max_vus=max_vus,
+                model=model or os.environ.get("SOMA_MODEL"),
+                think_time=think_time,
+                via=via,
+                controller=client.faults,
+                listen=listen,
+                upstream=upstream,
+                proxy_control=proxy_control,
+                env=script_env(variables, collection),
+                max_rps=max_rps_option(max_rps),
+                on_event=_render.note,
+            )
+        except KeyboardInterrupt:
+            _render.note("interrupted: the load is stopped (the fault's rollback is noted above)")
+            raise SystemExit(EXIT_INTERRUPTED) from None
     if as_json:
         _render.as_json(report)
     else:

@@ -32,6 +32,10 @@ from somaagent.sre.slo import BudgetBurn, SLOTracker, default_specs
 __all__ = ["VERIFY_PRESETS", "VerifyPlan", "VerifyReport", "get_plan", "run_verify"]
 
 
+_STOP_WAIT_S = 45.0
+"""How long an interrupted run waits for k6 to stop its users and write its summary."""
+
+
 class VerifyPlan(BaseModel):
     """Which load, which fault, which SLOs."""
 
@@ -121,6 +125,7 @@ def run_verify(
     env: dict[str, str] | None = None,
     settle: timedelta = timedelta(seconds=5),
     interval: timedelta = timedelta(seconds=5),
+    max_rps: int | None = None,
     on_event: Callable[[str], None] | None = None,
 ) -> VerifyReport:
     """Run the plan's load with its fault in the middle, then judge its SLOs.
@@ -135,9 +140,16 @@ def run_verify(
         scale: multiplies the load profile's durations.
         env: the load script's variables (``SOMA_COLLECTION`` for the memory plans).
         settle: after the load, how long to wait for the last scrape before judging.
+        max_rps: the most requests per second the load sends (stay under the key's rate
+            limit: :func:`~somaagent.sre.loadtest.runner.rate_cap`).
 
     Raises:
         ConfigurationError: a variable the load needs is missing, or the fault has no place.
+        KeyboardInterrupt: the run was interrupted (Ctrl-C, or SIGTERM within
+            :func:`~somaagent.sre.children.ended_on_exit`); the fault was rolled back and
+            the load stopped before it is raised.
+
+    However it ends, the load (k6) has ended too: an error or an interrupt stops it.
     """
     say = on_event or (lambda _line: None)
     test = get_loadtest(plan.load).scaled(scale, max_vus=max_vus)
@@ -156,6 +168,7 @@ def run_verify(
         proxy_control=proxy_control,
     )
     outcome: dict[str, LoadReport | str] = {}
+    stop = threading.Event()
 
     def load() -> None:
         try:
@@ -166,6 +179,8 @@ def run_verify(
                 model=model,
                 think_time=think_time,
                 env=env,
+                max_rps=max_rps,
+                stop=stop,
             )[0]
         except K6Error as exc:
             outcome["error"] = str(exc)
@@ -189,9 +204,14 @@ def run_verify(
                 force=True,
                 on_event=say,
             )
+            if chaos.interrupted:
+                raise KeyboardInterrupt
         worker.join()
     finally:
         querier.close()
+        if worker.is_alive():  # an error or an interrupt: end the load before leaving
+            stop.set()
+            worker.join(timeout=_STOP_WAIT_S)
     ended = datetime.now(UTC)
     say(f"judging {len(plan.slos)} SLOs over {(ended - started).total_seconds():.0f}s")
     time.sleep(settle.total_seconds())  # let Prometheus take its last scrape

@@ -34,12 +34,15 @@ from somaagent.sre.slo.local import GATEWAY_JOB
 from somaagent.sre.slo.promql import error_ratio_expr
 from somaagent.sre.slo.spec import SLOSpec, default_specs
 
-__all__ = ["PRESETS", "get_preset", "preset_names"]
+__all__ = ["LOCAL_WINDOW", "PRESETS", "get_preset", "preset_names", "with_window"]
 
 JOB = GATEWAY_JOB
 NAMESPACE = "somaagent"
 WINDOW = "1m"
 """The probes' window: short, so that a fault shows within a minute, and a recovery too."""
+LOCAL_WINDOW = "30s"
+"""The window of a local run's probes: the local Prometheus scrapes every 5 s, so 30 s holds
+six samples, and a recovery shows half a minute after the fault instead of a whole one."""
 
 
 @functools.cache
@@ -51,20 +54,35 @@ def _labels(name: str, component: str) -> dict[str, str]:
     return {"app.kubernetes.io/name": name, "app.kubernetes.io/component": component}
 
 
-def slo_probe(slo: str, floor: float, *, during: bool = True) -> Probe:
-    """A probe on one of the default SLOs' SLI over the last minute: ``1 - error ratio``.
+def slo_probe(slo: str, floor: float, *, during: bool = True, window: str = WINDOW) -> Probe:
+    """A probe on one of the default SLOs' SLI over ``window``: ``1 - error ratio``.
 
     No traffic gives no sample (the SLO queries divide by ``total > 0``), so "no data".
     """
     spec = _slos()[slo]
     return Probe(
         name=slo,
-        query=f"1 - ({error_ratio_expr(spec, WINDOW)})".replace("\n", " "),
+        query=f"1 - ({error_ratio_expr(spec, window)})".replace("\n", " "),
         op=">=",
         threshold=floor,
         during=during,
-        description=f"{spec.description} At least {floor:.1%} over the last {WINDOW}.",
+        description=f"{spec.description} At least {floor:.1%} over the last {window}.",
     )
+
+
+def with_window(experiment: Experiment, window: str) -> Experiment:
+    """``experiment`` with its SLO probes over ``window`` (other probes unchanged)."""
+
+    def rewindowed(probe: Probe) -> Probe:
+        if probe.name not in _slos() or probe.op != ">=":
+            return probe
+        if probe != slo_probe(probe.name, probe.threshold, during=probe.during):
+            return probe  # a probe of a spec file's own, with the SLO's name: left as it is
+        return slo_probe(probe.name, probe.threshold, during=probe.during, window=window)
+
+    probes = [rewindowed(probe) for probe in experiment.hypothesis.probes]
+    hypothesis = experiment.hypothesis.model_copy(update={"probes": probes})
+    return experiment.model_copy(update={"hypothesis": hypothesis})
 
 
 def _gateway_up() -> Probe:

@@ -19,7 +19,6 @@ import contextlib
 import json
 import os
 import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from pydantic import BaseModel
 from somaagent.errors import SomaAgentError
 from somaagent.sre.chaos.hypothesis import PhaseCheck, Querier, check_phase, summarize
 from somaagent.sre.chaos.spec import Experiment
+from somaagent.sre.children import sigterm_interrupts
 
 __all__ = [
     "Injector",
@@ -229,23 +229,6 @@ def _line(check: PhaseCheck) -> str:
 
 
 # -- signals and `soma chaos stop --local` ----------------------------------------------------
-
-
-@contextlib.contextmanager
-def sigterm_interrupts() -> Iterator[None]:
-    """Within the block, SIGTERM raises :class:`KeyboardInterrupt` like Ctrl-C does."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def state_dir() -> Path:

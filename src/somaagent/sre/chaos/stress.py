@@ -13,6 +13,8 @@ import subprocess
 import sys
 from datetime import timedelta
 
+from somaagent.sre import children
+
 __all__ = ["DEFAULT_MEMORY_CAP", "Stress", "memory_bytes", "total_memory"]
 
 DEFAULT_MEMORY_CAP = 1 << 30
@@ -62,7 +64,7 @@ class Stress:
     def start(self) -> None:
         """Start the workers and wait until each is under way (memory allocated)."""
         for _ in range(self.workers):
-            process = subprocess.Popen(
+            process = children.spawn(
                 [
                     sys.executable,
                     "-m",
@@ -91,11 +93,7 @@ class Stress:
             if process.poll() is None:
                 process.terminate()
         for process in self.processes:
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            children.end(process, grace=5)
             if process.stdout is not None:
                 process.stdout.close()
 

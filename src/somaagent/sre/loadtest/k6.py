@@ -15,12 +15,15 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from somaagent.errors import ConfigurationError, K6Error
+from somaagent.sre import children
 
 __all__ = ["K6_ENV", "K6_VERSION", "K6Error", "K6Run", "find_k6", "inspect_script", "run_k6"]
 
@@ -110,6 +113,8 @@ def run_k6(
     timeout: float,
     k6: Path | None = None,
     summary_path: Path | None = None,
+    stop: threading.Event | None = None,
+    max_rps: int | None = None,
 ) -> K6Run:
     """Run a k6 script to its end and return its JSON summary.
 
@@ -119,6 +124,8 @@ def run_k6(
         timeout: seconds before k6 is stopped (it then still writes its summary).
         k6: the binary (default :func:`find_k6`).
         summary_path: where to keep the JSON summary (default: a temporary file).
+        stop: set it to end the run early (k6 gets SIGINT and still writes its summary).
+        max_rps: the most requests per second over all virtual users (k6's ``--rps``).
 
     Raises:
         K6Error: k6 failed before producing a summary.
@@ -137,32 +144,55 @@ def run_k6(
             "127.0.0.1:0",  # no fixed port for k6's REST API: runs may overlap
             "--summary-export",
             str(export),
+            *(["--rps", str(max_rps)] if max_rps else []),
             str(script_path),
         ]
         started = datetime.now(UTC)
-        process = subprocess.Popen(
+        process = children.spawn(
             command,
+            stop_signal=signal.SIGINT,  # k6 stops its VUs and still writes the summary
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
             env=_environment(env),
         )
         try:
-            output, _ = process.communicate(timeout=timeout)
-        except (subprocess.TimeoutExpired, KeyboardInterrupt):
-            process.send_signal(signal.SIGINT)  # k6 stops its VUs and writes the summary
-            try:
-                output, _ = process.communicate(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                output, _ = process.communicate()
+            output = _wait(process, timeout=timeout, stop=stop)
+        finally:
+            children.end(process)  # on an error or an interrupt too: k6 never outlives us
         finished = datetime.now(UTC)
         code = process.returncode
         if not export.exists():
             raise K6Error(f"k6 exited with {code} and no summary: {output.strip()[-2000:]}")
         summary: dict[str, Any] = json.loads(export.read_text(encoding="utf-8"))
-    if code not in _COMPLETED and not summary.get("metrics", {}).get("iterations"):
+    metrics = summary.get("metrics", {})
+    # An interrupted run (exit 105) still reports what it sent, even before a whole iteration
+    if code not in _COMPLETED and not (metrics.get("iterations") or metrics.get("http_reqs")):
         raise K6Error(f"k6 exited with {code}: {output.strip()[-2000:]}")
     return K6Run(
         exit_code=code, summary=summary, started_at=started, finished_at=finished, output=output
     )
+
+
+def _wait(process: subprocess.Popen[str], *, timeout: float, stop: threading.Event | None) -> str:
+    """k6's output once it has exited; SIGINT at ``timeout``, on ``stop`` or on Ctrl-C."""
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or (stop is not None and stop.is_set()):
+                break
+            try:
+                output, _ = process.communicate(timeout=min(left, 0.5) if stop else left)
+                return output
+            except subprocess.TimeoutExpired:
+                continue
+    except KeyboardInterrupt:
+        pass
+    process.send_signal(signal.SIGINT)  # k6 stops its VUs and writes the summary
+    try:
+        output, _ = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+    return output

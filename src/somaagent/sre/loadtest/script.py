@@ -5,8 +5,9 @@ The script reads its target from the environment, so one file serves every gatew
 ``Authorization: Bearer``; the run stops in ``setup()`` without it), ``SOMA_MODEL`` (default
 ``auto``), ``SOMA_THINK_TIME`` (seconds between iterations) and any ``${VAR}`` in a path or
 body. Thresholds cover p95 and p99 of ``http_req_duration`` (p99 is in
-``summaryTrendStats``, so the summary carries it), the failure rate and the checks; each
-endpoint gets its own sub-metric line.
+``summaryTrendStats``, so the summary carries it), apart for API requests (``kind:api``) and
+requests answered by a model (``kind:model``), the failure rate and the checks; each endpoint
+gets its own sub-metric line.
 """
 
 from __future__ import annotations
@@ -48,10 +49,20 @@ def render_options(test: LoadTest) -> dict[str, Any]:
     """k6's ``options`` for ``test`` (what ``k6 inspect`` reports back)."""
     limits = test.thresholds
     thresholds: dict[str, list[str]] = {
-        "http_req_duration": [f"p(95)<{limits.p95_ms:g}", f"p(99)<{limits.p99_ms:g}"],
         "http_req_failed": [f"rate<{limits.max_failure_rate:g}"],
         "checks": [f"rate>{limits.min_checks_rate:g}"],
     }
+    kinds = {endpoint.model_call for endpoint in test.endpoints}
+    if False in kinds:
+        thresholds["http_req_duration{kind:api}"] = [
+            f"p(95)<{limits.p95_ms:g}",
+            f"p(99)<{limits.p99_ms:g}",
+        ]
+    if True in kinds:
+        thresholds["http_req_duration{kind:model}"] = [
+            f"p(95)<{limits.model_p95_ms:g}",
+            f"p(99)<{limits.model_p99_ms:g}",
+        ]
     for endpoint in test.endpoints:
         # A threshold on a sub-metric is what puts it in the summary; "max>=0" only tracks.
         own = [f"p(95)<{endpoint.p95_ms:g}"] if endpoint.p95_ms else ["max>=0"]
@@ -108,7 +119,7 @@ export default function () {
   const e = pick();
   const params = {
     headers: { Authorization: `Bearer ${API_KEY}`, 'Content-Type': 'application/json' },
-    tags: { name: e.name },
+    tags: { name: e.name, kind: e.kind },
   };
   const body = e.body === null ? null : JSON.stringify(expand(e.body));
   const res = http.request(e.method, BASE_URL + expand(e.path), body, params);
@@ -128,6 +139,7 @@ def render_script(test: LoadTest) -> str:
             "body": e.body,
             "weight": e.weight,
             "expect": e.expect,
+            "kind": "model" if e.model_call else "api",
         }
         for e in test.endpoints
     ]

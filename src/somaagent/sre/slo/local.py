@@ -22,6 +22,7 @@ from pathlib import Path
 import platformdirs
 
 from somaagent.errors import ConfigurationError
+from somaagent.sre import children
 from somaagent.sre.slo.rules import rule_files
 from somaagent.sre.slo.spec import SLOSpec
 
@@ -136,14 +137,7 @@ class LocalPrometheus:
 
     def stop(self, *, timeout: float = 10.0) -> int:
         """Stop the server (SIGTERM, then SIGKILL); its exit status."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return children.end(self.process, grace=timeout)
 
 
 def start_prometheus(
@@ -175,5 +169,5 @@ def start_prometheus(
         "--web.enable-lifecycle",
         f"--log.level={log_level}",
     ]
-    process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT if output else None)
+    process = children.spawn(command, stdout=output, stderr=subprocess.STDOUT if output else None)
     return LocalPrometheus(url=f"http://{listen}", directory=directory, process=process)
