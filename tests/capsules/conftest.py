@@ -3,11 +3,10 @@ sandbox, and a capsule service over a fresh SQLite database."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from fastapi import FastAPI
 
 from somaagent.capsules.service import CapsuleService, SandboxPolicy
 from somaagent.db import make_engine, make_sessionmaker, migrate
@@ -18,21 +17,11 @@ from tests.gateway.conftest import (  # noqa: F401  (fixtures)
     database_url,
     gateway,
     pg_cluster,
+    prepare_app,
     settings_overrides,
 )
 
 SANDBOX_ROOT = Path("/tmp/somaagent-capsules-tests")
-
-
-@pytest.fixture
-def prepare_app() -> Callable[[FastAPI], None]:
-    def prepare(app: FastAPI) -> None:
-        from somaagent.gateway.routes import capsules
-
-        if not any(getattr(r, "path", "") == "/mcp" for r in app.router.routes):
-            app.include_router(capsules.router)
-
-    return prepare
 
 
 @pytest.fixture

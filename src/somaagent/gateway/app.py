@@ -22,6 +22,7 @@ from somaagent.gateway.metrics import Metrics
 from somaagent.gateway.middleware import GatewayMiddleware
 from somaagent.gateway.providers import ProviderPool
 from somaagent.gateway.ratelimit import RateLimiter
+from somaagent.gateway.routes import capsules as capsule_routes
 from somaagent.gateway.routes import conversations, health, me, openai_compat, route, slo
 from somaagent.gateway.routes import embeddings as embedding_routes
 from somaagent.gateway.routes import faults as fault_routes
@@ -162,6 +163,7 @@ def create_app(
         embedding_routes,
         fault_routes,
         workflow_routes,
+        capsule_routes,
     ):
         app.include_router(module.router)
     return app
