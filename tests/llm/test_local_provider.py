@@ -121,13 +121,28 @@ async def test_chat_template_is_applied(local_model: LocalModel) -> None:
     assert "<|im_" not in completion.content
 
 
-async def test_usage_matches_the_tokenizer(local_model: LocalModel) -> None:
-    completion = await local_model.complete(ask(FRANCE, max_tokens=32))
-    usage = completion.usage
+async def test_usage_counts_the_generated_tokens(local_model: LocalModel) -> None:
+    # Re-tokenising the answer is no measure of what was generated: the model may pick a
+    # non-canonical split. The budget is: completion_tokens counts every generated token,
+    # the end-of-turn token included (as llama.cpp's server counts), so a budget one token
+    # short of the answer's text cuts it one token short.
+    free = await local_model.complete(ask(FRANCE, max_tokens=64))
+    usage = free.usage
+    n = usage.completion_tokens
+    ended = 1 if free.finish_reason == "stop" else 0  # the end-of-turn token
+    text_tokens = n - ended
+    short = await local_model.complete(ask(FRANCE, max_tokens=text_tokens - 1))
 
     assert usage.prompt_tokens == local_model.count_chat_tokens(FRANCE)
-    assert usage.completion_tokens == local_model.count_tokens(completion.content)
     assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+    assert 3 <= n <= 64
+    assert short.finish_reason == "length"
+    assert short.usage.completion_tokens == text_tokens - 1
+    assert free.content.startswith(short.content) and short.content != free.content
+    if ended:
+        whole = await local_model.complete(ask(FRANCE, max_tokens=text_tokens))
+        assert whole.content == free.content
+        assert (whole.finish_reason, whole.usage.completion_tokens) == ("length", text_tokens)
 
 
 async def test_stream_equals_completion(local_model: LocalModel) -> None:

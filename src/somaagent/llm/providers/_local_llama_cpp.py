@@ -170,7 +170,8 @@ class LlamaCppEngine:
                 self._vocab = _Vocab(self.path)
             return self._vocab
 
-    def _model(self) -> Any:
+    def _model(self, last_n: int) -> Any:
+        # llama-cpp-python fixes the repetition penalty's window when the model loads.
         with self._load_lock:
             if self._llama is None:
                 lib = import_runtime()
@@ -182,6 +183,7 @@ class LlamaCppEngine:
                         n_ctx=self.n_ctx,
                         n_threads=self.n_threads,
                         n_threads_batch=self.n_threads,
+                        last_n_tokens_size=last_n,
                         verbose=False,
                     )
                 except ValueError as exc:  # llama-cpp-python's "Failed to load model"
@@ -211,7 +213,7 @@ class LlamaCppEngine:
         """Generate token by token (see :class:`Engine`)."""
         check()
         vocab = self._tokenizer()
-        llama = self._model()
+        llama = self._model(sampling.repeat_last_n)
         prompt = vocab.chat_tokens(messages)
         room = self.n_ctx - len(prompt)
         if room < 1:
@@ -242,6 +244,8 @@ class LlamaCppEngine:
             for token in tokens:
                 check()
                 if vocab.is_end(token):
+                    # counted, as llama.cpp's server (the xllamacpp runtime) counts it
+                    generated += 1
                     finish = "stop"
                     break
                 generated += 1
