@@ -130,7 +130,22 @@ async def revoke_key(
     if row.revoked_at is None:
         row.revoked_at = utcnow()
         await session.commit()
+        _note_revocation()
     return to_info(row)
+
+
+_revocations = 0
+
+
+def _note_revocation() -> None:
+    global _revocations
+    _revocations += 1
+
+
+def revocations() -> int:
+    """How many keys this process has revoked: a key cache that saw another count drops what
+    it holds, so a revocation takes effect on the process's next request."""
+    return _revocations
 
 
 def _validate_budget(value: float | None) -> None:
