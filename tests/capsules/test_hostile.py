@@ -129,26 +129,27 @@ async def test_output_must_match_the_schema(hostile: CapsuleService) -> None:
 
 
 async def test_fork_bomb_is_contained_and_others_keep_running(hostile: CapsuleService) -> None:
-    results: dict[str, object] = {}
+    done: dict[str, float] = {}
+    results: dict[str, tuple[bool, str, float]] = {}
 
     async def bomb() -> None:
         results["bomb"] = await _run(hostile, "fork_bomb")
+        done["bomb"] = time.monotonic()
 
     async def neighbour() -> None:
-        await anyio.sleep(1.0)  # while the bomb is going off
-        started = time.monotonic()
+        await anyio.sleep(0.8)  # while the bomb is going off
         ex = await hostile.execute("globex", "calculator", arguments={"expression": "6*7"})
-        results["neighbour"] = (ex.text, time.monotonic() - started)
+        done["neighbour"] = time.monotonic()
+        results["neighbour"] = (ex.is_error, ex.text, 0.0)
 
     async with anyio.create_task_group() as group:
         group.start_soon(bomb)
         group.start_soon(neighbour)
-    failed, reason, took = results["bomb"]  # type: ignore[misc]
+    failed, reason, took = results["bomb"]
     assert failed and "timeout" in reason, reason
-    assert took < 8
-    text, neighbour_took = results["neighbour"]  # type: ignore[misc]
-    assert text == "42"
-    assert neighbour_took < 3.5  # not starved by the bomb: it finished before the bomb's timeout
+    assert took < 6
+    assert results["neighbour"][:2] == (False, "42")
+    assert done["neighbour"] < done["bomb"]  # not starved: it finished while the bomb ran
     # the kernel tears a PID namespace down in the background: give it a few seconds
     deadline = time.monotonic() + 6
     while _sandbox_pids() and time.monotonic() < deadline:
