@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,7 @@ from somaagent.llm.registry import Capability, ModelSpec, TaskCategory
 
 __all__ = [
     "DEFAULT_MAX_QUALITY_DROP",
+    "LOW_CONFIDENCE",
     "PROBLEM_IMPOSSIBLE_POLICY",
     "PROBLEM_PROMPT_TOO_LONG",
     "Candidate",
@@ -31,6 +33,8 @@ __all__ = [
     "parse_policy",
 ]
 
+LOW_CONFIDENCE = 0.6
+"""Below this, a decision is a close call: a ``min_quality`` policy then takes the safer model."""
 DEFAULT_MAX_QUALITY_DROP = 0.05
 """Without ``min_quality``, how far below the best prediction the chosen model may be."""
 PROBLEM_IMPOSSIBLE_POLICY = PROBLEM_BASE + "impossible-policy"
@@ -161,6 +165,8 @@ class RoutingDecision:
         quality_bar: the predicted quality the choice had to reach.
         estimate: the prompt's complexity and the learned anchors' predictions.
         decision_ms: how long deciding took.
+        confidence: how likely the choice is right about the quality bar, in [0.5, 1]
+            (:func:`decision_confidence`); ``None`` for an explicit model.
     """
 
     spec: ModelSpec
@@ -171,6 +177,7 @@ class RoutingDecision:
     quality_bar: float
     estimate: PromptEstimate
     decision_ms: float
+    confidence: float | None = None
 
     @property
     def chain(self) -> tuple[ModelSpec, ...]:
@@ -210,6 +217,9 @@ class RoutingDecision:
                 "capabilities": sorted(c.capabilities),
                 "features": c.features.as_dict(),
             },
+            "evidence": self.estimate.evidence,
+            "confidence": None if self.confidence is None else round(self.confidence, 3),
+            "evidence_note": self.estimate.note,
             "learned": None
             if prediction is None
             else {
@@ -322,3 +332,45 @@ def explain_choice(
         f"predicted {chosen.predicted_quality:.2f}, est. ${chosen.estimated_cost_usd:.6f}, "
         f"~{chosen.estimated_latency_ms / 1000:.1f} s"
     )
+
+
+def decision_confidence(
+    candidates: Sequence[Candidate],
+    chosen: Candidate,
+    bar: float,
+    best: Candidate,
+    error_sd: float,
+) -> float:
+    """How likely the choice is on the right side of the quality bar, in [0.5, 1].
+
+    The closest call decides: how far the chosen model's prediction is above the bar (when it
+    is not the best model itself), and how far the cheaper eligible models' predictions fell
+    below it. A margin of *m* with a held-out prediction error of spread ``error_sd`` gives
+    ``Phi(m / error_sd)`` (normal errors); no close call at all gives 1.
+    """
+    margins = []
+    if chosen is not best:
+        margins.append(chosen.predicted_quality - bar)
+    margins.extend(
+        bar - c.predicted_quality
+        for c in candidates
+        if c.eligible
+        and not c.spec.last_resort
+        and c.estimated_cost_usd < chosen.estimated_cost_usd
+        and c.predicted_quality < bar
+    )
+    if not margins:
+        return 1.0
+    margin = max(min(margins), 0.0)
+    return 0.5 * (1.0 + math.erf(margin / (max(error_sd, 1e-6) * math.sqrt(2.0))))
+
+
+def explain_evidence(estimate: PromptEstimate, confidence: float, safer: bool) -> str:
+    """The route reason's second part: which evidence decided, how sure, and any fallback."""
+    text = f"; evidence: {estimate.evidence}, confidence {confidence:.2f}"
+    if confidence < LOW_CONFIDENCE:
+        text += " (low"
+        text += ": min_quality takes the safer, best-predicted model)" if safer else ")"
+    if estimate.note:
+        text += f"; fell back: {estimate.note}"
+    return text

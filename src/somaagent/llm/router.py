@@ -47,16 +47,21 @@ from somaagent.errors import (
 from somaagent.llm import tokens
 from somaagent.llm.base import ChatMessage
 from somaagent.llm.health import HealthTracker
+from somaagent.llm.learned.embedding import EmbeddingCache, PromptEmbedder
+from somaagent.llm.learned.heads import QualityHeads, load_default_heads
 from somaagent.llm.learned.model import LearnedRouter, load_default
-from somaagent.llm.learned.quality import PromptEstimate, QualityEstimator
+from somaagent.llm.learned.quality import PromptEstimate, QualityEstimator, TenantHeads
 from somaagent.llm.policy import (
     DEFAULT_MAX_QUALITY_DROP,
+    LOW_CONFIDENCE,
     PROBLEM_IMPOSSIBLE_POLICY,
     PROBLEM_PROMPT_TOO_LONG,
     Candidate,
     RoutingDecision,
     RoutingPolicy,
+    decision_confidence,
     explain_choice,
+    explain_evidence,
     no_route_error,
     parse_policy,
     verdict,
@@ -122,8 +127,13 @@ class Router:
     Args:
         registry: the models to choose from (reloaded if its file changed, on each decision).
         health: live latency and error statistics; a private tracker when ``None``.
-        learned: the learned router; ``"default"`` loads the packaged artifact, ``None`` routes on
-            heuristics only.
+        learned: the hashed-word router, used when no embedder is given; ``"default"`` loads
+            the packaged artifact, ``None`` routes on heuristics only (or the heads).
+        embedder: texts -> vectors, the product's local MiniLM (injected by the app factory:
+            ``llm`` does not import ``memory``); ``None``: no embedding quality heads.
+        heads: the embedding quality heads; ``"default"`` loads the packaged artifact (a
+            missing or corrupt one is logged and the route reasons say so).
+        tenant_heads: tenant id -> its promoted heads (from the feedback service).
         fallback_chain: registry names tried, in order, after the chosen model fails;
             ``None``: :data:`DEFAULT_FALLBACK_CHAIN`, less the names the registry lacks.
         tie_tolerance: costs within this fraction of the cheapest count as a tie.
@@ -139,6 +149,9 @@ class Router:
         *,
         health: HealthTracker | None = None,
         learned: LearnedRouter | Literal["default"] | None = "default",
+        embedder: PromptEmbedder | None = None,
+        heads: QualityHeads | Literal["default"] | None = "default",
+        tenant_heads: TenantHeads | None = None,
         fallback_chain: Sequence[str] | None = None,
         tie_tolerance: float = 0.02,
         today: Callable[[], date] = date.today,
@@ -146,7 +159,19 @@ class Router:
         self.registry = registry
         self.health = health if health is not None else HealthTracker()
         self.learned = load_default() if learned == "default" else learned
-        self.quality = QualityEstimator(self.learned)
+        heads_note = None
+        if heads == "default":
+            heads, heads_note = load_default_heads()
+        self.heads = heads
+        self.embeddings = EmbeddingCache(embedder) if embedder is not None else None
+        self.quality = QualityEstimator(
+            self.learned,
+            heads=heads,
+            embeddings=self.embeddings,
+            anchor_quality=lambda name: q.quality if (q := registry.find(name)) else None,
+            tenant_heads=tenant_heads,
+            heads_note=heads_note,
+        )
         if fallback_chain is None:
             # The default names models a user's file may have disabled: skip those quietly.
             fallback_chain = [n for n in DEFAULT_FALLBACK_CHAIN if registry.find(n) is not None]
@@ -176,6 +201,7 @@ class Router:
         available: Availability = _always,
         max_tokens: int | None = None,
         stream: bool = False,
+        tenant: str | None = None,
     ) -> RoutingDecision:
         """Choose a model for the conversation's next answer, without calling any model.
 
@@ -185,6 +211,7 @@ class Router:
             available: whether a model's provider is configured on this gateway.
             max_tokens: the request's answer limit, if it sets one.
             stream: whether the answer will be streamed (requires ``streaming``).
+            tenant: whose heads apply, when the tenant has promoted its own.
 
         Raises:
             ValidationError: an invalid policy, one that no model meets, or a prompt longer
@@ -198,7 +225,7 @@ class Router:
         if stream:
             needed.add("streaming")
         estimate = self.quality.estimate(
-            messages, category=policy.task, capabilities=sorted(needed)
+            messages, category=policy.task, capabilities=sorted(needed), tenant=tenant
         )
         allowed = self._resolve_names(policy.models, "models") if policy.models else None
         request = _Request(
@@ -213,8 +240,19 @@ class Router:
         )
         candidates = [self._candidate(spec, request) for spec in self.registry.all()]
         chosen, bar, best = self._choose(candidates, policy)
+        confidence = decision_confidence(candidates, chosen, bar, best, estimate.error_sd)
+        safer = False
+        if (
+            confidence < LOW_CONFIDENCE
+            and policy.min_quality is not None
+            and chosen is not best
+            and not best.spec.last_resort
+        ):
+            # Too close to call, and the caller set a floor: the policy asks for the safer model.
+            chosen, safer = best, True
         chain = self._fallbacks(chosen.spec, policy, candidates, request)
         reason = explain_choice(chosen, estimate, policy, bar, best)
+        reason += explain_evidence(estimate, confidence, safer)
         marked = tuple(verdict(c, chosen, bar, self.tie_tolerance) for c in candidates)
         return RoutingDecision(
             spec=chosen.spec,
@@ -225,6 +263,7 @@ class Router:
             quality_bar=bar,
             estimate=estimate,
             decision_ms=(time.perf_counter() - started) * 1000.0,
+            confidence=confidence,
         )
 
     def explicit(

@@ -20,7 +20,7 @@ from somaagent.llm.base import ChatMessage
 from somaagent.llm.complexity import Complexity, analysed_text, estimate_complexity
 from somaagent.llm.registry import TASK_CATEGORIES
 
-__all__ = ["DENSE_NAMES", "Features", "featurize"]
+__all__ = ["DENSE_NAMES", "Features", "dense_features", "featurize"]
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _DIGITS = re.compile(r"\d")
@@ -145,3 +145,12 @@ def featurize(
     hashed = tuple(sorted(indices))
     scale = 1.0 / math.sqrt(len(hashed)) if hashed else 0.0
     return Features(hashed=hashed, scale=scale, dense=_dense(c, text), complexity=c)
+
+
+def dense_features(
+    messages: Sequence[ChatMessage], *, complexity: Complexity | None = None
+) -> tuple[tuple[float, ...], Complexity]:
+    """Only the dense features (:data:`DENSE_NAMES`) and the complexity estimate, without the
+    hashed words: what the embedding-based quality heads read besides the embedding."""
+    c = complexity if complexity is not None else estimate_complexity(messages)
+    return _dense(c, analysed_text(messages).lower()), c
