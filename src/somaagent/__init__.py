@@ -2,9 +2,16 @@
 
 This package's top level is the Python SDK: :class:`Client` and :class:`AsyncClient`, the
 exceptions they raise and the models they return. Importing it loads no server code.
+
+The exceptions and models load with the package; the clients (and httpx under them, whose own
+import is most of the SDK's start-up time) load when one of their names is first used, so a
+program that only catches SomaAgent's errors or validates its models does not pay for them.
 """
 
 from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from somaagent.errors import (
     APIConnectionError,
@@ -41,18 +48,13 @@ from somaagent.errors import (
     ServerError,
     ServiceUnavailableError,
     SomaAgentError,
+    UnsupportedMediaTypeError,
     UpstreamError,
     UpstreamTimeoutError,
     ValidationError,
     VectorStoreError,
-)
-from somaagent.sdk import (
-    AsyncClient,
-    AsyncMessageStream,
-    Client,
-    Identity,
-    MessageStream,
-    RetryEvent,
+    WorkflowStepError,
+    WorkflowTypeUnavailableError,
 )
 from somaagent.types import (
     ApiKeyInfo,
@@ -76,7 +78,21 @@ from somaagent.types import (
     Usage,
 )
 
+if TYPE_CHECKING:
+    from somaagent.sdk import (
+        AsyncClient,
+        AsyncMessageStream,
+        Client,
+        Identity,
+        MessageStream,
+        RetryEvent,
+    )
+
 __version__ = "0.1.0"
+
+_SDK = frozenset(
+    {"AsyncClient", "AsyncMessageStream", "Client", "Identity", "MessageStream", "RetryEvent"}
+)
 
 __all__ = [
     "APIConnectionError",
@@ -137,10 +153,25 @@ __all__ = [
     "ServiceUnavailableError",
     "SomaAgentError",
     "StreamEvent",
+    "UnsupportedMediaTypeError",
     "UpstreamError",
     "UpstreamTimeoutError",
     "Usage",
     "ValidationError",
     "VectorStoreError",
+    "WorkflowStepError",
+    "WorkflowTypeUnavailableError",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SDK:
+        value = getattr(importlib.import_module("somaagent.sdk"), name)
+        globals()[name] = value  # once: later lookups find it directly
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_SDK})

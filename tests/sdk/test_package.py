@@ -42,3 +42,17 @@ def test_importing_the_sdk_loads_no_server_code() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == ""
+
+
+def test_the_clients_load_on_first_use() -> None:
+    # `import somaagent` gives the errors and models; httpx and the clients come with the
+    # first use of a client's name (bench/import_time.py measures both).
+    code = (
+        "import sys, somaagent; before = 'httpx' in sys.modules; "
+        "from somaagent import Client; "
+        "print(before, 'httpx' in sys.modules, Client.__module__, 'Client' in dir(somaagent))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split() == ["False", "True", "somaagent.sdk.client", "True"]
