@@ -12,6 +12,8 @@ A function returns a dict (the structured result), or any other JSON value (wrap
 ``{"result": value}``); raising an exception makes an ``isError`` result.
 """
 
+from __future__ import annotations
+
 import contextlib
 import importlib.util
 import io
@@ -19,11 +21,12 @@ import json
 import os
 import sys
 import traceback
+from typing import Any
 
 PROTOCOL_VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
 
 
-def _tool_result(value):
+def _tool_result(value: Any) -> dict[str, Any]:
     if isinstance(value, dict):
         return {
             "content": [{"type": "text", "text": json.dumps(value, ensure_ascii=False)}],
@@ -38,22 +41,24 @@ def _tool_result(value):
     }
 
 
-def _error_result(message):
+def _error_result(message: str) -> dict[str, Any]:
     return {"content": [{"type": "text", "text": message}], "isError": True}
 
 
 class _Server:
-    def __init__(self, manifest_path):
+    def __init__(self, manifest_path: str) -> None:
         with open(manifest_path, encoding="utf-8") as handle:
             self.manifest = json.load(handle)
         base = os.path.dirname(os.path.abspath(manifest_path))
         sys.path.insert(0, base)
         entry = os.path.join(base, self.manifest["entry"])
         spec = importlib.util.spec_from_file_location("capsule_tools", entry)
+        if spec is None or spec.loader is None:
+            raise ImportError(entry)
         self.module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(self.module)
 
-    def tools(self):
+    def tools(self) -> list[dict[str, Any]]:
         out = []
         for tool in self.manifest["tools"]:
             item = {"name": tool["name"], "description": tool.get("description", "")}
@@ -63,7 +68,7 @@ class _Server:
             out.append(item)
         return out
 
-    def call(self, params):
+    def call(self, params: dict[str, Any]) -> dict[str, Any]:
         name = params.get("name")
         known = {tool["name"] for tool in self.manifest["tools"]}
         function = getattr(self.module, str(name), None) if name in known else None
@@ -81,7 +86,7 @@ class _Server:
         except (TypeError, ValueError) as exc:
             return _error_result(f"the tool returned a value that is not JSON: {exc}")
 
-    def handle(self, message):
+    def handle(self, message: dict[str, Any]) -> dict[str, Any]:
         method = message.get("method")
         params = message.get("params") or {}
         if method == "initialize":
@@ -103,7 +108,7 @@ class _Server:
         raise LookupError(method)
 
 
-def main():
+def main() -> None:
     # Keep the protocol channel to ourselves: what the tool prints goes to stderr.
     channel = os.fdopen(os.dup(1), "w", encoding="utf-8", newline="\n")
     os.dup2(2, 1)

@@ -101,8 +101,9 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
         refused = [a for a in addresses if not address_allowed(a, allow_private=self.allow_private)]
         if refused or not addresses:
             raise ToolFailure(
-                f"{host} resolves to a loopback, link-local or private address ({refused[0] if refused else 'none'}); "
-                "the operator has not allowed those (SOMA_CAPSULES_ALLOW_PRIVATE_NETWORKS)"
+                f"{host} resolves to a loopback, link-local or private address "
+                f"({refused[0] if refused else 'none'}); the operator has not allowed those "
+                "(SOMA_CAPSULES_ALLOW_PRIVATE_NETWORKS)"
             )
         return await self.inner.connect_tcp(
             addresses[0],
@@ -177,7 +178,8 @@ class HostedTools:
                     raise ToolFailure(f"not an http(s) URL: {url}")
                 if not host_allowed(host, self.services.http_hosts):
                     raise ToolFailure(
-                        f"host {host} is not on the operator's allow-list (SOMA_CAPSULES_HTTP_HOSTS)"
+                        f"host {host} is not on the operator's allow-list "
+                        "(SOMA_CAPSULES_HTTP_HOSTS)"
                     )
                 body = bytearray()
                 truncated = False

@@ -6,8 +6,9 @@ the server still describes the tool as it was pinned at install.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -60,16 +61,23 @@ class RemoteCaller:
             return self.client_factory()
         return httpx2.AsyncClient(timeout=timeout_s)
 
+    @contextlib.asynccontextmanager
+    async def _session(self, url: str, timeout_s: float) -> AsyncIterator[ClientSession]:
+        async with (
+            self._client(timeout_s) as http,
+            streamable_http_client(url, http_client=http) as (read, write),
+            ClientSession(read, write) as session,
+        ):
+            await session.initialize()
+            yield session
+
     async def list_tools(self, url: str, timeout_s: float) -> list[ToolSpec]:
         """The server's tools, as specs to pin."""
         if self.client_factory is None:
             await self._check_url(url)
         with anyio.fail_after(timeout_s):
-            async with self._client(timeout_s) as http:
-                async with streamable_http_client(url, http_client=http) as (read, write):
-                    async with ClientSession(read, write) as session:
-                        await session.initialize()
-                        listed = await session.list_tools()
+            async with self._session(url, timeout_s) as session:
+                listed = await session.list_tools()
         return [tool_from_mcp(tool) for tool in listed.tools]
 
     async def call(self, manifest: Manifest, tool: ToolSpec, arguments: dict[str, Any]) -> Outcome:
@@ -81,23 +89,17 @@ class RemoteCaller:
             if self.client_factory is None:
                 await self._check_url(manifest.url)
             with anyio.fail_after(timeout):
-                async with self._client(timeout) as http:
-                    async with streamable_http_client(manifest.url, http_client=http) as (
-                        read,
-                        write,
-                    ):
-                        async with ClientSession(read, write) as session:
-                            await session.initialize()
-                            listed = await session.list_tools()
-                            served = {item.name: item for item in listed.tools}
-                            if tool.name not in served:
-                                raise RemoteError(f"the server no longer offers tool {tool.name!r}")
-                            if tool_sha256(tool_from_mcp(served[tool.name])) != tool.sha256:
-                                raise RemoteError(
-                                    f"the server's definition of tool {tool.name!r} differs from "
-                                    "the pinned one (a changed tool needs a new capsule version)"
-                                )
-                            result = await session.call_tool(tool.name, arguments)
+                async with self._session(manifest.url, timeout) as session:
+                    listed = await session.list_tools()
+                    served = {item.name: item for item in listed.tools}
+                    if tool.name not in served:
+                        raise RemoteError(f"the server no longer offers tool {tool.name!r}")
+                    if tool_sha256(tool_from_mcp(served[tool.name])) != tool.sha256:
+                        raise RemoteError(
+                            f"the server's definition of tool {tool.name!r} differs from "
+                            "the pinned one (a changed tool needs a new capsule version)"
+                        )
+                    result = await session.call_tool(tool.name, arguments)
         except TimeoutError:
             return Outcome.failed(
                 f"{manifest.name}: it ran past its {timeout:g} s timeout",

@@ -8,6 +8,7 @@ a capsule cannot return what its manifest does not promise.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -15,6 +16,7 @@ import shutil
 import tarfile
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -236,15 +238,13 @@ class Runner:
         error: str | None = None
         with anyio.move_on_after(limits.timeout_s) as scope:
             try:
-                async with process.streams() as (read, write):
-                    async with ClientSession(read, write) as session:
-                        await session.initialize()
-                        if check_pins:
-                            error = await _pin_problem(session, tool)
-                        if error is None:
-                            called = await session.call_tool(tool.name, arguments)
-                            assert isinstance(called, mcp_types.CallToolResult)
-                            result = called
+                async with _client_session(process) as session:
+                    if check_pins:
+                        error = await _pin_problem(session, tool)
+                    if error is None:
+                        called = await session.call_tool(tool.name, arguments)
+                        assert isinstance(called, mcp_types.CallToolResult)
+                        result = called
             except Exception as exc:  # the process died or spoke nonsense: say why below
                 error = process.failure or _describe(exc)
         if scope.cancelled_caught:
@@ -310,8 +310,15 @@ def finish(
     return outcome
 
 
-async def _listed(process: SandboxedProcess) -> list[ToolSpec]:
+@contextlib.asynccontextmanager
+async def _client_session(process: SandboxedProcess) -> AsyncIterator[ClientSession]:
+    """An initialised MCP client session with the sandboxed process."""
     async with process.streams() as (read, write), ClientSession(read, write) as session:
         await session.initialize()
+        yield session
+
+
+async def _listed(process: SandboxedProcess) -> list[ToolSpec]:
+    async with _client_session(process) as session:
         listed = await session.list_tools()
     return [tool_from_mcp(tool) for tool in listed.tools]

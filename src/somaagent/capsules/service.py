@@ -222,7 +222,7 @@ class CapsuleService:
             query = query.where(CapsuleInstallRow.name == name)
         return [(row[0], row[1]) for row in (await session.execute(query)).all()]
 
-    async def list(
+    async def listing(
         self, tenant: str, *, installed: bool | None = None, query: str | None = None
     ) -> list[Capsule]:
         """The tenant's installed capsules and the catalog's others, filtered."""
@@ -308,7 +308,7 @@ class CapsuleService:
         """Every tool of the tenant's installed capsules (what ``/mcp`` serves)."""
         async with self.sessions() as session:
             rows = await self._installed(session, tenant)
-        out = []
+        out: list[tuple[Manifest, ToolSpec]] = []
         for _, version in rows:
             manifest = Manifest.model_validate(version.manifest)
             out.extend((manifest, tool) for tool in manifest.tools)

@@ -1,5 +1,6 @@
 """Hostile tools: each tries something the sandbox must stop."""
 
+import contextlib
 import os
 import socket
 
@@ -35,10 +36,8 @@ def fork_bomb():
         try:
             if os.fork() == 0:
                 while True:
-                    try:
+                    with contextlib.suppress(OSError):
                         os.fork()
-                    except OSError:
-                        pass
             children += 1
         except OSError:
             pass

@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response, status
 from fastapi import Path as PathParam
@@ -27,7 +27,7 @@ from somaagent.errors import APIError, ServiceUnavailableError
 from somaagent.gateway import problems
 from somaagent.gateway.auth import CurrentPrincipal, get_state, require_principal
 from somaagent.gateway.state import GatewayState
-from somaagent.llm.base import ChatRequest
+from somaagent.llm.base import ChatMessage, ChatRequest
 from somaagent.types import Page
 from somaagent.types.capsules import (
     Capsule,
@@ -67,7 +67,7 @@ def _host_services(app: FastAPI, gateway: GatewayState) -> HostServices:
         adapter = await gateway.pool.adapter(spec)
         answer = await adapter.complete(
             ChatRequest(
-                messages=[{"role": m["role"], "content": m["content"]} for m in messages],  # type: ignore[misc]
+                messages=[cast(ChatMessage, dict(m)) for m in messages],
                 model=spec.provider_model_id,
                 max_tokens=1024,
                 temperature=0.0,
@@ -142,7 +142,7 @@ async def list_capsules(
     ] = None,
 ) -> Page[Capsule]:
     """The tenant's installed capsules and the catalog's others."""
-    return Page[Capsule](data=await capsules.list(who.tenant, installed=installed, query=q))
+    return Page[Capsule](data=await capsules.listing(who.tenant, installed=installed, query=q))
 
 
 @router.post(PREFIX, status_code=status.HTTP_201_CREATED, responses={200: {"model": Capsule}})

@@ -1,10 +1,13 @@
 """A calculator over Python's own parser: only numbers, arithmetic and a few math names."""
 
+from __future__ import annotations
+
 import ast
 import math
 import operator
+from typing import Any
 
-_BINARY = {
+_BINARY: dict[type[ast.operator], Any] = {
     ast.Add: operator.add,
     ast.Sub: operator.sub,
     ast.Mult: operator.mul,
@@ -13,7 +16,7 @@ _BINARY = {
     ast.Mod: operator.mod,
     ast.Pow: operator.pow,
 }
-_UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg}
+_UNARY: dict[type[ast.unaryop], Any] = {ast.UAdd: operator.pos, ast.USub: operator.neg}
 _NAMES = {"pi": math.pi, "e": math.e, "tau": math.tau}
 _FUNCTIONS = {
     name: getattr(math, name)
@@ -23,7 +26,7 @@ _FUNCTIONS.update(abs=abs, round=round, min=min, max=max)
 _MAX_EXPONENT = 10_000
 
 
-def _eval(node):
+def _eval(node: ast.AST) -> Any:
     if isinstance(node, ast.Expression):
         return _eval(node.body)
     if isinstance(node, ast.Constant) and type(node.value) in (int, float):
@@ -47,7 +50,7 @@ def _eval(node):
     raise ValueError(f"not allowed in an expression: {ast.dump(node)[:80]}")
 
 
-def evaluate(expression):
+def evaluate(expression: str) -> Any:
     """The value of ``expression``; integers stay integers."""
     try:
         tree = ast.parse(expression, mode="eval")

@@ -1,10 +1,13 @@
 """Date and time tools over the standard library's zoneinfo."""
 
-from datetime import UTC, datetime
+from __future__ import annotations
+
+from datetime import UTC, datetime, tzinfo
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
-def _zone(name):
+def _zone(name: str) -> tzinfo:
     if name.upper() == "UTC":
         return UTC
     try:
@@ -13,7 +16,7 @@ def _zone(name):
         raise ValueError(f"unknown time zone: {name}") from None
 
 
-def now(timezone="UTC"):
+def now(timezone: str = "UTC") -> dict[str, Any]:
     """The current time in ``timezone``."""
     moment = datetime.now(_zone(timezone))
     return {
@@ -24,7 +27,7 @@ def now(timezone="UTC"):
     }
 
 
-def convert(time, to_timezone):
+def convert(time: str, to_timezone: str) -> dict[str, Any]:
     """``time`` (ISO 8601; naive means UTC) in ``to_timezone``."""
     try:
         moment = datetime.fromisoformat(time)

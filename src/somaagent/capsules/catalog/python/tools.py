@@ -1,13 +1,16 @@
 """Run a snippet and capture what it prints; the sandbox around this process is the guard."""
 
+from __future__ import annotations
+
 import contextlib
 import io
 import traceback
+from typing import Any
 
 _MAX_STDOUT = 256 * 1024
 
 
-def run(code):
+def run(code: str) -> dict[str, Any]:
     """Execute ``code`` in a fresh namespace; return its stdout and any error."""
     buffer = io.StringIO()
     error = None
