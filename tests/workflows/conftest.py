@@ -3,6 +3,7 @@ whose memory embeds with the fast hashing test embedder, and helpers to follow a
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -91,9 +92,15 @@ async def follow(client: httpx.AsyncClient, run_id: str, **params: Any) -> list[
 
 
 async def wait_finished(client: httpx.AsyncClient, run_id: str) -> dict[str, Any]:
+    """The run once it has finished: its event stream to the end, then its status (polled
+    briefly: the stream's last event is written just before the engine records the outcome)."""
     await follow(client, run_id)
-    response = await client.get(f"/v1/workflow-runs/{run_id}")
-    assert response.status_code == 200, response.text
+    for _ in range(200):
+        response = await client.get(f"/v1/workflow-runs/{run_id}")
+        assert response.status_code == 200, response.text
+        if response.json()["status"] in ("succeeded", "failed", "cancelled"):
+            break
+        await asyncio.sleep(0.05)
     return dict(response.json())
 
 

@@ -23,6 +23,7 @@ from somaagent.cli.memory import memory
 from somaagent.cli.models import models
 from somaagent.cli.prompts import prompts
 from somaagent.cli.route import route
+from somaagent.cli.workflow import workflow
 from somaagent.errors import SomaAgentError
 
 # Commands that need an extra: imported only when used, so the client-side CLI works (and
@@ -134,5 +135,6 @@ main.add_command(prompts)
 main.add_command(memory)
 main.add_command(models)
 main.add_command(route)
+main.add_command(workflow)
 
 __all__ = ["main"]

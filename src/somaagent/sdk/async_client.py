@@ -35,6 +35,7 @@ from somaagent.sdk._models import AsyncModels
 from somaagent.sdk._prompts import AsyncPrompts
 from somaagent.sdk._routing import PolicyLike, route_call
 from somaagent.sdk._streaming import AsyncMessageStream
+from somaagent.sdk._workflows import AsyncWorkflows
 from somaagent.types import MessageExchange, RouteDecision
 
 T = TypeVar("T")
@@ -69,6 +70,7 @@ class AsyncClient(BaseClient):
     conversations: AsyncConversations
     models: AsyncModels
     prompts: AsyncPrompts
+    workflows: AsyncWorkflows
     memory: AsyncMemory
     embeddings: AsyncEmbeddings
 
@@ -96,6 +98,7 @@ class AsyncClient(BaseClient):
         self.memory = AsyncMemory(self)
         self.embeddings = AsyncEmbeddings(self)
         self.faults = AsyncFaults(self)
+        self.workflows = AsyncWorkflows(self)
 
     async def me(self) -> Identity:
         """The API key's identity: ``key_id``, ``name``, ``tenant`` and ``scope``."""

@@ -71,7 +71,7 @@ def _run_id(body: WorkflowRunCreate, idempotency_key: str | None) -> str | None:
     if body.id is not None or not idempotency_key:
         return body.id
     # The key may hold any characters; the run id it stands for is a digest of it.
-    return "idem-" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
+    return "wr_" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:20]
 
 
 @router.get("/workflows", summary="The registered workflow types and their input schemas")

@@ -1,0 +1,175 @@
+"""The SDK (both clients) and ``soma workflow`` against a real gateway served on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from somaagent import errors
+from somaagent.cli import main
+from somaagent.sdk import AsyncClient, Client
+from tests.fakes._server import run_asgi
+from tests.fakes.fixtures import FakeVendor
+from tests.gateway.conftest import make_settings
+from tests.workflows.conftest import documents, memory_factory
+
+
+class Served:
+    def __init__(self, url: str, key: str) -> None:
+        self.url, self.key = url, key
+
+    def client(self) -> Client:
+        return Client(api_key=self.key, base_url=self.url)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, fake_openai: FakeVendor) -> Iterator[Served]:
+    from somaagent.gateway.app import create_app
+
+    saved = dict(os.environ)
+    os.environ["SOMA_WORKFLOW_POLLING_INTERVAL_S"] = "0.05"
+    tmp = tmp_path_factory.mktemp("wf-served")
+    settings = make_settings(tmp, f"sqlite+aiosqlite:///{tmp / 'soma.db'}", fake_openai)
+    admin: list[str] = []
+    app = create_app(settings, on_admin_key=admin.append)
+    app.state.memory_factory = memory_factory(tmp / "data")
+    try:
+        with run_asgi(app, lifespan="on") as url:
+            yield Served(url, admin[0])
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def test_sync_client_start_wait_list_steps_events_and_errors(served: Served) -> None:
+    with served.client() as client:
+        names = {t.name for t in client.workflows.types()}
+        assert {"document_ingest", "batch_chat", "agent_run"} <= names
+        body = {"collection": "sdk", "documents": documents(5), "batch_size": 2}
+        run = client.workflows.start("document_ingest", body, wait=True)
+        assert run.status == "succeeded" and run.output["indexed"] == 5
+        assert run.created_at.tzinfo is not None and run.finished_at is not None
+        again = client.workflows.start("document_ingest", body, id=run.id)
+        assert again.id == run.id
+        steps = client.workflows.steps(run.id)
+        assert [s.name for s in steps][:2] == ["prepare", "batch-1/3"]
+        assert steps[1].started_at is not None and steps[1].duration_ms is not None
+        events = list(client.workflows.stream_events(run.id, after=2))
+        assert events[0].seq == 3 and events[-1].type == "run.finished"
+        for i in range(2):
+            client.workflows.start(
+                "document_ingest",
+                {"collection": "sdk", "documents": documents(1, f"x{i}")},
+                wait=True,
+            )
+        pages = list(client.workflows.pages(type="document_ingest", page_size=2))
+        assert len(pages) == 2 and pages[0].has_more
+        listed = [r.id for r in client.workflows.list(status="succeeded", page_size=1)]
+        assert len(listed) == 3 and listed[-1] == run.id
+        with pytest.raises(errors.ConflictError):
+            client.workflows.cancel(run.id)
+        with pytest.raises(errors.NotFoundError):
+            client.workflows.get("no-such-run")
+        with pytest.raises(errors.ValidationError) as bad:
+            client.workflows.start("document_ingest", {"collection": "sdk"})
+        assert bad.value.errors[0]["loc"] == ["body", "input", "documents"]
+        with pytest.raises(errors.WorkflowTypeUnavailableError):
+            client.workflows.start("agent_run", {"agent": "a"})
+
+
+def test_batch_chat_result_through_the_sdk(served: Served) -> None:
+    with served.client() as client:
+        items = [{"prompt": "hello there"}, {"prompt": "and again", "id": "two"}]
+        run = client.workflows.start("batch_chat", {"items": items}, wait=True)
+        assert run.status == "succeeded" and run.output["succeeded"] == 2
+        lines = client.workflows.result(run.id)
+        assert [line["index"] for line in lines] == [0, 1] and lines[1]["id"] == "two"
+        assert run.cost_usd is not None and run.cost_usd > 0
+
+
+@pytest.mark.anyio
+async def test_async_client_cancel_resume_fork(served: Served) -> None:
+    async with AsyncClient(api_key=served.key, base_url=served.url) as client:
+        body = {"collection": "async", "documents": documents(6), "batch_size": 1}
+        run = await client.workflows.start("document_ingest", body, id="async-1")
+        assert run.id == "async-1"
+        cancelled = await client.workflows.cancel(run.id)
+        assert cancelled.status == "cancelled"
+        assert (await client.workflows.resume(run.id)).status in ("queued", "running")
+        seqs = [e.seq async for e in client.workflows.stream_events(run.id)]
+        assert seqs == list(range(len(seqs)))
+        done = await client.workflows.wait(run.id)
+        assert done.status == "succeeded"
+        steps = await client.workflows.steps(run.id)
+        fork = await client.workflows.fork(run.id, steps[-1].step_id)
+        finished = await client.workflows.wait(fork.id)
+        assert finished.status == "succeeded" and finished.forked_from == run.id
+        runs = [r.id async for r in client.workflows.list(page_size=2)]
+        assert fork.id in runs and run.id in runs
+
+
+@pytest.fixture
+def invoke(served: Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv("SOMA_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("SOMA_API_KEY", served.key)
+    monkeypatch.setenv("SOMA_BASE_URL", served.url)
+    runner = CliRunner()
+
+    def run(*args: str, input: str | None = None) -> Result:
+        return runner.invoke(main, list(args), input=input, catch_exceptions=True)
+
+    return run
+
+
+def test_cli_start_follow_status_list_logs_cancel(invoke: Any, tmp_path: Path) -> None:
+    types = invoke("workflow", "types")
+    assert types.exit_code == 0 and "document_ingest" in types.output
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps({"documents": documents(4), "batch_size": 2}))
+    started = invoke(
+        "workflow",
+        "start",
+        "document_ingest",
+        "--input",
+        str(job),
+        "--set",
+        "collection=cli",
+        "--id",
+        "cli-1",
+        "--follow",
+    )
+    assert started.exit_code == 0, started.output
+    assert "progress 2/2" in started.output and "succeeded" in started.output
+    status = invoke("workflow", "status", "cli-1", "--json")
+    assert json.loads(status.output)["status"] == "succeeded"
+    listed = invoke("workflow", "list", "--status", "succeeded", "--json")
+    assert "cli-1" in [r["id"] for r in json.loads(listed.output)]
+    table = invoke("workflow", "list", "--type", "document_ingest")
+    assert "cli-1" in table.output and "succeeded" in table.output
+    logs = invoke("workflow", "logs", "cli-1", "--json")
+    events = [json.loads(line) for line in logs.output.splitlines()]
+    assert events[0]["type"] == "run.started" and events[-1]["type"] == "run.finished"
+    refused = invoke("workflow", "cancel", "cli-1")
+    assert refused.exit_code != 0 and "finished" in refused.output
+    missing = invoke("workflow", "status", "nope")
+    assert missing.exit_code != 0
+
+
+def test_cli_jsonl_batch_and_stdin(invoke: Any, tmp_path: Path) -> None:
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": "one"}\n{"prompt": "two"}\n')
+    done = invoke("workflow", "start", "batch_chat", "--input", str(prompts), "--wait", "--json")
+    assert done.exit_code == 0, done.output
+    run = json.loads(done.output)
+    assert run["status"] == "succeeded" and run["output"]["items"] == 2
+    body = json.dumps({"collection": "stdin", "documents": documents(1)})
+    queued = invoke("workflow", "start", "document_ingest", "--input", "-", "--json", input=body)
+    assert json.loads(queued.output)["status"] in ("queued", "running", "succeeded")
+    bad = invoke("workflow", "start", "document_ingest", "--set", "collection=x")
+    assert bad.exit_code != 0 and "documents" in bad.output
