@@ -93,6 +93,8 @@ class PromptEstimate:
         direct: registry name -> predicted quality, for models with a head of their own.
         error_sd: the spread of the predictions' error (held-out), for confidence.
         note: what went wrong on the way to better evidence, if anything.
+        x: the heads' input for the prompt (kept with the outcome record, for tenant
+            training), when the embedding heads ran.
     """
 
     complexity: Complexity
@@ -102,6 +104,7 @@ class PromptEstimate:
     direct: Mapping[str, float] | None = None
     error_sd: float = PRIOR_SD
     note: str | None = None
+    x: tuple[float, ...] | None = None
 
 
 class QualityEstimator:
@@ -204,6 +207,7 @@ class QualityEstimator:
             evidence=evidence,
             direct=direct,
             error_sd=error_sd,
+            x=tuple(x),
         )
 
     def quality(self, spec: ModelSpec, estimate: PromptEstimate) -> float:
