@@ -23,7 +23,15 @@ from pydantic import ValidationError as PydanticValidationError
 from somaagent.capsules.manifest import MANIFEST_FILES, Manifest, canonical_json
 from somaagent.errors import PayloadTooLargeError, ValidationError
 
-__all__ = ["MAX_FILES", "MAX_TOTAL_BYTES", "Package", "from_archive", "from_folder"]
+__all__ = [
+    "MAX_FILES",
+    "MAX_TOTAL_BYTES",
+    "Package",
+    "content_sha256",
+    "from_archive",
+    "from_folder",
+    "parse_manifest",
+]
 
 MAX_FILES = 200
 MAX_TOTAL_BYTES = 5 * 1024 * 1024

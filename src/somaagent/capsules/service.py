@@ -138,7 +138,10 @@ class CapsuleService:
                 errors=[{"loc": ["manifest", "kind"], "msg": "reserved", "type": "value_error"}],
             )
         if manifest.kind == "mcp" and not manifest.tools:
-            manifest = await self._discover(manifest, package.to_archive())
+            listed = await self._discover(manifest, package.to_archive())
+            # the discovered tools are part of what is pinned: a server that later lists
+            # other tools cannot be installed again under the same version
+            manifest = listed.pinned(packaging.content_sha256(listed, package.files))
             package = packaging.Package(manifest=manifest, files=package.files)
         async with self.sessions() as session, session.begin():
             existing = await session.scalar(
@@ -187,10 +190,18 @@ class CapsuleService:
         ), created
 
     async def _discover(self, manifest: Manifest, archive: bytes) -> Manifest:
-        """Pin an mcp capsule's tools by asking its server (in the sandbox) for them."""
+        """An mcp capsule's manifest with the tools its server lists (asked in the sandbox)."""
         self._check_enforceable(manifest)
         if manifest.url is not None:
-            tools = await self.remote.list_tools(manifest.url, manifest.permissions.timeout_s)
+            try:
+                tools = await self.remote.list_tools(manifest.url, manifest.permissions.timeout_s)
+            except Exception as exc:  # refused, unreachable or not MCP: the url is at fault
+                raise ValidationError(
+                    f"could not list the tools of {manifest.url}: {exc}",
+                    errors=[
+                        {"loc": ["manifest", "url"], "msg": str(exc)[:300], "type": "value_error"}
+                    ],
+                ) from exc
         else:
             tools = await self.runner.list_tools(manifest, archive)
         if not tools:
@@ -199,8 +210,7 @@ class CapsuleService:
                 errors=[{"loc": ["manifest", "tools"], "msg": "no tools", "type": "value_error"}],
             )
         listed = manifest.model_copy(update={"tools": tools, "sha256": None})
-        bare = Manifest.model_validate(listed.model_dump(mode="json"))
-        return bare.pinned(manifest.sha256 or "")
+        return Manifest.model_validate(listed.model_dump(mode="json"))
 
     # -- reading ----------------------------------------------------------------------------
 

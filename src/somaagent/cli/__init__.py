@@ -17,6 +17,7 @@ from somaagent.cli._config import CliState
 from somaagent.cli._extras import install_hint, missing_extra
 from somaagent.cli._render import CliError
 from somaagent.cli.auth import auth, login, logout
+from somaagent.cli.capsule import capsule
 from somaagent.cli.chat import chat
 from somaagent.cli.conversations import conversations
 from somaagent.cli.memory import memory
@@ -136,5 +137,6 @@ main.add_command(memory)
 main.add_command(models)
 main.add_command(route)
 main.add_command(workflow)
+main.add_command(capsule)
 
 __all__ = ["main"]

@@ -23,6 +23,7 @@ from somaagent.sdk._base import (
     parse_result,
     title_from,
 )
+from somaagent.sdk._capsules import AsyncCapsules
 from somaagent.sdk._conversations import (
     AsyncConversations,
     delete_conversation_call,
@@ -35,7 +36,6 @@ from somaagent.sdk._models import AsyncModels
 from somaagent.sdk._prompts import AsyncPrompts
 from somaagent.sdk._routing import PolicyLike, route_call
 from somaagent.sdk._streaming import AsyncMessageStream
-from somaagent.sdk._workflows import AsyncWorkflows
 from somaagent.types import MessageExchange, RouteDecision
 
 T = TypeVar("T")
@@ -67,10 +67,10 @@ class AsyncClient(BaseClient):
         ConfigurationError: when no API key is given, set in the environment or stored.
     """
 
+    capsules: AsyncCapsules
     conversations: AsyncConversations
     models: AsyncModels
     prompts: AsyncPrompts
-    workflows: AsyncWorkflows
     memory: AsyncMemory
     embeddings: AsyncEmbeddings
 
@@ -92,13 +92,13 @@ class AsyncClient(BaseClient):
             on_retry=on_retry,
         )
         self._http = http_client if http_client is not None else httpx.AsyncClient()
+        self.capsules = AsyncCapsules(self)
         self.conversations = AsyncConversations(self)
         self.models = AsyncModels(self)
         self.prompts = AsyncPrompts(self)
         self.memory = AsyncMemory(self)
         self.embeddings = AsyncEmbeddings(self)
         self.faults = AsyncFaults(self)
-        self.workflows = AsyncWorkflows(self)
 
     async def me(self) -> Identity:
         """The API key's identity: ``key_id``, ``name``, ``tenant`` and ``scope``."""

@@ -23,6 +23,7 @@ from somaagent.sdk._base import (
     parse_result,
     title_from,
 )
+from somaagent.sdk._capsules import Capsules
 from somaagent.sdk._conversations import (
     Conversations,
     delete_conversation_call,
@@ -35,7 +36,6 @@ from somaagent.sdk._models import Models
 from somaagent.sdk._prompts import Prompts
 from somaagent.sdk._routing import PolicyLike, route_call
 from somaagent.sdk._streaming import MessageStream
-from somaagent.sdk._workflows import Workflows
 from somaagent.types import MessageExchange, RouteDecision
 
 T = TypeVar("T")
@@ -67,10 +67,10 @@ class Client(BaseClient):
         ConfigurationError: when no API key is given, set in the environment or stored.
     """
 
+    capsules: Capsules
     conversations: Conversations
     models: Models
     prompts: Prompts
-    workflows: Workflows
     memory: Memory
     embeddings: Embeddings
 
@@ -92,13 +92,13 @@ class Client(BaseClient):
             on_retry=on_retry,
         )
         self._http = http_client if http_client is not None else httpx.Client()
+        self.capsules = Capsules(self)
         self.conversations = Conversations(self)
         self.models = Models(self)
         self.prompts = Prompts(self)
         self.memory = Memory(self)
         self.embeddings = Embeddings(self)
         self.faults = Faults(self)
-        self.workflows = Workflows(self)
 
     def me(self) -> Identity:
         """The API key's identity: ``key_id``, ``name``, ``tenant`` and ``scope``."""

