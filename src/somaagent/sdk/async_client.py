@@ -36,6 +36,7 @@ from somaagent.sdk._models import AsyncModels
 from somaagent.sdk._prompts import AsyncPrompts
 from somaagent.sdk._routing import PolicyLike, route_call
 from somaagent.sdk._streaming import AsyncMessageStream
+from somaagent.sdk._workflows import AsyncWorkflows
 from somaagent.types import MessageExchange, RouteDecision
 
 T = TypeVar("T")
@@ -71,6 +72,7 @@ class AsyncClient(BaseClient):
     conversations: AsyncConversations
     models: AsyncModels
     prompts: AsyncPrompts
+    workflows: AsyncWorkflows
     memory: AsyncMemory
     embeddings: AsyncEmbeddings
 
@@ -99,6 +101,7 @@ class AsyncClient(BaseClient):
         self.memory = AsyncMemory(self)
         self.embeddings = AsyncEmbeddings(self)
         self.faults = AsyncFaults(self)
+        self.workflows = AsyncWorkflows(self)
 
     async def me(self) -> Identity:
         """The API key's identity: ``key_id``, ``name``, ``tenant`` and ``scope``."""

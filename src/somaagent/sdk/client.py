@@ -36,6 +36,7 @@ from somaagent.sdk._models import Models
 from somaagent.sdk._prompts import Prompts
 from somaagent.sdk._routing import PolicyLike, route_call
 from somaagent.sdk._streaming import MessageStream
+from somaagent.sdk._workflows import Workflows
 from somaagent.types import MessageExchange, RouteDecision
 
 T = TypeVar("T")
@@ -71,6 +72,7 @@ class Client(BaseClient):
     conversations: Conversations
     models: Models
     prompts: Prompts
+    workflows: Workflows
     memory: Memory
     embeddings: Embeddings
 
@@ -99,6 +101,7 @@ class Client(BaseClient):
         self.memory = Memory(self)
         self.embeddings = Embeddings(self)
         self.faults = Faults(self)
+        self.workflows = Workflows(self)
 
     def me(self) -> Identity:
         """The API key's identity: ``key_id``, ``name``, ``tenant`` and ``scope``."""
