@@ -8,11 +8,13 @@ from typing import Any
 import pytest
 
 from somaagent import AsyncClient, AsyncMessageStream, Client, MessageStream
+from somaagent.sdk._capsules import AsyncCapsules, Capsules
 from somaagent.sdk._conversations import AsyncConversations, Conversations
 from somaagent.sdk._faults import AsyncFaults, Faults
 from somaagent.sdk._memory import AsyncEmbeddings, AsyncMemory, Embeddings, Memory
 from somaagent.sdk._models import AsyncModels, Models
 from somaagent.sdk._prompts import AsyncPrompts, Prompts
+from somaagent.sdk._workflows import AsyncWorkflows, Workflows
 
 # Names that differ on purpose: the async spelling of closing and context management.
 RENAMED = {"close": "aclose", "__enter__": "__aenter__", "__exit__": "__aexit__"}
@@ -42,6 +44,8 @@ TWINS = [
     (Memory, AsyncMemory),
     (Embeddings, AsyncEmbeddings),
     (Faults, AsyncFaults),
+    (Workflows, AsyncWorkflows),
+    (Capsules, AsyncCapsules),
 ]
 
 
@@ -66,7 +70,8 @@ def test_twins_take_the_same_parameters(sync: type[Any], async_: type[Any]) -> N
         if name in NOT_COROUTINES or name in ITERATION:
             assert not inspect.iscoroutinefunction(twin), name
         elif not name.startswith("__") or name in RENAMED:
-            assert inspect.iscoroutinefunction(twin), name
+            # awaited, or iterated with `async for` (an async generator: list, stream_events)
+            assert inspect.iscoroutinefunction(twin) or inspect.isasyncgenfunction(twin), name
 
 
 def test_client_constructors_match() -> None:
@@ -93,5 +98,7 @@ def test_both_clients_have_the_same_resources() -> None:
         "memory",
         "embeddings",
         "faults",
+        "workflows",
+        "capsules",
     }
     assert set(AsyncClient.__annotations__) == set(Client.__annotations__)
