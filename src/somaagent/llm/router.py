@@ -185,11 +185,22 @@ class Router:
         self.tie_tolerance = tie_tolerance
         self._today = today
 
-    def warm_up(self) -> None:
-        """Load what the first decision would (the tokenizers, the artifact); call at start-up."""
-        # Nothing routable yet is fine here: the first real request will say why.
-        with contextlib.suppress(SomaAgentError):
-            self.decide([{"role": "user", "content": "warm up"}])
+    def warm_up(self, *, embedding: bool = False) -> None:
+        """Load what the first decision would (the tokenizers, the artifacts); call at start-up.
+
+        Args:
+            embedding: load the embedding model too (about half a second once its ONNX file
+                is cached); otherwise the first routed prompt loads it.
+        """
+        cache = self.quality.embeddings
+        if not embedding:
+            self.quality.embeddings = None
+        try:
+            # Nothing routable yet is fine here: the first real request will say why.
+            with contextlib.suppress(SomaAgentError):
+                self.decide([{"role": "user", "content": "warm up"}])
+        finally:
+            self.quality.embeddings = cache
 
     # -- the decision ----------------------------------------------------------------------
 
