@@ -14,11 +14,11 @@ Two tiers, chosen once per gateway and recorded with every execution:
     allows unconfined capsules.
 
 Both tiers apply resource limits with ``prlimit`` (address space, CPU seconds, process count,
-file size, no core dumps), start the process in its own session so a timeout kills the whole
-group, and pass a scrubbed environment (nothing of the gateway's: no ``SOMA_*``, no provider
-keys). Run as root, each execution gets its own unprivileged uid from a pool, so the process
-limit is per sandbox (the kernel does not apply ``RLIMIT_NPROC`` to root) and one sandbox
-cannot signal or read another's files.
+file size, no core dumps), drop privileges with ``setpriv`` (``no_new_privs``), start the
+process in its own session so a timeout kills the whole group, and pass a scrubbed environment
+(nothing of the gateway's: no ``SOMA_*``, no provider keys). Run as root, each execution gets
+its own unprivileged uid from a pool, so the process limit is per sandbox (the kernel does not
+apply ``RLIMIT_NPROC`` to root) and one sandbox cannot signal or read another's files.
 """
 
 from __future__ import annotations
@@ -178,9 +178,21 @@ def _system_binds() -> list[str]:
     return args
 
 
+def _as_uid(uid: int | None) -> list[str]:
+    # setpriv, not subprocess's user=/group=: uvloop's subprocesses do not take those.
+    privileges = ["setpriv", "--no-new-privs"]
+    if uid is not None:
+        privileges += [f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+    return [*privileges, "--"]
+
+
 def build_command(spec: SandboxSpec, tier: Tier) -> list[str]:
-    """The host argv that starts ``spec.argv`` confined by ``tier``."""
-    limits = _prlimit(spec.limits, spec.uid)
+    """The host argv that starts ``spec.argv`` confined by ``tier``.
+
+    ``prlimit`` sets the limits, then ``setpriv`` drops to the execution's uid and sets
+    ``no_new_privs``, then (``bwrap`` tier) bubblewrap builds the namespaces.
+    """
+    limits = [*_prlimit(spec.limits, spec.uid), *_as_uid(spec.uid)]
     if tier == "rlimits":
         return [*limits, *spec.argv]
     args = [
@@ -229,9 +241,6 @@ def _probe(tier: Tier, root: Path) -> bool:
     try:
         done = subprocess.run(
             build_command(spec, tier),
-            user=uid,
-            group=uid,
-            extra_groups=[] if uid is not None else None,
             env=scrubbed_env(),
             cwd=str(work),
             capture_output=True,
