@@ -11,6 +11,7 @@ from typing import TypeVar
 import click
 
 from somaagent.cli._extras import load_settings, missing_extra
+from somaagent.cli._render import CliError
 from somaagent.errors import SomaAgentError
 
 T = TypeVar("T")
@@ -38,7 +39,7 @@ def _run(action: Callable[..., Awaitable[T]]) -> T:
     try:
         return asyncio.run(main())
     except SomaAgentError as exc:
-        raise click.ClickException(str(getattr(exc, "message", exc))) from exc
+        raise CliError(str(getattr(exc, "message", exc))) from exc
 
 
 @click.group()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 
 from somaagent.cli._extras import load_settings, missing_extra
+from somaagent.cli._render import CliError
+from somaagent.errors import SomaAgentError
 
 
 @click.command()
@@ -17,15 +19,24 @@ def serve(host: str | None, port: int | None, log_level: str | None) -> None:
     try:
         import uvicorn
 
+        from somaagent.db.engine import make_engine
         from somaagent.gateway.app import create_app
     except ModuleNotFoundError as exc:
         raise missing_extra(exc, command="serve") from None
+    try:
+        # Fails fast on a missing database driver (asyncpg: the postgres extra), which the
+        # app would otherwise meet in its lifespan, under a uvicorn traceback. It connects to
+        # nothing.
+        make_engine(settings.resolved_database_url)
+        app = create_app(settings)
+    except SomaAgentError as exc:
+        raise CliError(str(exc)) from None
     host = host or settings.host
     port = port if port is not None else settings.port
     click.echo(f"SomaAgent gateway on http://{host}:{port}  (data: {settings.data_dir})", err=True)
     click.echo(f"  database: {_safe_url(settings.resolved_database_url)}", err=True)
     uvicorn.run(
-        create_app(settings),
+        app,
         host=host,
         port=port,
         log_level=log_level or settings.log_level,

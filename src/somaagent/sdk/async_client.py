@@ -29,6 +29,14 @@ from somaagent.sdk._conversations import (
     delete_conversation_call,
     send_message_call,
 )
+from somaagent.sdk._feedback import (
+    FeedbackResult,
+    RouteReport,
+    RouteTrainResult,
+    feedback_call,
+    route_report_call,
+    route_train_call,
+)
 from somaagent.sdk._faults import AsyncFaults
 from somaagent.sdk._identity import Identity, me_call
 from somaagent.sdk._memory import AsyncEmbeddings, AsyncMemory
@@ -236,6 +244,46 @@ class AsyncClient(BaseClient):
             prompt, messages=messages, policy=policy, max_tokens=max_tokens, stream=stream
         )
         return await self._call(call)
+
+    async def feedback(
+        self,
+        answer_id: str,
+        rating: Literal["up", "down"] | None = None,
+        *,
+        score: float | None = None,
+        comment: str | None = None,
+    ) -> FeedbackResult:
+        """Tell the router how a routed answer did: ``rating`` up/down or a ``score`` (0-1).
+
+        ::
+
+            exchange = await client.chat("Summarise this contract...", model="auto")
+            await client.feedback(exchange.reply.id, "up")
+
+        Args:
+            answer_id: the reply's message id, or a chat completion's id.
+            rating: ``"up"`` (1) or ``"down"`` (0); give it or ``score``.
+            score: a score from 0 to 1.
+            comment: a note kept with the rating.
+
+        Raises:
+            NotFoundError: no routed answer of this tenant has the id.
+            ValidationError: neither or both of ``rating`` and ``score``.
+        """
+        return await self._call(feedback_call(answer_id, rating, score=score, comment=comment))
+
+    async def route_train(self) -> RouteTrainResult:
+        """Fit the router's heads on this tenant's feedback; promoted only if they predict
+        held-out feedback better.
+
+        Raises:
+            ValidationError: not enough rated answers yet (the message says how many).
+        """
+        return await self._call(route_train_call())
+
+    async def route_report(self) -> RouteReport:
+        """This tenant's routing: per-model win rates, savings realised, its heads."""
+        return await self._call(route_report_call())
 
     async def aclose(self) -> None:
         """Close the HTTP client and its connections."""
