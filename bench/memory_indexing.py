@@ -35,7 +35,7 @@ from _scifact import load, machine, skip_without_data, versions, write_results
 
 from somaagent.memory.chunking import Chunker
 from somaagent.memory.documents import Document
-from somaagent.memory.embeddings.base import Embedder, InputType, Vectors, create_embedder
+from somaagent.memory.embeddings import Embedder, InputType, Vectors, create_embedder
 from somaagent.memory.embeddings.cache import CachedEmbedder
 from somaagent.memory.filters import FilterInput
 from somaagent.memory.keyword import KeywordIndex, KeywordRecord

@@ -40,12 +40,12 @@ from _scifact import (
 )
 
 from somaagent.memory.chunking import Chunker
-from somaagent.memory.embeddings.base import create_embedder
+from somaagent.memory.embeddings import create_embedder
 from somaagent.memory.embeddings.cache import CachedEmbedder
 from somaagent.memory.hybrid import SearchOptions
 from somaagent.memory.keyword import KeywordIndex
 from somaagent.memory.rag import RAGPipeline
-from somaagent.memory.stores.base import create_store
+from somaagent.memory.stores import create_store
 
 COLLECTION = "scifact"
 TARGET = 0.70

@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
-from somaagent.memory.stores.base import VectorRecord, VectorStore, create_store  # noqa: E402
+from somaagent.memory.stores import VectorRecord, VectorStore, create_store  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 K = 10

@@ -495,3 +495,38 @@ def error_for_status(
     if issubclass(cls, RateLimitError | ServiceUnavailableError):
         return cls(message, retry_after=retry_after, **kwargs)
     return cls(message, **kwargs)
+
+
+def api_error_for_provider(exc: ProviderError) -> APIError:
+    """The HTTP problem a provider failure is answered with (502, 503, 504 or 400).
+
+    A failed fallback chain maps like its last failure, with every attempt in the detail.
+    """
+    detail = f"model provider {exc.provider} failed: {exc.message}"
+    if isinstance(exc, ProviderFallbackError):
+        if not exc.errors:
+            return ServiceUnavailableError(exc.message)
+        last = api_error_for_provider(exc.errors[-1])
+        last.message = exc.message
+        return last
+    if isinstance(exc, ProviderTimeoutError):
+        return UpstreamTimeoutError(detail)
+    if isinstance(exc, ProviderRateLimitError | ProviderOverloadedError | ProviderConnectionError):
+        return ServiceUnavailableError(detail, retry_after=exc.retry_after)
+    if isinstance(exc, ProviderBadRequestError):
+        return BadRequestError(detail)
+    return UpstreamError(detail)
+
+
+def as_api_error(exc: BaseException) -> APIError:
+    """Any exception as the :class:`APIError` a client is answered with: itself for an
+    ``APIError``, mapped for a provider or configuration error, else a bare 500 (no detail of
+    an unexpected failure leaks). The gateway renders it as problem+json; a domain uses it to
+    report a failure of its own as the problem it will be."""
+    if isinstance(exc, APIError):
+        return exc
+    if isinstance(exc, ProviderError):
+        return api_error_for_provider(exc)
+    if isinstance(exc, ConfigurationError):
+        return ServiceUnavailableError(str(exc))
+    return ServerError("internal error; quote the request id when reporting it")

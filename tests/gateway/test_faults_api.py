@@ -19,11 +19,11 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from somaagent.gateway.memory import MemoryService
 from somaagent.gateway.settings import Settings
 from somaagent.memory.chunking import Chunker
 from somaagent.memory.keyword import KeywordIndex
 from somaagent.memory.rag import RAGPipeline
+from somaagent.memory.service import MemoryService
 from tests.gateway.conftest import FAKE_MODEL, Gateway
 from tests.memory.rag_fakes import ExactStore, HashEmbedder
 

@@ -15,12 +15,12 @@ import httpx
 import numpy as np
 import pytest
 
+from somaagent.chat.grounding import ground
 from somaagent.errors import NotFoundError
-from somaagent.gateway.grounding import ground
-from somaagent.gateway.memory import MemoryService
 from somaagent.memory.chunking import Chunker
 from somaagent.memory.keyword import KeywordIndex
 from somaagent.memory.rag import RAGPipeline
+from somaagent.memory.service import MemoryService
 from somaagent.prompts.service import PromptService
 from somaagent.types import Message
 from tests.gateway.conftest import Gateway

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from somaagent.memory.stores.base import Metric, VectorStore, create_store
+from somaagent.memory.stores import Metric, VectorStore, create_store
 from tests import pg
 
 BACKENDS = ["chroma", "qdrant", "pinecone", "pgvector"]

@@ -31,11 +31,11 @@ class Running:
 def serve_gateway(data_dir: Path, fake_openai: FakeVendor) -> Iterator[Running]:
     """Serve a gateway on SQLite in ``data_dir`` with ``/v1/memory`` and ``/v1/embeddings``."""
     from somaagent.gateway.app import create_app
-    from somaagent.gateway.memory import MemoryService
     from somaagent.gateway.settings import Settings
     from somaagent.memory.chunking import Chunker
     from somaagent.memory.keyword import KeywordIndex
     from somaagent.memory.rag import RAGPipeline
+    from somaagent.memory.service import MemoryService
 
     settings = Settings(
         data_dir=data_dir,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from somaagent.errors import ValidationError
-from somaagent.memory.stores.base import Metric, VectorRecord, create_store
+from somaagent.memory.stores import Metric, VectorRecord, create_store
 from tests.fakes._server import run_asgi
 from tests.fakes.pinecone_server import FakePinecone
 from tests.memory.test_store_contract import exact, unit

@@ -10,11 +10,12 @@ import pytest
 
 from somaagent.errors import NotFoundError, ValidationError, VectorStoreError
 from somaagent.memory.chunking import Chunker
+from somaagent.memory.conversations import ConversationMemory
 from somaagent.memory.documents import Document, IndexProgress
 from somaagent.memory.hybrid import SearchOptions
 from somaagent.memory.keyword import KeywordIndex
 from somaagent.memory.rag import RAGPipeline
-from somaagent.memory.stores.base import create_store
+from somaagent.memory.stores import create_store
 from tests.memory.rag_fakes import ExactStore, FaultyStore, HashEmbedder
 
 pytestmark = pytest.mark.anyio
@@ -233,7 +234,7 @@ async def test_context_respects_the_token_budget(pipeline: RAGPipeline) -> None:
 
 
 async def test_conversation_memory_is_per_tenant(pipeline: RAGPipeline) -> None:
-    memory = pipeline.conversations
+    memory = ConversationMemory(pipeline)
     await memory.index_message(
         "acme", message_id="m1", conversation_id="c1", role="user", content="Our VPN is down."
     )
@@ -243,14 +244,14 @@ async def test_conversation_memory_is_per_tenant(pipeline: RAGPipeline) -> None:
     await memory.index_message(
         "globex", message_id="m3", conversation_id="c9", role="user", content="VPN works fine."
     )
-    hits = await pipeline.search_conversations("acme", "vpn", k=5)
+    hits = await memory.search("acme", "vpn", k=5)
     assert {h.message_id for h in hits} == {"m1", "m2"}
     assert all(h.role == "user" and 0 <= h.score <= 1 for h in hits)
-    only_c1 = await pipeline.search_conversations("acme", "vpn", conversation_id="c1")
+    only_c1 = await memory.search("acme", "vpn", conversation_id="c1")
     assert [h.message_id for h in only_c1] == ["m1"]
-    assert await pipeline.search_conversations("initech", "vpn") == []
+    assert await memory.search("initech", "vpn") == []
     assert await memory.forget_conversation("acme", "c1") == 1
-    assert [h.message_id for h in await pipeline.search_conversations("acme", "vpn")] == ["m2"]
+    assert [h.message_id for h in await memory.search("acme", "vpn")] == ["m2"]
     await memory.index_message(
         "acme", message_id="m4", conversation_id="c2", role="assistant", content="   "
     )

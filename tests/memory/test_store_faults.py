@@ -7,7 +7,7 @@ import socket
 import pytest
 
 from somaagent.errors import VectorStoreError
-from somaagent.memory.stores.base import create_store
+from somaagent.memory.stores import create_store
 from tests.fakes.memory_fixtures import MemoryFake
 
 pytestmark = pytest.mark.anyio

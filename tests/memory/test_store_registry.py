@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from somaagent.errors import ConfigurationError
-from somaagent.memory.stores.base import VectorRecord, create_store
+from somaagent.memory.stores import VectorRecord, create_store
 from somaagent.memory.stores.chroma import ChromaStore
 from somaagent.memory.stores.pgvector import PgVectorStore
 from somaagent.memory.stores.pinecone import PineconeStore

@@ -23,7 +23,7 @@ from somaagent.cli.conversations import conversations
 from somaagent.cli.memory import memory
 from somaagent.cli.models import models
 from somaagent.cli.prompts import prompts
-from somaagent.cli.route import route
+from somaagent.cli.feedback import feedback, route
 from somaagent.cli.workflow import workflow
 from somaagent.errors import SomaAgentError
 
@@ -136,6 +136,7 @@ main.add_command(prompts)
 main.add_command(memory)
 main.add_command(models)
 main.add_command(route)
+main.add_command(feedback)
 main.add_command(workflow)
 main.add_command(capsule)
 

@@ -8,6 +8,7 @@ directory needs no manual step.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,22 @@ from sqlalchemy.ext.asyncio import (
 from somaagent.errors import ConfigurationError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+_PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_domain_tables() -> list[str]:
+    """Import every domain's ``tables`` module (``somaagent/<domain>/tables.py`` or a
+    ``tables`` package), so :attr:`Base.metadata` holds every table; their names, sorted.
+
+    Found by that name, not imported by name, so this package depends on no domain.
+    """
+    found = []
+    for package in sorted(_PACKAGE_ROOT.iterdir()):
+        if (package / "tables.py").is_file() or (package / "tables" / "__init__.py").is_file():
+            found.append(f"somaagent.{package.name}.tables")
+    for name in found:
+        importlib.import_module(name)
+    return found
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -13,30 +13,29 @@ from fastapi import FastAPI
 from somaagent import __version__
 from somaagent.accounts import keys
 from somaagent.accounts.usage import UsageLedger
+from somaagent.chat.conversations import ConversationService
+from somaagent.chat.grounding import ground
+from somaagent.chat.providers import ProviderPool
+from somaagent.chat.turns import ChatTurns
 from somaagent.db.engine import make_engine, make_sessionmaker, migrate
 from somaagent.gateway import faults, problems
-from somaagent.gateway.conversations import ConversationService
-from somaagent.gateway.grounding import ground
-from somaagent.gateway.memory import MemoryService
 from somaagent.gateway.metrics import Metrics
 from somaagent.gateway.middleware import GatewayMiddleware
-from somaagent.gateway.providers import ProviderPool
 from somaagent.gateway.ratelimit import RateLimiter
 from somaagent.gateway.routes import capsules as capsule_routes
 from somaagent.gateway.routes import conversations, health, me, openai_compat, route, slo
 from somaagent.gateway.routes import embeddings as embedding_routes
 from somaagent.gateway.routes import faults as fault_routes
-from somaagent.gateway.routes import feedback as feedback_routes
 from somaagent.gateway.routes import memory as memory_routes
 from somaagent.gateway.routes import prompts as prompt_routes
 from somaagent.gateway.routes import workflows as workflow_routes
-from somaagent.gateway.routing import routing_services
+from somaagent.gateway.services import memory_service, provider_config
 from somaagent.gateway.settings import Settings
 from somaagent.gateway.state import GatewayState
-from somaagent.gateway.turns import ChatTurns
 from somaagent.llm._http import aclose_client
 from somaagent.llm.fallback import FallbackConfig
 from somaagent.llm.registry import ModelRegistry
+from somaagent.llm.router import Router
 from somaagent.prompts.service import PromptService
 
 AdminKeyCallback = Callable[[str], None]
@@ -69,9 +68,7 @@ def create_app(
         prompts = PromptService(sessions)
         factory = getattr(app.state, "memory_factory", None)
         memory = (
-            factory(settings, sessions)
-            if callable(factory)
-            else MemoryService.from_settings(settings, sessions)
+            factory(settings, sessions) if callable(factory) else memory_service(settings, sessions)
         )
         if settings.bootstrap_admin_key:
             async with sessions() as session:
@@ -84,12 +81,13 @@ def create_app(
                     )
                     (on_admin_key or _show_admin_key)(secret)
         registry = ModelRegistry.load(settings.models_file)
-        pool = ProviderPool(settings, registry)
+        pool = ProviderPool(provider_config(settings), registry)
         fault_points = None
         if settings.fault_points_enabled:
             fault_points = faults.fault_points_for(metrics)
             faults.install(fault_points, memory=memory, pool=pool)
-        router, route_feedback = await routing_services(settings, registry, sessions)
+        router = Router(registry, fallback_chain=settings.fallback_chain or None)
+        router.warm_up()
         usage = UsageLedger(sessions)
         usage.start()
         conversation_store = ConversationService(
@@ -125,7 +123,6 @@ def create_app(
             ),
             faults=fault_points,
         )
-        app.state.gateway.route_feedback = route_feedback
         app.state.gateway.workflows = await workflow_routes.open_workflows(app.state.gateway)
         # Everything made at start lives as long as the app: move it out of the collector's
         # way. Full collections otherwise took ~25% of the CPU at 32 connections and made the
@@ -159,7 +156,6 @@ def create_app(
         conversations,
         prompt_routes,
         route,
-        feedback_routes,
         slo,
         memory_routes,
         embedding_routes,

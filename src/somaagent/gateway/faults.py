@@ -17,18 +17,18 @@ from typing import Any
 
 import numpy as np
 
+from somaagent.chat.providers import ProviderPool
 from somaagent.errors import (
     EmbeddingError,
     ProviderConnectionError,
     ProviderTimeoutError,
     VectorStoreError,
 )
-from somaagent.gateway.memory import MemoryService
 from somaagent.gateway.metrics import Metrics
-from somaagent.gateway.providers import ProviderPool
 from somaagent.llm.base import ChatRequest, Completion, Model, StreamChunk
 from somaagent.memory.embeddings.base import Embedder, InputType, Vectors
 from somaagent.memory.filters import FilterInput
+from somaagent.memory.service import MemoryService
 from somaagent.memory.stores.base import (
     CollectionInfo,
     MetadataValue,

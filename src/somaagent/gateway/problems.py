@@ -41,41 +41,10 @@ def problem_body(exc: APIError, request_id: str | None) -> dict[str, Any]:
     return body
 
 
-def api_error_from_provider(exc: ProviderError) -> APIError:
-    """Map a provider failure to the gateway's 4xx/5xx.
-
-    A failed fallback chain maps like its last failure, with every attempt in the detail.
-    """
-    detail = f"model provider {exc.provider} failed: {exc.message}"
-    if isinstance(exc, errors.ProviderFallbackError):
-        if not exc.errors:
-            return errors.ServiceUnavailableError(exc.message)
-        last = api_error_from_provider(exc.errors[-1])
-        last.message = exc.message
-        return last
-    if isinstance(exc, errors.ProviderTimeoutError):
-        return errors.UpstreamTimeoutError(detail)
-    if isinstance(
-        exc,
-        errors.ProviderRateLimitError
-        | errors.ProviderOverloadedError
-        | errors.ProviderConnectionError,
-    ):
-        return errors.ServiceUnavailableError(detail, retry_after=exc.retry_after)
-    if isinstance(exc, errors.ProviderBadRequestError):
-        return errors.BadRequestError(detail)
-    return errors.UpstreamError(detail)
-
-
-def to_api_error(exc: BaseException) -> APIError:
-    """Any exception as the APIError the client will see."""
-    if isinstance(exc, APIError):
-        return exc
-    if isinstance(exc, ProviderError):
-        return api_error_from_provider(exc)
-    if isinstance(exc, errors.ConfigurationError):
-        return errors.ServiceUnavailableError(str(exc))
-    return errors.ServerError("internal error; quote the request id when reporting it")
+# The mapping itself lives with the error tree, so a domain can report a failure as the
+# problem it will be; these are its names on the gateway's side.
+api_error_from_provider = errors.api_error_for_provider
+to_api_error = errors.as_api_error
 
 
 def retry_after_header(exc: APIError) -> dict[str, str]:

@@ -30,6 +30,8 @@ class Settings(BaseSettings):
         database_url: SQLAlchemy async URL; default SQLite under ``data_dir``. PostgreSQL:
             ``postgresql+asyncpg://user:pass@host/db`` (install ``somaagent[postgres]``).
         mode: ``local`` allows placeholder secrets; ``production`` refuses them.
+
+    The domain services take plain constructor arguments; the app factory fills them from here.
     """
 
     model_config = SettingsConfigDict(
@@ -58,6 +60,24 @@ class Settings(BaseSettings):
         default_factory=list,
         description="registry names tried in order behind the router's choice for model 'auto' "
         "(JSON list in SOMA_FALLBACK_CHAIN); empty: Claude 3 Sonnet, GPT-3.5 Turbo, Llama 3 8B",
+    )
+
+    # Memory. The defaults need no server: the local all-MiniLM-L6-v2, ChromaDB under
+    # data_dir/vectors and the FTS5 keyword index under data_dir/keyword.
+    embedding_model: str = Field(
+        default="local",
+        description="the collections' embedder: local, openai:text-embedding-3-small, "
+        "cohere:embed-english-v3.0, ...",
+    )
+    vector_store_url: str | None = Field(
+        default=None, description="the vector store URL; default ChromaDB under data_dir/vectors"
+    )
+    embedding_cache: bool = Field(default=True, description="keep embeddings per text on disk")
+    memory_chunk_size: int = Field(default=256, ge=16, le=8192, description="tokens per chunk")
+    memory_chunk_overlap: int = Field(default=32, ge=0, le=1024)
+    memory_max_document_chars: int = Field(default=2_000_000, ge=1)
+    memory_index_messages: bool = Field(
+        default=True, description="index conversation messages for conversation search"
     )
 
     # Limits.

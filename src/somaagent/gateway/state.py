@@ -8,15 +8,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from somaagent.accounts.keys import Principal
 from somaagent.accounts.usage import UsageLedger
-from somaagent.gateway.conversations import ConversationService
-from somaagent.gateway.memory import MemoryService
+from somaagent.chat.conversations import ConversationService
+from somaagent.chat.providers import ProviderPool
+from somaagent.chat.turns import ChatTurns
 from somaagent.gateway.metrics import Metrics
-from somaagent.gateway.providers import ProviderPool
 from somaagent.gateway.ratelimit import RateLimiter
 from somaagent.gateway.settings import Settings
-from somaagent.gateway.turns import ChatTurns
-from somaagent.llm.feedback import RouteFeedback
 from somaagent.llm.router import Router
+from somaagent.memory.service import MemoryService
 from somaagent.prompts.service import PromptService
 from somaagent.sre.chaos.points import FaultPoints
 from somaagent.workflows.dbos import DBOSEngine
@@ -41,5 +40,3 @@ class GatewayState:
     key_cache: dict[str, tuple[Principal, float]] = field(default_factory=dict)
     workflows: DBOSEngine | None = None
     """The durable workflow engine (``None`` when ``SOMA_WORKFLOW_ENABLED`` is off)."""
-    route_feedback: RouteFeedback | None = None
-    """Tenant feedback on routed answers and tenant router training."""

@@ -11,18 +11,21 @@ Token counts follow OpenAI's usage convention, which :class:`~somaagent.types.Us
 
 The maths is done in :class:`decimal.Decimal` on the prices as written, and the result is
 rounded to 10 decimal places, so ``1,000`` prompt and ``500`` completion tokens at $3 / $15 per
-million cost exactly ``0.0105``, never ``0.010499999999999999``.
+million cost exactly ``0.0105``, never ``0.010499999999999999``. A call without cached or
+reasoning tokens at prices of at most four decimals (all of the registry's) takes a faster
+integer path to the same float (see :func:`cost_usd`); the gateway's lean chat route needs it.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from somaagent.llm.registry import ModelSpec
+from somaagent.llm.specs import ModelSpec
 from somaagent.types import Usage
 
-__all__ = ["CostBreakdown", "cost_breakdown", "cost_usd", "estimate_cost"]
+__all__ = ["CostBreakdown", "cost_breakdown", "cost_usd", "estimate_cost", "format_usd"]
 
 _MILLION = Decimal(1_000_000)
 _QUANTUM = Decimal("1e-10")
@@ -121,6 +124,26 @@ def cost_breakdown(
     )
 
 
+# Prices with at most four decimals are whole numbers of 1e-4 USD per million tokens, so a
+# call's cost is a whole number N of 1e-10 USD: exact, with nothing to round. N / 1e10 as
+# int / int is the float nearest to it (Python's true division rounds correctly), as float()
+# of the quantized Decimal is, so both paths give the same float.
+_PRICE_SCALE = 10_000
+_COST_UNITS_PER_USD = 10**10
+
+
+@functools.lru_cache(maxsize=1024)
+def _scaled_prices(input_price: float, output_price: float) -> tuple[int, int] | None:
+    """Both prices in 1e-4 USD per million tokens, or None if one is not a whole number."""
+    scaled: list[int] = []
+    for price in (input_price, output_price):
+        exact = _dec(price) * _PRICE_SCALE
+        if not exact.is_finite() or exact < 0 or exact != exact.to_integral_value():
+            return None
+        scaled.append(int(exact))
+    return scaled[0], scaled[1]
+
+
 def cost_usd(
     spec: ModelSpec,
     usage: Usage,
@@ -148,6 +171,18 @@ def cost_usd(
             >>> cost_usd(spec, Usage(prompt_tokens=1000, completion_tokens=500))
             0.0105
     """
+    if not cached_prompt_tokens and not reasoning_tokens:
+        # The fast path: whole numbers only (a bad count falls through and is named below).
+        prompt, completion = usage.prompt_tokens, usage.completion_tokens
+        scaled = _scaled_prices(spec.input_cost_per_mtok, spec.output_cost_per_mtok)
+        if (
+            scaled is not None
+            and type(prompt) is int
+            and type(completion) is int
+            and prompt >= 0
+            and completion >= 0
+        ):
+            return (scaled[0] * prompt + scaled[1] * completion) / _COST_UNITS_PER_USD
     return cost_breakdown(
         spec, usage, cached_prompt_tokens=cached_prompt_tokens, reasoning_tokens=reasoning_tokens
     ).total
@@ -172,3 +207,9 @@ def estimate_cost(spec: ModelSpec, prompt_tokens: int, expected_output_tokens: i
         total_tokens=prompt_tokens + expected_output_tokens,
     )
     return cost_usd(spec, usage)
+
+
+def format_usd(value: float) -> str:
+    """A cost as the ``x-soma-cost-usd`` header and the CLI show it: up to 10 decimals, no
+    trailing zeros (``0.0105``, ``0``)."""
+    return f"{value:.10f}".rstrip("0").rstrip(".") or "0"

@@ -7,8 +7,9 @@ The contracts are re-exported here; back-ends load lazily through :func:`create_
 
 from __future__ import annotations
 
-from somaagent.memory.embeddings.base import Embedder, create_embedder
+from somaagent.memory.embeddings.base import Embedder
 from somaagent.memory.embeddings.cache import CachedEmbedder
+from somaagent.memory.embeddings.registry import create_embedder
 from somaagent.memory.filters import Filter, matches, parse_filter
 from somaagent.memory.stores.base import (
     CollectionInfo,
@@ -16,8 +17,8 @@ from somaagent.memory.stores.base import (
     SearchHit,
     VectorRecord,
     VectorStore,
-    create_store,
 )
+from somaagent.memory.stores.registry import create_store
 
 __all__ = [
     "CachedEmbedder",

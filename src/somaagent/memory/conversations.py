@@ -9,10 +9,8 @@ conversation, one role or a time range with the usual filters.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 import anyio.to_thread
 
@@ -20,17 +18,15 @@ from somaagent.errors import NotFoundError
 from somaagent.memory.documents import Document
 from somaagent.memory.filters import Scalar
 from somaagent.memory.hybrid import SearchOptions
-from somaagent.memory.schemas import MessageHit
-
-if TYPE_CHECKING:
-    from somaagent.memory.rag import RAGPipeline
+from somaagent.memory.naming import conversation_store_name
+from somaagent.memory.rag import RAGPipeline
+from somaagent.types.memory import MessageHit
 
 __all__ = ["ConversationMemory", "conversation_collection"]
 
 
-def conversation_collection(tenant: str) -> str:
-    """The store name of ``tenant``'s message collection."""
-    return "conv_" + hashlib.sha256(tenant.encode()).hexdigest()[:40]
+conversation_collection = conversation_store_name
+"""The store name of ``tenant``'s message collection (:mod:`.naming`)."""
 
 
 class ConversationMemory:

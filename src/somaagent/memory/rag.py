@@ -3,8 +3,8 @@
 :class:`RAGPipeline` ties an :class:`~somaagent.memory.embeddings.Embedder`, a
 :class:`~somaagent.memory.stores.VectorStore` and the
 :class:`~somaagent.memory.keyword.KeywordIndex` together. It knows collections by their store
-names; tenants and the documents registry are the gateway's business
-(:mod:`somaagent.gateway.memory`).
+names; tenants and the documents registry are the memory service's business
+(:mod:`somaagent.memory.service`).
 
 Indexing is idempotent and per document all or nothing, as far as the back-ends allow:
 
@@ -37,7 +37,6 @@ import numpy.typing as npt
 from somaagent.errors import EmbeddingError, NotFoundError, SomaAgentError, ValidationError
 from somaagent.memory.chunking import Chunk, Chunker, TokenCounter
 from somaagent.memory.context import augment_prompt, build_context
-from somaagent.memory.conversations import ConversationMemory
 from somaagent.memory.documents import (
     Document,
     FailedDocument,
@@ -52,8 +51,8 @@ from somaagent.memory.embeddings.base import Embedder
 from somaagent.memory.filters import FilterInput, Scalar, parse_filter
 from somaagent.memory.hybrid import FusedHit, SearchOptions, fuse
 from somaagent.memory.keyword import KeywordHit, KeywordIndex, KeywordRecord
-from somaagent.memory.schemas import MessageHit, RAGContext
 from somaagent.memory.stores.base import SearchHit, VectorRecord, VectorStore
+from somaagent.types.memory import RAGContext
 
 __all__ = [
     "Document",
@@ -92,7 +91,6 @@ class RAGPipeline:
         self.keyword = keyword
         self.chunker = chunker or Chunker(count_tokens=count_tokens)
         self._count_tokens = count_tokens
-        self.conversations = ConversationMemory(self)
 
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` by the pipeline's counter (``cl100k_base`` by default)."""
@@ -387,15 +385,6 @@ class RAGPipeline:
     def augment_prompt(self, query: str, context: RAGContext) -> str:
         """The prompt asking ``query`` over ``context``; see :func:`.context.augment_prompt`."""
         return augment_prompt(query, context)
-
-    # -- conversation memory -----------------------------------------------------------------
-
-    async def search_conversations(
-        self, tenant: str, query: str, k: int = 5, *, conversation_id: str | None = None
-    ) -> list[MessageHit]:
-        """A tenant's stored messages that best match ``query``; see
-        :class:`~somaagent.memory.conversations.ConversationMemory`."""
-        return await self.conversations.search(tenant, query, k, conversation_id=conversation_id)
 
 
 def _any_of(clauses: Sequence[Mapping[str, object]]) -> dict[str, object]:

@@ -8,23 +8,12 @@ still sees every table.
 
 from __future__ import annotations
 
-import importlib
-from pathlib import Path
-
 from alembic import context
 
-import somaagent
 from somaagent.db.base import Base
+from somaagent.db.engine import load_domain_tables
 
-
-def _load_domain_tables() -> None:
-    for root in map(Path, somaagent.__path__):
-        for package in sorted(root.iterdir()):
-            if (package / "tables.py").is_file() or (package / "tables" / "__init__.py").is_file():
-                importlib.import_module(f"somaagent.{package.name}.tables")
-
-
-_load_domain_tables()
+load_domain_tables()
 
 connection = context.config.attributes.get("connection")
 if connection is None:  # pragma: no cover - only reached by the alembic CLI without a connection

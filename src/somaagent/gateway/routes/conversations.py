@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response, status
 from fastapi.responses import StreamingResponse
 
 from somaagent import types
+from somaagent.chat.events import TurnEvent
 from somaagent.gateway.auth import CurrentPrincipal, State
-from somaagent.gateway.streaming import SSE_HEADERS, SSE_MEDIA_TYPE
+from somaagent.gateway.headers import route_headers
+from somaagent.gateway.problems import problem_body, to_api_error
+from somaagent.gateway.streaming import SSE_HEADERS, SSE_MEDIA_TYPE, sse_event
 
 router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
 
@@ -62,17 +67,32 @@ async def send_message(
 ) -> types.MessageExchange | StreamingResponse:
     """Send a user message and get the model's reply (SSE when ``stream`` is true)."""
     if body.stream:
-        events, headers = await state.turns.stream(
+        events, route = await state.turns.stream(
             who, conversation_id, body, idempotency_key=idempotency_key
         )
         return StreamingResponse(
-            events, status_code=200, media_type=SSE_MEDIA_TYPE, headers={**SSE_HEADERS, **headers}
+            _sse(events),
+            status_code=200,
+            media_type=SSE_MEDIA_TYPE,
+            headers={**SSE_HEADERS, **route_headers(route)},
         )
-    exchange, headers = await state.turns.send(
+    exchange, route = await state.turns.send(
         who, conversation_id, body, idempotency_key=idempotency_key
     )
-    response.headers.update(headers)
+    response.headers.update(route_headers(route))
     return exchange
+
+
+async def _sse(events: AsyncIterator[TurnEvent]) -> AsyncIterator[bytes]:
+    """A turn's events as Server-Sent Events, numbered from 1; a failure as its problem."""
+    async with aclosing(events) as turn:  # type: ignore[type-var]
+        event_id = 0
+        async for event in turn:
+            event_id += 1
+            data = event.data
+            if event.error is not None:
+                data = problem_body(to_api_error(event.error), None)
+            yield sse_event(event.name, data, event_id)
 
 
 @router.get("/{conversation_id}/messages")

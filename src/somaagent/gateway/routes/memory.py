@@ -23,7 +23,6 @@ from somaagent.errors import (
     ValidationError,
 )
 from somaagent.gateway.auth import CurrentPrincipal, State, get_state
-from somaagent.gateway.memory import MemoryService
 from somaagent.llm import tokens
 from somaagent.llm.registry import UnknownModelError
 from somaagent.memory.schemas import (
@@ -40,6 +39,7 @@ from somaagent.memory.schemas import (
     SearchRequest,
     SearchResults,
 )
+from somaagent.memory.service import MemoryService
 
 router = APIRouter(prefix="/v1/memory", tags=["memory"])
 

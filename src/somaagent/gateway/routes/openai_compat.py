@@ -16,14 +16,12 @@ word for word. The route is declared as usual, so the OpenAPI document is unchan
 
 from __future__ import annotations
 
-import functools
 import itertools
 import logging
 import os
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
-from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -35,6 +33,7 @@ from pydantic import ValidationError as PydanticValidationError
 from starlette.exceptions import HTTPException
 
 from somaagent.accounts.keys import Principal
+from somaagent.chat.events import Route
 from somaagent.errors import APIError, ProviderError, ValidationError
 from somaagent.gateway.auth import (
     CurrentPrincipal,
@@ -42,10 +41,10 @@ from somaagent.gateway.auth import (
     current_state,
     require_principal,
 )
+from somaagent.gateway.headers import cost_header, route_headers
 from somaagent.gateway.problems import problem_body, to_api_error
 from somaagent.gateway.state import GatewayState
 from somaagent.gateway.streaming import SSE_HEADERS, SSE_MEDIA_TYPE, sse_data
-from somaagent.gateway.turns import route_headers
 from somaagent.llm import cost, tokens
 from somaagent.llm.base import ChatMessage, ChatRequest, Completion
 from somaagent.llm.fallback import FallbackStream, complete_with_fallback, stream_with_fallback
@@ -158,39 +157,8 @@ def _usage_json(usage: Usage) -> dict[str, int]:
 def _soma_headers(spec: ModelSpec, usage: Usage | None) -> dict[str, str]:
     headers = {"x-soma-model": spec.name}
     if usage is not None:
-        headers["x-soma-cost-usd"] = f"{_cost_usd(spec, usage):.10f}".rstrip("0").rstrip(".")
+        headers.update(cost_header(cost.cost_usd(spec, usage)))
     return headers
-
-
-# Prices with at most four decimals (all of the registry's) are whole numbers of 1e-4 USD per
-# million tokens, so a call's cost is a whole number N of 1e-10 USD: exact, with nothing to
-# round. N / 1e10 as int / int is the float nearest to it, as float() of the Decimal that
-# somaagent.llm.cost computes is, so the header is the same string, without the Decimal maths.
-_PRICE_SCALE = 10_000
-_COST_UNITS_PER_USD = 10**10
-
-
-@functools.lru_cache(maxsize=1024)
-def _scaled_prices(input_price: float, output_price: float) -> tuple[int, int] | None:
-    """Both prices in 1e-4 USD per million tokens, or None if one is not a whole number."""
-    scaled: list[int] = []
-    for price in (input_price, output_price):
-        exact = Decimal(repr(price)) * _PRICE_SCALE  # repr: the price as written, see cost._dec
-        if not exact.is_finite() or exact < 0 or exact != exact.to_integral_value():
-            return None
-        scaled.append(int(exact))
-    return scaled[0], scaled[1]
-
-
-def _cost_usd(spec: ModelSpec, usage: Usage) -> float:
-    """:func:`somaagent.llm.cost.cost_usd` for a call without cached or reasoning tokens."""
-    prompt, completion = usage.prompt_tokens, usage.completion_tokens
-    scaled = _scaled_prices(spec.input_cost_per_mtok, spec.output_cost_per_mtok)
-    if scaled is None or type(prompt) is not int or type(completion) is not int:
-        return cost.cost_usd(spec, usage)
-    if prompt < 0 or completion < 0:
-        return cost.cost_usd(spec, usage)  # raises, naming the count
-    return (scaled[0] * prompt + scaled[1] * completion) / _COST_UNITS_PER_USD
 
 
 # Completion ids need to be unique, not secret: new_id's shape (prefix, 12 hex digits of the
@@ -404,7 +372,7 @@ def _charge(state: GatewayState, who: Principal, spec: ModelSpec, usage: Usage) 
         model=spec.name,
         provider=spec.provider,
         usage=usage,
-        cost_usd=_cost_usd(spec, usage),
+        cost_usd=cost.cost_usd(spec, usage),
     )
 
 
@@ -463,7 +431,7 @@ async def _routed(
         chunks = _stream(
             state, who, opened.spec, request, completion_id, created, include_usage, opened=opened
         )
-        headers = {**SSE_HEADERS, **route_headers(decision, opened.spec, None)}
+        headers = {**SSE_HEADERS, **route_headers(Route.of(decision, opened.spec, None))}
         return StreamingResponse(chunks, media_type=SSE_MEDIA_TYPE, headers=headers)
     result = await complete_with_fallback(
         decision.chain,
@@ -488,7 +456,7 @@ async def _routed(
         "estimated_cost_usd": decision.estimated_cost_usd,
         "attempts": [a.describe() for a in result.attempts],
     }
-    headers = route_headers(decision, spec, _cost_usd(spec, completion.usage))
+    headers = route_headers(Route.of(decision, spec, cost.cost_usd(spec, completion.usage)))
     return _json_response(payload, headers)
 
 

@@ -1,4 +1,5 @@
-"""The embedding-model contract every back-end implements, and the one factory that picks them.
+"""The embedding-model contract every back-end implements (the factory that picks one by its
+spec is :func:`somaagent.memory.embeddings.registry.create_embedder`).
 
 Contract (held by ``tests/memory/test_embedder_contract.py`` over every back-end):
 
@@ -14,7 +15,7 @@ Contract (held by ``tests/memory/test_embedder_contract.py`` over every back-end
   name the failed inputs. Transport failures are the typed
   :class:`~somaagent.errors.ProviderError` subclasses (rate limit, timeout, authentication...).
 
-Back-ends are picked by a string id through :func:`create_embedder`:
+Back-ends are picked by a string id through :func:`~.registry.create_embedder`:
 
 =================================== ==============================================
 spec                                back-end
@@ -31,29 +32,25 @@ the spec's prefix; the object is called with the model name and the options).
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Sequence
-from importlib.metadata import entry_points
+from collections.abc import Sequence
 from types import TracebackType
-from typing import Any, Final, Literal, Self, TypeAlias
+from typing import Literal, Self, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
 
-from somaagent.errors import ConfigurationError, EmbeddingError
+from somaagent.errors import EmbeddingError
 
 __all__ = [
-    "ENTRY_POINT_GROUP",
     "Embedder",
     "InputType",
     "Vectors",
     "check_texts",
     "check_vectors",
-    "create_embedder",
 ]
 
 InputType = Literal["document", "query"]
 Vectors: TypeAlias = npt.NDArray[np.float32]
-ENTRY_POINT_GROUP: Final = "somaagent.embedders"
 
 
 class Embedder(abc.ABC):
@@ -168,54 +165,3 @@ def check_texts(texts: Sequence[object], *, provider: str, allow_empty: bool = T
 def _span(items: Sequence[int], limit: int = 10) -> str:
     shown = ", ".join(str(item) for item in items[:limit])
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
-
-
-def _builtin(prefix: str) -> Callable[..., Embedder] | None:
-    if prefix == "local":
-        from somaagent.memory.embeddings.local import LocalEmbedder
-
-        return LocalEmbedder
-    if prefix == "openai":
-        from somaagent.memory.embeddings.openai import OpenAIEmbedder
-
-        return OpenAIEmbedder
-    if prefix == "cohere":
-        from somaagent.memory.embeddings.cohere import CohereEmbedder
-
-        return CohereEmbedder
-    return None
-
-
-def create_embedder(spec: str, **options: Any) -> Embedder:
-    """Build the embedder a spec names, importing only that back-end.
-
-    Args:
-        spec: ``"provider"`` or ``"provider:model"`` (see the module docstring).
-        **options: back-end keyword options (``api_key``, ``base_url``, ``dimensions``,
-            ``batch_size``, ``max_retries``, ``data_dir``...).
-
-    Returns:
-        The embedder; models and connections are loaded on first use.
-
-    Raises:
-        ConfigurationError: unknown provider, or its extra is not installed (named).
-    """
-    prefix, _, model = spec.strip().partition(":")
-    prefix = prefix.lower()
-    factory = _builtin(prefix)
-    if factory is None:
-        for entry in entry_points(group=ENTRY_POINT_GROUP):
-            if entry.name == prefix:
-                factory = entry.load()
-                break
-    if factory is None:
-        raise ConfigurationError(
-            f"unknown embedding provider {prefix!r} in {spec!r}: use local, openai:<model>, "
-            f"cohere:<model>, or install a plugin in the {ENTRY_POINT_GROUP!r} entry-point group"
-        )
-    if model:
-        options["model"] = model
-    embedder = factory(**options)
-    if not isinstance(embedder, Embedder):
-        raise ConfigurationError(f"the {prefix!r} embedder plugin did not return an Embedder")
-    return embedder

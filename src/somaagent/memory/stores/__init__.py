@@ -9,8 +9,8 @@ from somaagent.memory.stores.base import (
     SearchHit,
     VectorRecord,
     VectorStore,
-    create_store,
 )
+from somaagent.memory.stores.registry import create_store
 
 __all__ = [
     "CollectionInfo",

@@ -14,7 +14,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from somaagent.errors import ConflictError, NotFoundError, ValidationError
+from somaagent.errors import ConfigurationError, ConflictError, NotFoundError, ValidationError
 from somaagent.memory.filters import Filter, FilterInput, parse_filter
 from somaagent.memory.stores.base import (
     CollectionInfo,
@@ -226,3 +226,11 @@ def conflict(name: str, existing: CollectionInfo | None = None, asked: str = "")
             f"{existing.metric!r}, not {asked}"
         )
     return ConflictError(f"collection {name!r} already exists")
+
+
+def missing_extra(backend: str, module: str, extra: str) -> ConfigurationError:
+    """The error for a back-end whose client library is not installed."""
+    return ConfigurationError(
+        f"the {backend} vector store needs the {module!r} package: "
+        f"install the `{extra}` extra: pip install 'somaagent[{extra}]'"
+    )

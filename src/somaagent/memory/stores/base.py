@@ -31,7 +31,7 @@ Contract (held by ``tests/memory/test_store_contract.py``, which runs over every
   :class:`~somaagent.errors.VectorStoreError` (a 503); foreign exceptions never leak.
 * Blocking client libraries run in worker threads, off the event loop.
 
-Back-ends are picked by URL through :func:`create_store` (see :mod:`.registry` for the schemes),
+Back-ends are picked by URL through :func:`.registry.create_store` (which lists the schemes),
 and third parties add their own through the ``somaagent.vector_stores`` entry-point group.
 """
 
@@ -54,7 +54,6 @@ __all__ = [
     "SearchHit",
     "VectorRecord",
     "VectorStore",
-    "create_store",
 ]
 
 Metric = Literal["cosine", "dot", "euclidean"]
@@ -208,35 +207,3 @@ class VectorStore(abc.ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} backend={self.backend!r}>"
-
-
-def create_store(url: str, **options: Any) -> VectorStore:
-    """Open a vector store from a URL, importing only the back-end it names.
-
-    =================================== ==============================================
-    url                                 back-end
-    =================================== ==============================================
-    ``chroma:///abs/path``              ChromaDB embedded, persistent (the default)
-    ``chroma::memory:``                 ChromaDB in memory (tests)
-    ``qdrant::memory:``                 Qdrant local mode, in memory
-    ``qdrant:///abs/path``              Qdrant local mode, persistent
-    ``qdrant+http://host:6333``         a Qdrant server (``+https`` too; ``api_key=``)
-    ``pinecone://?api_key=..&host=..``  a Pinecone index (serverless or pod) by host
-    ``pgvector+postgresql://u@h/db``    PostgreSQL with the ``vector`` extension
-    =================================== ==============================================
-
-    Args:
-        url: the store URL; a scheme not built in is looked up in the
-            ``somaagent.vector_stores`` entry-point group.
-        **options: back-end keyword options (e.g. ``api_key``, ``timeout``).
-
-    Returns:
-        The opened store (connections are made lazily, on first use).
-
-    Raises:
-        ConfigurationError: unknown scheme, malformed URL, or the back-end's extra is not
-            installed (the message names it).
-    """
-    from somaagent.memory.stores.registry import open_store
-
-    return open_store(url, **options)

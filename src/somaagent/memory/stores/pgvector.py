@@ -28,6 +28,7 @@ import anyio
 from somaagent.errors import SomaAgentError, VectorStoreError
 from somaagent.memory.filters import And, Condition, Filter, FilterInput, Or
 from somaagent.memory.stores import _common as common
+from somaagent.memory.stores._common import missing_extra
 from somaagent.memory.stores.base import (
     CollectionInfo,
     MetadataValue,
@@ -36,7 +37,6 @@ from somaagent.memory.stores.base import (
     VectorRecord,
     VectorStore,
 )
-from somaagent.memory.stores.registry import missing_extra
 
 __all__ = ["PgVectorStore", "to_sql"]
 

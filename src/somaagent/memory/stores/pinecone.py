@@ -34,6 +34,7 @@ from somaagent.errors import (
 )
 from somaagent.memory.filters import And, Condition, Filter, FilterInput, Or, matches
 from somaagent.memory.stores import _common as common
+from somaagent.memory.stores._common import missing_extra
 from somaagent.memory.stores.base import (
     CollectionInfo,
     MetadataValue,
@@ -42,7 +43,6 @@ from somaagent.memory.stores.base import (
     VectorRecord,
     VectorStore,
 )
-from somaagent.memory.stores.registry import missing_extra
 
 __all__ = ["PineconeStore", "to_pinecone_filter"]
 

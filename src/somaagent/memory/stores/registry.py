@@ -1,10 +1,12 @@
-"""Store URLs to back-ends: the lazy-importing lookup behind :func:`.base.create_store`.
+"""Store URLs to back-ends: :func:`create_store`, the one lazy-importing factory.
 
 Built-in schemes are tried first, then the ``somaagent.vector_stores`` entry-point group, whose
 entries are named by scheme and called as ``factory(url, **options)``::
 
     [project.entry-points."somaagent.vector_stores"]
     milvus = "somaagent_milvus:open_milvus"
+
+The same convention as the embedders' :func:`somaagent.memory.embeddings.registry.create_embedder`.
 """
 
 from __future__ import annotations
@@ -18,18 +20,10 @@ from urllib.parse import parse_qsl, urlsplit
 from somaagent.errors import ConfigurationError
 from somaagent.memory.stores.base import VectorStore
 
-__all__ = ["ENTRY_POINT_GROUP", "missing_extra", "open_store"]
+__all__ = ["ENTRY_POINT_GROUP", "create_store"]
 
 ENTRY_POINT_GROUP: Final = "somaagent.vector_stores"
 MEMORY: Final = ":memory:"
-
-
-def missing_extra(backend: str, module: str, extra: str) -> ConfigurationError:
-    """The error for a back-end whose client library is not installed."""
-    return ConfigurationError(
-        f"the {backend} vector store needs the {module!r} package: "
-        f"install the `{extra}` extra: pip install 'somaagent[{extra}]'"
-    )
 
 
 def _path_or_memory(url: str, scheme: str) -> str | None:
@@ -108,8 +102,33 @@ def _scheme(url: str) -> str:
     return scheme
 
 
-def open_store(url: str, **options: Any) -> VectorStore:
-    """Open the store a URL names (see :func:`.base.create_store`)."""
+def create_store(url: str, **options: Any) -> VectorStore:
+    """Open a vector store from a URL, importing only the back-end it names.
+
+    =================================== ==============================================
+    url                                 back-end
+    =================================== ==============================================
+    ``chroma:///abs/path``              ChromaDB embedded, persistent (the default)
+    ``chroma::memory:``                 ChromaDB in memory (tests)
+    ``qdrant::memory:``                 Qdrant local mode, in memory
+    ``qdrant:///abs/path``              Qdrant local mode, persistent
+    ``qdrant+http://host:6333``         a Qdrant server (``+https`` too; ``api_key=``)
+    ``pinecone://?api_key=..&host=..``  a Pinecone index (serverless or pod) by host
+    ``pgvector+postgresql://u@h/db``    PostgreSQL with the ``vector`` extension
+    =================================== ==============================================
+
+    Args:
+        url: the store URL; a scheme not built in is looked up in the
+            ``somaagent.vector_stores`` entry-point group.
+        **options: back-end keyword options (e.g. ``api_key``, ``timeout``).
+
+    Returns:
+        The opened store (connections are made lazily, on first use).
+
+    Raises:
+        ConfigurationError: unknown scheme, malformed URL, or the back-end's extra is not
+            installed (the message names it).
+    """
     if ":" not in url:
         raise ConfigurationError(
             f"{url!r} is not a vector-store URL; try chroma:///path, qdrant::memory:, "

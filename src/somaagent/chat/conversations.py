@@ -1,16 +1,18 @@
-"""Conversations and messages: storage scoped by tenant and cursor pagination. The chat
-turn itself (routing, the model call, storing the reply) lives in :mod:`.turns`.
+"""Conversations and their messages: storage scoped by tenant, with cursor pagination.
 
-Every query filters on the caller's tenant, so another tenant's conversation is simply
-not found (404), never "forbidden".
+Every query filters on the caller's tenant, so another tenant's conversation is simply not
+found (404), never "forbidden". The chat turn (:class:`~somaagent.chat.turns.ChatTurns`) reads
+and writes through the public methods here: :meth:`ConversationService.load`,
+:meth:`~ConversationService.history` and :meth:`~ConversationService.append`, each inside a
+session the caller opens from :attr:`~ConversationService.sessions`, so one turn's reads and
+writes commit together.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
@@ -18,24 +20,35 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from somaagent import types
 from somaagent.accounts.keys import Principal
-from somaagent.chat import tables as db
-from somaagent.db import new_id, utcnow
-from somaagent.db.pagination import decode_cursor, encode_cursor
+from somaagent.chat.tables import Conversation, Message
+from somaagent.db import decode_cursor, encode_cursor, new_id, utcnow
 from somaagent.errors import NotFoundError, SomaAgentError
-from somaagent.gateway.memory import MemoryService
-from somaagent.gateway.providers import ProviderPool
+from somaagent.llm.specs import ModelSpec
+from somaagent.memory.service import MemoryService
 from somaagent.prompts.service import PromptService
 
-log = logging.getLogger("somaagent.gateway")
+__all__ = [
+    "ConversationService",
+    "ModelResolver",
+    "conversation_public",
+    "message_public",
+    "retry_on_seq_race",
+]
+
+log = logging.getLogger("somaagent.chat")
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-STALE_IN_FLIGHT = timedelta(minutes=10)
-_FAILED = 0  # idempotency record: the user message is stored, the model call failed
+
+class ModelResolver(Protocol):
+    """Resolves a model name to its registry spec (a 422 naming the field when it cannot)."""
+
+    def resolve(self, name: str | None, *, field: str = "model") -> ModelSpec: ...
 
 
-def conversation_public(row: db.Conversation) -> types.Conversation:
+def conversation_public(row: Conversation) -> types.Conversation:
+    """A conversation row as the API shows it."""
     return types.Conversation(
         id=row.id,
         title=row.title,
@@ -47,7 +60,8 @@ def conversation_public(row: db.Conversation) -> types.Conversation:
     )
 
 
-def message_public(row: db.Message) -> types.Message:
+def message_public(row: Message) -> types.Message:
+    """A message row as the API shows it (usage, route and sources from the stored reply)."""
     usage = None
     if row.prompt_tokens is not None or row.completion_tokens is not None:
         p, c = row.prompt_tokens or 0, row.completion_tokens or 0
@@ -69,33 +83,42 @@ def message_public(row: db.Message) -> types.Message:
 
 
 class ConversationService:
-    """Conversation storage for one gateway (the chat turn is :class:`.turns.ChatTurns`)."""
+    """Conversation storage (the chat turn itself is :class:`~somaagent.chat.turns.ChatTurns`).
+
+    Args:
+        sessions: the session factory.
+        models: resolves a conversation's model name (checked when it is created).
+        prompts: renders a conversation's system prompt from a saved template.
+        memory_of: the memory service, looked up on use (so the app can swap it).
+        max_history: the most earlier messages a turn reads.
+    """
 
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
-        pool: ProviderPool,
+        models: ModelResolver,
         prompts: PromptService,
         memory_of: Callable[[], MemoryService],
         *,
         max_history: int,
     ) -> None:
         self.sessions = sessions
-        self.pool = pool
+        self.models = models
         self.prompts = prompts
         self._memory_of = memory_of
         self.max_history = max_history
 
     @property
     def memory(self) -> MemoryService:
-        """The gateway's memory service (looked up on use, so it can be swapped)."""
+        """The memory service (looked up on use, so it can be swapped)."""
         return self._memory_of()
 
     # -- conversations -------------------------------------------------------------------
 
     async def create(self, who: Principal, body: types.ConversationCreate) -> types.Conversation:
+        """Create a conversation (its system prompt rendered from a template if asked)."""
         if body.model is not None and body.model != "auto":
-            self.pool.resolve(body.model)
+            self.models.resolve(body.model)
         system_prompt = body.system_prompt
         metadata = dict(body.metadata)
         if body.prompt is not None:
@@ -109,7 +132,7 @@ class ConversationService:
             system_prompt = rendered.content
             metadata["prompt"] = {"name": rendered.name, "version": rendered.version}
         now = utcnow()
-        row = db.Conversation(
+        row = Conversation(
             id=new_id("conv"),
             tenant_id=who.tenant,
             title=body.title,
@@ -124,12 +147,12 @@ class ConversationService:
             await session.commit()
         return conversation_public(row)
 
-    async def _get_row(
-        self, session: AsyncSession, who: Principal, conv_id: str
-    ) -> db.Conversation:
+    async def load(self, session: AsyncSession, who: Principal, conv_id: str) -> Conversation:
+        """The caller's conversation row in ``session``; 404 for an unknown or another
+        tenant's."""
         row = await session.scalar(
-            select(db.Conversation).where(
-                db.Conversation.id == conv_id, db.Conversation.tenant_id == who.tenant
+            select(Conversation).where(
+                Conversation.id == conv_id, Conversation.tenant_id == who.tenant
             )
         )
         if row is None:
@@ -137,16 +160,18 @@ class ConversationService:
         return row
 
     async def get(self, who: Principal, conv_id: str) -> types.Conversation:
+        """One conversation."""
         async with self.sessions() as session:
-            return conversation_public(await self._get_row(session, who, conv_id))
+            return conversation_public(await self.load(session, who, conv_id))
 
     async def list_page(
         self, who: Principal, *, limit: int, cursor: str | None
     ) -> types.Page[types.Conversation]:
-        query = select(db.Conversation).where(db.Conversation.tenant_id == who.tenant)
+        """One page of the caller's conversations, newest first."""
+        query = select(Conversation).where(Conversation.tenant_id == who.tenant)
         if cursor is not None:
-            query = query.where(db.Conversation.id < decode_cursor(cursor, str))
-        query = query.order_by(db.Conversation.id.desc()).limit(limit + 1)
+            query = query.where(Conversation.id < decode_cursor(cursor, str))
+        query = query.order_by(Conversation.id.desc()).limit(limit + 1)
         async with self.sessions() as session:
             rows = list((await session.scalars(query)).all())
         has_more = len(rows) > limit
@@ -158,9 +183,10 @@ class ConversationService:
         )
 
     async def delete(self, who: Principal, conv_id: str) -> None:
+        """Delete a conversation, its messages and their search index."""
         async with self.sessions() as session:
-            row = await self._get_row(session, who, conv_id)
-            await session.execute(delete(db.Message).where(db.Message.conversation_id == row.id))
+            row = await self.load(session, who, conv_id)
+            await session.execute(delete(Message).where(Message.conversation_id == row.id))
             await session.delete(row)
             await session.commit()
         try:
@@ -171,16 +197,15 @@ class ConversationService:
     async def messages(
         self, who: Principal, conv_id: str, *, limit: int, cursor: str | None
     ) -> types.Page[types.Message]:
+        """One page of a conversation's messages, oldest first."""
         async with self.sessions() as session:
-            await self._get_row(session, who, conv_id)
-            query = select(db.Message).where(
-                db.Message.conversation_id == conv_id, db.Message.tenant_id == who.tenant
+            await self.load(session, who, conv_id)
+            query = select(Message).where(
+                Message.conversation_id == conv_id, Message.tenant_id == who.tenant
             )
             if cursor is not None:
-                query = query.where(db.Message.seq > decode_cursor(cursor, int))
-            rows = list(
-                (await session.scalars(query.order_by(db.Message.seq).limit(limit + 1))).all()
-            )
+                query = query.where(Message.seq > decode_cursor(cursor, int))
+            rows = list((await session.scalars(query.order_by(Message.seq).limit(limit + 1))).all())
         has_more = len(rows) > limit
         rows = rows[:limit]
         return types.Page[types.Message](
@@ -189,21 +214,28 @@ class ConversationService:
             next_cursor=encode_cursor(rows[-1].seq) if has_more else None,
         )
 
-    async def _append(
+    # -- within a turn's session -------------------------------------------------------------
+
+    async def append(
         self,
         session: AsyncSession,
         who: Principal,
-        conversation: db.Conversation,
+        conversation: Conversation,
         *,
         role: str,
         content: str,
         **fields: Any,
-    ) -> db.Message:
+    ) -> Message:
+        """Add a message after the conversation's last (flushed, not committed).
+
+        Two writers that take the same ``seq`` at once make the flush fail with an
+        ``IntegrityError``; run the whole unit of work under :func:`retry_on_seq_race`.
+        """
         last = await session.scalar(
-            select(func.max(db.Message.seq)).where(db.Message.conversation_id == conversation.id)
+            select(func.max(Message.seq)).where(Message.conversation_id == conversation.id)
         )
         now = utcnow()
-        row = db.Message(
+        row = Message(
             id=new_id("msg"),
             tenant_id=who.tenant,
             conversation_id=conversation.id,
@@ -219,19 +251,18 @@ class ConversationService:
         await session.flush()
         return row
 
-    async def _history(
-        self, session: AsyncSession, conversation: db.Conversation
-    ) -> list[db.Message]:
+    async def history(self, session: AsyncSession, conversation: Conversation) -> list[Message]:
+        """The conversation's last ``max_history`` messages, oldest first."""
         rows = await session.scalars(
-            select(db.Message)
-            .where(db.Message.conversation_id == conversation.id)
-            .order_by(db.Message.seq.desc())
+            select(Message)
+            .where(Message.conversation_id == conversation.id)
+            .order_by(Message.seq.desc())
             .limit(self.max_history)
         )
         return list(reversed(rows.all()))
 
 
-async def _retry_on_seq_race(fn: Callable[P, Awaitable[R]], *args: P.args, **kwargs: P.kwargs) -> R:
+async def retry_on_seq_race(fn: Callable[P, Awaitable[R]], *args: P.args, **kwargs: P.kwargs) -> R:
     """Run ``fn`` again when two writers took the same message ``seq`` at once."""
     for attempt in range(5):
         try:

@@ -1,6 +1,6 @@
 """The chat turn of a conversation: check the key's budget, route, store the user message,
 call the model down the fallback chain, store the reply with its usage, cost, latency and
-routing, and charge the key. Plain (one JSON answer) or streamed (Server-Sent Events).
+routing, and charge the key. Plain (one answer) or streamed (:class:`~.events.TurnEvent`).
 
 Routing: ``model: "auto"`` or a ``policy`` asks the router to choose (with the default
 fallback chain behind its choice); a named model is called as named, retried on retryable
@@ -12,22 +12,22 @@ message stays as written); the reply carries the sources.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from somaagent import types
 from somaagent.accounts.keys import Principal
 from somaagent.accounts.usage import UsageLedger
-from somaagent.chat import tables as db
+from somaagent.chat import idempotency
+from somaagent.chat.context import as_chat_message, fit_context
+from somaagent.chat.conversations import ConversationService, message_public, retry_on_seq_race
+from somaagent.chat.events import Route, TurnEvent
+from somaagent.chat.grounding import Grounding
+from somaagent.chat.providers import ProviderPool
+from somaagent.chat.tables import Message
 from somaagent.errors import APIError, ProviderError, ValidationError
-from somaagent.gateway import idempotency
-from somaagent.gateway.conversations import ConversationService, _retry_on_seq_race, message_public
-from somaagent.gateway.metrics import Metrics
-from somaagent.gateway.problems import problem_body, to_api_error
-from somaagent.gateway.providers import ProviderPool
-from somaagent.gateway.streaming import sse_event
 from somaagent.llm import cost, tokens
 from somaagent.llm.base import ChatMessage, ChatRequest, Completion, StreamChunk
 from somaagent.llm.fallback import (
@@ -38,17 +38,47 @@ from somaagent.llm.fallback import (
     stream_with_fallback,
 )
 from somaagent.llm.policy import RoutingDecision
-from somaagent.llm.registry import ModelSpec
 from somaagent.llm.router import Router
+from somaagent.llm.specs import ModelSpec
 
-Headers = dict[str, str]
+__all__ = ["CallRecorder", "ChatTurns", "Grounder", "Turn"]
+
+
+class CallRecorder(Protocol):
+    """Records each model call (the gateway's metrics)."""
+
+    def record_model_call(
+        self,
+        *,
+        provider: str,
+        model: str,
+        seconds: float,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        error_type: str = "",
+    ) -> None: ...
+
+
+class Grounder(Protocol):
+    """Grounds a turn in a collection (:func:`~somaagent.chat.grounding.ground`, bound to the
+    memory and prompt services)."""
+
+    def __call__(
+        self,
+        tenant: str,
+        collection: str,
+        query: str,
+        *,
+        spec: ModelSpec | None = None,
+        filter: Mapping[str, Any] | None = None,
+    ) -> Awaitable[Grounding]: ...
 
 
 @dataclass(slots=True)
 class Turn:
     """A prepared chat turn: the stored user message, the decision and the request."""
 
-    user_message: db.Message
+    user_message: Message
     decision: RoutingDecision
     request: ChatRequest
     idempotency_id: str | None
@@ -56,23 +86,19 @@ class Turn:
     started: float = field(default_factory=time.perf_counter)
 
 
-def route_headers(decision: RoutingDecision, spec: ModelSpec, cost_usd: float | None) -> Headers:
-    """``x-soma-model``, ``x-soma-route-reason`` and (when known) ``x-soma-cost-usd``."""
-    headers = {
-        "x-soma-model": spec.name,
-        "x-soma-route-reason": decision.reason.encode("ascii", "replace").decode()[:500],
-    }
-    if cost_usd is not None:
-        headers["x-soma-cost-usd"] = format_usd(cost_usd)
-    return headers
-
-
-def format_usd(value: float) -> str:
-    return f"{value:.10f}".rstrip("0").rstrip(".") or "0"
-
-
 class ChatTurns:
-    """Runs chat turns for one gateway."""
+    """Runs chat turns.
+
+    Args:
+        conversations: the conversation store the turn reads and writes.
+        pool: resolves models and hands out their adapters.
+        router: decides ``auto`` and policies; its health tracks the breakers.
+        usage: checks budgets and charges the caller's key.
+        calls: records every model call (metrics).
+        default_max_tokens: the reply's token cap when the request sets none.
+        fallback: retries and timeouts down the fallback chain.
+        grounder: grounds turns that name a collection; ``None``: memory is off (a 422).
+    """
 
     def __init__(
         self,
@@ -80,17 +106,17 @@ class ChatTurns:
         pool: ProviderPool,
         router: Router,
         usage: UsageLedger,
-        metrics: Metrics,
+        calls: CallRecorder,
         *,
         default_max_tokens: int,
         fallback: FallbackConfig,
-        grounder: Any = None,
+        grounder: Grounder | None = None,
     ) -> None:
         self.conversations = conversations
         self.pool = pool
         self.router = router
         self.usage = usage
-        self.metrics = metrics
+        self.calls = calls
         self.default_max_tokens = default_max_tokens
         self.fallback = fallback
         self.grounder = grounder
@@ -136,11 +162,11 @@ class ChatTurns:
         body: types.MessageCreate,
         *,
         idempotency_key: str | None,
-    ) -> tuple[types.MessageExchange, Headers]:
-        """Run one chat turn; the stored exchange and the routing headers."""
-        prepared = await _retry_on_seq_race(self._prepare, who, conv_id, body, idempotency_key)
+    ) -> tuple[types.MessageExchange, Route | None]:
+        """Run one chat turn: the stored exchange and its route (``None`` for a replay)."""
+        prepared = await retry_on_seq_race(self._prepare, who, conv_id, body, idempotency_key)
         if isinstance(prepared, types.MessageExchange):
-            return prepared, {}
+            return prepared, None
         try:
             result = await complete_with_fallback(
                 prepared.decision.chain,
@@ -155,8 +181,7 @@ class ChatTurns:
         exchange = await self._finish(
             who, prepared, result.spec, result.completion, result.attempts
         )
-        reply_cost = exchange.reply.cost_usd
-        return exchange, route_headers(prepared.decision, result.spec, reply_cost)
+        return exchange, Route.of(prepared.decision, result.spec, exchange.reply.cost_usd)
 
     async def stream(
         self,
@@ -165,12 +190,13 @@ class ChatTurns:
         body: types.MessageCreate,
         *,
         idempotency_key: str | None,
-    ) -> tuple[AsyncIterator[bytes], Headers]:
+    ) -> tuple[AsyncIterator[TurnEvent], Route | None]:
         """Prepare the turn and open the model's stream (bad input and a model that fails
-        before its first token are plain problem answers); then the SSE events."""
-        prepared = await _retry_on_seq_race(self._prepare, who, conv_id, body, idempotency_key)
+        before its first token raise here); then the turn's events, and its route (without a
+        cost, unknown until the end; ``None`` for a replay)."""
+        prepared = await retry_on_seq_race(self._prepare, who, conv_id, body, idempotency_key)
         if isinstance(prepared, types.MessageExchange):
-            return _replay(prepared), {}
+            return _replay(prepared), None
         try:
             opened = await stream_with_fallback(
                 prepared.decision.chain,
@@ -182,17 +208,12 @@ class ChatTurns:
         except ProviderError as exc:
             await self._fail(who, prepared, exc)
             raise
-        return self._events(who, prepared, opened), route_headers(
-            prepared.decision, opened.spec, None
-        )
+        return self._events(who, prepared, opened), Route.of(prepared.decision, opened.spec, None)
 
     async def _events(
         self, who: Principal, turn: Turn, opened: FallbackStream
-    ) -> AsyncIterator[bytes]:
-        event_id = 1
-        yield sse_event(
-            "message.created", {"message": _dump(message_public(turn.user_message))}, event_id
-        )
+    ) -> AsyncIterator[TurnEvent]:
+        yield TurnEvent("message.created", {"message": _dump(message_public(turn.user_message))})
         parts: list[str] = []
         usage: types.Usage | None = None
         finish_reason: str | None = None
@@ -202,14 +223,12 @@ class ChatTurns:
                 async for chunk in chunks:
                     if chunk.delta:
                         parts.append(chunk.delta)
-                        event_id += 1
-                        yield sse_event("message.delta", {"delta": chunk.delta}, event_id)
+                        yield TurnEvent("message.delta", {"delta": chunk.delta})
                     usage = chunk.usage or usage
                     finish_reason = chunk.finish_reason or finish_reason
         except (ProviderError, APIError) as exc:
             await self._fail(who, turn, exc, attempts=opened.attempts)
-            event_id += 1
-            yield sse_event("error", problem_body(to_api_error(exc), None), event_id)
+            yield TurnEvent("error", error=exc)
             return
         spec = opened.spec
         content = "".join(parts)
@@ -229,8 +248,7 @@ class ChatTurns:
             finish_reason=finish_reason,
         )
         exchange = await self._finish(who, turn, spec, completion, opened.attempts)
-        event_id += 1
-        yield sse_event("message.completed", {"message": _dump(exchange.reply)}, event_id)
+        yield TurnEvent("message.completed", {"message": _dump(exchange.reply)})
 
     async def _prepare(
         self, who: Principal, conv_id: str, body: types.MessageCreate, idempotency_key: str | None
@@ -238,7 +256,7 @@ class ChatTurns:
         await self.usage.check_budget(who)
         store = self.conversations
         async with store.sessions() as session:
-            conversation = await store._get_row(session, who, conv_id)
+            conversation = await store.load(session, who, conv_id)
             record_id: str | None = None
             reuse_id: str | None = None
             if idempotency_key is not None:
@@ -246,14 +264,14 @@ class ChatTurns:
                 if isinstance(outcome, types.MessageExchange):
                     return outcome
                 record_id, reuse_id = outcome
-            history = await store._history(session, conversation)
+            history = await store.history(session, conversation)
             reused = next((m for m in history if m.id == reuse_id), None) if reuse_id else None
             system: list[ChatMessage] = (
                 [{"role": "system", "content": conversation.system_prompt}]
                 if conversation.system_prompt
                 else []
             )
-            turns = [_chat(m) for m in history]
+            turns = [as_chat_message(m) for m in history]
             if reused is None:
                 turns.append({"role": "user", "content": body.content})
             decision = self.decide(
@@ -269,7 +287,7 @@ class ChatTurns:
                 grounding = await self._ground(who, body, spec)
                 turns[-1] = {"role": "user", "content": grounding.prompt}
                 sources = [s.model_dump(mode="json") for s in grounding.sources]
-            user_message = reused or await store._append(
+            user_message = reused or await store.append(
                 session, who, conversation, role="user", content=body.content
             )
             if record_id is not None:
@@ -286,7 +304,9 @@ class ChatTurns:
         )
         return Turn(user_message, decision, request, record_id, sources)
 
-    async def _ground(self, who: Principal, body: types.MessageCreate, spec: ModelSpec) -> Any:
+    async def _ground(
+        self, who: Principal, body: types.MessageCreate, spec: ModelSpec
+    ) -> Grounding:
         if self.grounder is None:
             raise ValidationError(
                 "grounding needs the memory service, which is not enabled on this gateway",
@@ -326,10 +346,10 @@ class ChatTurns:
         async def store() -> types.MessageExchange:
             conversations = self.conversations
             async with conversations.sessions() as session:
-                conversation = await conversations._get_row(
+                conversation = await conversations.load(
                     session, who, turn.user_message.conversation_id
                 )
-                reply = await conversations._append(
+                reply = await conversations.append(
                     session,
                     who,
                     conversation,
@@ -351,7 +371,7 @@ class ChatTurns:
                 await session.commit()
             return exchange
 
-        exchange = await _retry_on_seq_race(store)
+        exchange = await retry_on_seq_race(store)
         self.conversations.memory.message_stored(who.tenant, exchange.reply)
         return exchange
 
@@ -364,14 +384,14 @@ class ChatTurns:
     ) -> None:
         for attempt in attempts:
             if attempt.outcome == "failed":
-                self.metrics.record_model_call(
+                self.calls.record_model_call(
                     provider=attempt.provider,
                     model=attempt.model,
                     seconds=attempt.latency_ms / 1000,
                     error_type=attempt.error_type or "error",
                 )
         if spec is not None and usage is not None:
-            self.metrics.record_model_call(
+            self.calls.record_model_call(
                 provider=spec.provider,
                 model=spec.name,
                 seconds=seconds,
@@ -387,7 +407,7 @@ class ChatTurns:
             self._record_attempts(attempts, None, 0.0, None)
         else:
             spec = turn.decision.spec
-            self.metrics.record_model_call(
+            self.calls.record_model_call(
                 provider=spec.provider,
                 model=spec.name,
                 seconds=time.perf_counter() - turn.started,
@@ -398,30 +418,6 @@ class ChatTurns:
         async with self.conversations.sessions() as session:
             await idempotency.fail(session, turn.idempotency_id, who.tenant)
             await session.commit()
-
-
-def fit_context(
-    spec: ModelSpec, system: list[ChatMessage], turns: list[ChatMessage], max_tokens: int
-) -> list[ChatMessage]:
-    """The newest turns that fit ``spec``'s context window with room for the reply."""
-    budget = spec.context_window - max_tokens
-    while turns:
-        if tokens.count_messages(system + turns, spec) <= budget:
-            return system + turns
-        if len(turns) == 1:
-            break
-        turns = turns[1:]
-    raise ValidationError(
-        f"the message does not fit the context window of {spec.name} "
-        f"({spec.context_window} tokens, {max_tokens} kept for the reply)",
-        errors=[
-            {"loc": ["body", "content"], "msg": "too long for the model", "type": "value_error"}
-        ],
-    )
-
-
-def _chat(message: db.Message) -> ChatMessage:
-    return {"role": message.role, "content": message.content}  # type: ignore[typeddict-item]
 
 
 def _route_summary(
@@ -441,7 +437,7 @@ def _dump(model: types.Message) -> dict[str, Any]:
     return model.model_dump(mode="json")
 
 
-async def _replay(exchange: types.MessageExchange) -> AsyncIterator[bytes]:
-    yield sse_event("message.created", {"message": _dump(exchange.message)}, 1)
-    yield sse_event("message.delta", {"delta": exchange.reply.content}, 2)
-    yield sse_event("message.completed", {"message": _dump(exchange.reply)}, 3)
+async def _replay(exchange: types.MessageExchange) -> AsyncIterator[TurnEvent]:
+    yield TurnEvent("message.created", {"message": _dump(exchange.message)})
+    yield TurnEvent("message.delta", {"delta": exchange.reply.content})
+    yield TurnEvent("message.completed", {"message": _dump(exchange.reply)})

@@ -1,5 +1,5 @@
-"""The gateway's memory: per-tenant collections, the documents registry, search, retrieval,
-grounded chat and conversation memory.
+"""The memory service: per-tenant collections, the documents registry, search, retrieval
+and conversation memory.
 
 Collections are named by their tenant and name; in the vector store and the keyword index they
 live under ``store_name``, a hash of both, so tenants never share one and another tenant's
@@ -19,16 +19,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from somaagent import types
-from somaagent.db import new_id, utcnow
-from somaagent.db.pagination import decode_cursor, encode_cursor
+from somaagent.db import decode_cursor, encode_cursor, new_id, utcnow
 from somaagent.errors import (
     ConflictError,
     NotFoundError,
     PayloadTooLargeError,
     SomaAgentError,
 )
-from somaagent.gateway.memory_config import EmbedderPool, MemorySettings, build_pipeline
-from somaagent.gateway.memory_registry import (
+from somaagent.memory.collections import (
     check_model,
     collection_public,
     document_id_for,
@@ -36,14 +34,17 @@ from somaagent.gateway.memory_registry import (
     get_row,
     index_error,
     record_report,
+    split_unchanged,
     store_name,
 )
-from somaagent.gateway.settings import Settings
 from somaagent.memory.context import hit_public
+from somaagent.memory.conversations import ConversationMemory
 from somaagent.memory.documents import Document, IndexReport
+from somaagent.memory.embedder_pool import EmbedderPool
 from somaagent.memory.hybrid import SearchOptions
 from somaagent.memory.rag import RAGPipeline
-from somaagent.memory.schemas import (
+from somaagent.memory.tables import MemoryCollection, MemoryDocument
+from somaagent.types.memory import (
     Collection,
     CollectionCreate,
     DocumentIn,
@@ -55,7 +56,6 @@ from somaagent.memory.schemas import (
     SearchRequest,
     SearchResults,
 )
-from somaagent.memory.tables import MemoryCollection, MemoryDocument
 
 __all__ = ["MemoryService", "store_name"]
 
@@ -68,10 +68,10 @@ def _options(body: SearchRequest | RetrieveRequest) -> SearchOptions:
 
 
 class MemoryService:
-    """Memory for one gateway.
+    """Memory for one server (the gateway wires it; grounded chat is in ``somaagent.chat``).
 
     Args:
-        sessions: the gateway's session factory (collections and documents registry).
+        sessions: the session factory (collections and documents registry).
         pipeline: the RAG pipeline (embedder, vector store, keyword index).
         embedders: the models ``/v1/embeddings`` serves; only the pipeline's own when ``None``.
         max_document_chars: the longest document accepted.
@@ -94,28 +94,8 @@ class MemoryService:
         )
         self.max_document_chars = max_document_chars
         self.index_messages = index_messages
+        self.conversations = ConversationMemory(pipeline)
         self._background: set[asyncio.Task[None]] = set()
-
-    @classmethod
-    def from_settings(
-        cls,
-        settings: Settings,
-        sessions: async_sessionmaker[AsyncSession],
-        memory: MemorySettings | None = None,
-    ) -> MemoryService:
-        """The gateway's memory from its settings (see :mod:`.memory_config` for defaults)."""
-        memory = memory or MemorySettings()
-        pipeline = build_pipeline(settings, memory)
-        embedders = EmbedderPool(
-            settings, default=pipeline.embedder, default_spec=memory.embedding_model
-        )
-        return cls(
-            sessions,
-            pipeline,
-            embedders=embedders,
-            max_document_chars=memory.memory_max_document_chars,
-            index_messages=memory.memory_index_messages,
-        )
 
     # -- collections -------------------------------------------------------------------------
 
@@ -236,13 +216,7 @@ class MemoryService:
                     )
                 )
             }
-        unchanged = [
-            d
-            for d in docs
-            if not force and d.id in known and known[d.id].content_hash == d.content_hash
-        ]
-        skipped = {d.id for d in unchanged}
-        todo = [d for d in docs if d.id not in skipped]
+        unchanged, todo = split_unchanged(docs, known, force=force)
         report = IndexReport()
         if todo:
             report = await self.pipeline.index_documents(
@@ -346,7 +320,7 @@ class MemoryService:
 
     async def _index_message(self, tenant: str, message: types.Message) -> None:
         try:
-            await self.pipeline.conversations.index_message(
+            await self.conversations.index_message(
                 tenant,
                 message_id=message.id,
                 conversation_id=message.conversation_id,
@@ -361,13 +335,11 @@ class MemoryService:
         self, tenant: str, query: str, k: int = 5, *, conversation_id: str | None = None
     ) -> list[MessageHit]:
         """The tenant's stored messages that best match ``query``."""
-        return await self.pipeline.search_conversations(
-            tenant, query, k, conversation_id=conversation_id
-        )
+        return await self.conversations.search(tenant, query, k, conversation_id=conversation_id)
 
     async def forget_conversation(self, tenant: str, conversation_id: str) -> None:
         """Hook: call after a conversation is deleted; drops its messages from the index."""
-        await self.pipeline.conversations.forget_conversation(tenant, conversation_id)
+        await self.conversations.forget_conversation(tenant, conversation_id)
 
     async def drain(self) -> None:
         """Wait for background indexing started by :meth:`message_stored`."""

@@ -1,21 +1,22 @@
-"""The memory registry in the gateway's database: collections by tenant and name, and the
-documents indexed in each (source, content hash, chunk count)."""
+"""The memory registry in the database: a tenant's collections by name, and the documents
+indexed in each (source, content hash, chunk count), with the rule that says which documents
+an index run may skip."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from somaagent.db import utcnow
-from somaagent.errors import APIError, ConflictError, NotFoundError
-from somaagent.gateway.problems import to_api_error
+from somaagent.errors import APIError, ConflictError, NotFoundError, as_api_error
 from somaagent.memory.documents import Document, IndexReport
 from somaagent.memory.embeddings.base import Embedder
-from somaagent.memory.schemas import Collection, DocumentIn, DocumentInfo, IndexResult
+from somaagent.memory.naming import collection_store_name
 from somaagent.memory.tables import MemoryCollection, MemoryDocument
+from somaagent.types.memory import Collection, DocumentIn, DocumentInfo, IndexResult
 
 __all__ = [
     "check_model",
@@ -25,13 +26,12 @@ __all__ = [
     "get_row",
     "index_error",
     "record_report",
+    "split_unchanged",
     "store_name",
 ]
 
-
-def store_name(tenant: str, name: str) -> str:
-    """The collection's name in the vector store and keyword index."""
-    return "m_" + hashlib.sha256(f"{tenant}\x00{name}".encode()).hexdigest()[:40]
+store_name = collection_store_name
+"""The collection's name in the vector store and keyword index (:mod:`.naming`)."""
 
 
 def document_id_for(document: DocumentIn) -> str:
@@ -76,6 +76,24 @@ async def collection_public(session: AsyncSession, row: MemoryCollection) -> Col
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
+
+
+def split_unchanged(
+    docs: Sequence[Document], known: Mapping[str, MemoryDocument], *, force: bool
+) -> tuple[list[Document], list[Document]]:
+    """The index-skip rule: a document whose id the collection holds with the same content
+    hash is unchanged and skipped (unless ``force``); the rest are indexed.
+
+    Returns:
+        ``(unchanged, todo)``, each in the order given.
+    """
+    unchanged = [
+        d
+        for d in docs
+        if not force and d.id in known and known[d.id].content_hash == d.content_hash
+    ]
+    skipped = {d.id for d in unchanged}
+    return unchanged, [d for d in docs if d.id not in skipped]
 
 
 def check_model(row: MemoryCollection, embedder: Embedder) -> None:
@@ -148,7 +166,7 @@ def document_info(row: MemoryDocument) -> DocumentInfo:
 def index_error(report: IndexReport, result: IndexResult) -> APIError:
     """The failure's own typed error, naming the documents stored and those not."""
     assert report.error is not None
-    cause = to_api_error(report.error)
+    cause = as_api_error(report.error)
     stored = ", ".join(d.id for d in result.indexed) or "none"
     failed = ", ".join(f.id for f in report.failed)
     message = (

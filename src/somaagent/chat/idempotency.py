@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from somaagent import types
 from somaagent.accounts.keys import Principal
-from somaagent.chat import tables as db
+from somaagent.chat.tables import IdempotencyRecord
 from somaagent.db import new_id, utcnow
 from somaagent.errors import ConflictError, ValidationError
 
@@ -42,12 +42,12 @@ async def claim(
         (conv_id + "\n" + body.model_dump_json(exclude={"stream"})).encode()
     ).hexdigest()
     record = await session.scalar(
-        select(db.IdempotencyRecord).where(
-            db.IdempotencyRecord.tenant_id == who.tenant, db.IdempotencyRecord.key == key
+        select(IdempotencyRecord).where(
+            IdempotencyRecord.tenant_id == who.tenant, IdempotencyRecord.key == key
         )
     )
     if record is None:
-        record = db.IdempotencyRecord(
+        record = IdempotencyRecord(
             id=new_id("idem"), tenant_id=who.tenant, key=key, request_hash=digest
         )
         session.add(record)
@@ -71,19 +71,22 @@ async def claim(
 
 
 async def remember_message(session: AsyncSession, record_id: str, message_id: str) -> None:
-    record = await session.get(db.IdempotencyRecord, record_id)
+    """Note the stored user message, so a retry after a failed model call reuses it."""
+    record = await session.get(IdempotencyRecord, record_id)
     if record is not None:
         record.response = {"message_id": message_id}
 
 
 async def complete(session: AsyncSession, record_id: str, exchange: types.MessageExchange) -> None:
-    record = await session.get(db.IdempotencyRecord, record_id)
+    """Store the answer that retries with the same key get."""
+    record = await session.get(IdempotencyRecord, record_id)
     if record is not None:
         record.status_code = DONE
         record.response = exchange.model_dump(mode="json")
 
 
 async def fail(session: AsyncSession, record_id: str, tenant: str) -> None:
-    record = await session.get(db.IdempotencyRecord, record_id)
+    """Mark the model call failed: a retry runs it again for the stored user message."""
+    record = await session.get(IdempotencyRecord, record_id)
     if record is not None and record.tenant_id == tenant:
         record.status_code = FAILED

@@ -12,11 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from somaagent.gateway.memory import MemoryService
 from somaagent.llm import tokens
-from somaagent.llm.registry import ModelSpec
-from somaagent.memory.schemas import ContextSource, RAGContext, RetrieveRequest
+from somaagent.llm.specs import ModelSpec
+from somaagent.memory.service import MemoryService
 from somaagent.prompts.service import PromptService
+from somaagent.types.memory import ContextSource, RAGContext, RetrieveRequest
 
 __all__ = ["Grounding", "ground"]
 
@@ -46,7 +46,7 @@ async def ground(
     """Ground a chat turn: retrieve context for ``query`` and build the prompt to send.
 
     Args:
-        memory: the gateway's memory.
+        memory: the memory service.
         tenant: whose collection.
         collection: the collection's name (404 if the tenant has none by that name).
         query: the user's message.
