@@ -20,10 +20,10 @@ from somaagent.cli.auth import auth, login, logout
 from somaagent.cli.capsule import capsule
 from somaagent.cli.chat import chat
 from somaagent.cli.conversations import conversations
+from somaagent.cli.feedback import feedback, route
 from somaagent.cli.memory import memory
 from somaagent.cli.models import models
 from somaagent.cli.prompts import prompts
-from somaagent.cli.feedback import feedback, route
 from somaagent.cli.workflow import workflow
 from somaagent.errors import SomaAgentError
 

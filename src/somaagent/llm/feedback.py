@@ -172,6 +172,45 @@ class RouteFeedback:
         except Exception as exc:
             logger.warning("route outcome %s not recorded: %s", outcome_id, exc)
 
+    async def known(self, tenant: str, outcome_id: str) -> bool:
+        """Whether the tenant has an outcome record with this id."""
+        async with self.sessions() as session:
+            return await session.get(RouteOutcome, (tenant, outcome_id)) is not None
+
+    async def record_reply(
+        self,
+        tenant: str,
+        outcome_id: str,
+        *,
+        prompt: str,
+        model: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        cost_usd: float,
+    ) -> bool:
+        """Keep the outcome record of a stored conversation reply, made when it is first rated:
+        the prompt is routed again (no model is called; its embedding is usually cached) for
+        the heads' input and the predictions. ``False`` when the model is no longer known.
+        """
+        spec = self.router.registry.find(model)
+        if spec is None:
+            return False
+        try:
+            decision = self.router.decide([{"role": "user", "content": prompt}], tenant=tenant)
+        except Exception as exc:  # the record is still worth keeping without it
+            logger.warning("reply %s: could not re-route its prompt: %s", outcome_id, exc)
+            return False
+        await self.record(
+            tenant,
+            outcome_id,
+            decision,
+            spec,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            cost_usd=cost_usd,
+        )
+        return True
+
     async def feedback(
         self, tenant: str, outcome_id: str, score: float, *, comment: str | None = None
     ) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from somaagent.sdk._conversations import (
     delete_conversation_call,
     send_message_call,
 )
+from somaagent.sdk._faults import AsyncFaults
 from somaagent.sdk._feedback import (
     FeedbackResult,
     RouteReport,
@@ -37,7 +38,6 @@ from somaagent.sdk._feedback import (
     route_report_call,
     route_train_call,
 )
-from somaagent.sdk._faults import AsyncFaults
 from somaagent.sdk._identity import Identity, me_call
 from somaagent.sdk._memory import AsyncEmbeddings, AsyncMemory
 from somaagent.sdk._models import AsyncModels
