@@ -129,8 +129,10 @@ class ChatTurns:
         *,
         max_tokens: int | None,
         stream: bool,
+        tenant: str | None = None,
     ) -> RoutingDecision:
-        """The router's decision for ``auto`` or a policy; the named (or default) model else."""
+        """The router's decision for ``auto`` or a policy; the named (or default) model else
+        (``tenant``: whose promoted router heads apply, if it has any)."""
         if policy is not None and model not in (None, "auto"):
             raise ValidationError(
                 "a policy asks the router to choose: send model 'auto' (or none) with it",
@@ -149,6 +151,7 @@ class ChatTurns:
                 available=self.pool.is_available,
                 max_tokens=max_tokens,
                 stream=stream,
+                tenant=tenant,
             )
         spec = self.pool.resolve(model)
         return self.router.explicit(
@@ -280,6 +283,7 @@ class ChatTurns:
                 system + turns,
                 max_tokens=body.max_tokens,
                 stream=body.stream,
+                tenant=who.tenant,
             )
             spec = decision.spec
             sources: list[dict[str, Any]] | None = None

@@ -408,7 +408,12 @@ async def _routed(
 ) -> Response:
     """``model: "auto"`` or a policy: the router's choice, down its fallback chain."""
     decision = state.turns.decide(
-        "auto", body.policy, messages, max_tokens=max_tokens, stream=body.stream
+        "auto",
+        body.policy,
+        messages,
+        max_tokens=max_tokens,
+        stream=body.stream,
+        tenant=who.tenant,
     )
     request = ChatRequest(
         messages=messages,
