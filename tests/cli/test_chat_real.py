@@ -178,3 +178,29 @@ def test_a_rate_limited_wait_is_said_on_stderr(
     for note, wait in zip(notes, _no_retry_waits, strict=True):
         seconds = f"{wait:.1f}".removesuffix(".0")
         assert note == f"rate limited, retrying in {seconds} s"
+
+
+def test_the_model_column_falls_back_to_the_latest_reply(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from datetime import UTC, datetime
+
+    from somaagent.cli import _render
+    from somaagent.types import Conversation, Page
+
+    now = datetime.now(UTC)
+    rows = [
+        Conversation(id="conv_fixed", model="gpt-4o", created_at=now, updated_at=now),
+        Conversation(
+            id="conv_replied", last_model="claude-3-haiku", created_at=now, updated_at=now
+        ),
+        Conversation(id="conv_new", created_at=now, updated_at=now),
+    ]
+    _render.conversations_table(Page[Conversation](data=rows, has_more=False))
+    cells = [[c.strip() for c in line.split("│")] for line in capsys.readouterr().out.splitlines()]
+    model = {row[0]: row[2] for row in cells if row[0].startswith("conv_")}
+    assert model == {
+        "conv_fixed": "gpt-4o",
+        "conv_replied": "claude-3-haiku",
+        "conv_new": "(default)",
+    }

@@ -196,7 +196,7 @@ def conversations_table(page: Page[Conversation]) -> None:
         table.add_row(
             conversation.id,
             escape(conversation.title or "—"),
-            conversation.model or conversation.last_model or "—",
+            conversation.model or conversation.last_model or "(default)",
             _when(conversation),
         )
     print_table(table)
