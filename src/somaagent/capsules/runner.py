@@ -29,6 +29,7 @@ from mcp import ClientSession
 from somaagent.capsules.manifest import Manifest, ToolAnnotations, ToolSpec, tool_sha256
 from somaagent.capsules.sandbox import (
     CODE_DIR,
+    WORK_DIR,
     Limits,
     SandboxSpec,
     Tier,
@@ -139,19 +140,15 @@ class Runner:
             shutil.rmtree(staging, ignore_errors=True)
         return target
 
-    def _argv(self, manifest: Manifest) -> tuple[list[str], list[str]]:
+    def _argv(self, manifest: Manifest, code: Path) -> tuple[list[str], list[str]]:
+        # Inside bubblewrap the code is at /capsule; without it, at its host path.
+        root = CODE_DIR if self.tier == "bwrap" else str(code)
         if manifest.kind == "python":
             python, extra = sandbox_python()
-            return [
-                python,
-                "-I",
-                "-S",
-                "-B",
-                f"{CODE_DIR}/{_CHILD_NAME}",
-                f"{CODE_DIR}/manifest.json",
-            ], extra
+            child = [f"{root}/{_CHILD_NAME}", f"{root}/manifest.json"]
+            return [python, "-I", "-S", "-B", *child], extra
         assert manifest.command is not None
-        return list(manifest.command), []
+        return [arg.replace(CODE_DIR, root, 1) for arg in manifest.command], []
 
     async def call(
         self,
@@ -168,7 +165,7 @@ class Runner:
         code = await anyio.to_thread.run_sync(self.code_dir, manifest, archive)
         uid = take_uid()
         work = self._work_dir(uid)
-        argv, extra = self._argv(manifest)
+        argv, extra = self._argv(manifest, code)
         perms = manifest.permissions
         spec = SandboxSpec(
             argv=argv,
@@ -186,6 +183,7 @@ class Runner:
             uid=uid,
             limits=limits,
             always_sweep=self.tier != "bwrap",
+            home=self._home(work),
         )
         try:
             return await self._session(process, manifest, tool, arguments, started, check_pins)
@@ -198,11 +196,13 @@ class Runner:
         code = await anyio.to_thread.run_sync(self.code_dir, manifest, archive)
         uid = take_uid()
         work = self._work_dir(uid)
-        argv, extra = self._argv(manifest)
+        argv, extra = self._argv(manifest, code)
         spec = SandboxSpec(
             argv=argv, code_dir=code, work_dir=work, limits=limits, extra_ro=extra, uid=uid
         )
-        process = SandboxedProcess(build_command(spec, self.tier), cwd=work, uid=uid, limits=limits)
+        process = SandboxedProcess(
+            build_command(spec, self.tier), cwd=work, uid=uid, limits=limits, home=self._home(work)
+        )
         try:
             with anyio.fail_after(limits.timeout_s):
                 return await _listed(process)
@@ -216,6 +216,9 @@ class Runner:
             ) from exc
         finally:
             await anyio.to_thread.run_sync(lambda: shutil.rmtree(work, ignore_errors=True))
+
+    def _home(self, work: Path) -> str:
+        return WORK_DIR if self.tier == "bwrap" else str(work)
 
     def _work_dir(self, uid: int | None) -> Path:
         work = self.root / "work" / uuid.uuid4().hex

@@ -44,9 +44,11 @@ class SandboxedProcess:
         uid: int | None,
         limits: Limits,
         always_sweep: bool = False,
+        home: str = "/work",
     ) -> None:
         self.command = command
         self.always_sweep = always_sweep
+        self.home = home
         self.cwd = cwd
         self.uid = uid
         self.limits = limits
@@ -71,7 +73,7 @@ class SandboxedProcess:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,
-            env=scrubbed_env(),
+            env=scrubbed_env(self.home),
             cwd=str(self.cwd),
             limit=self.limits.output_bytes + 64 * 1024,
         )
