@@ -13,8 +13,8 @@ import pytest
 
 from somaagent import AsyncClient, Client
 from somaagent.errors import ConflictError, NotFoundError, ValidationError
-from somaagent.prompts.template import TemplateSpec
 from somaagent.sdk._prompts import AsyncPrompts, Prompts
+from somaagent.types.templates import TemplateSpec
 from tests.fakes.fixtures import FakeVendor
 from tests.prompts.served import MODEL, Running, serve_gateway
 
