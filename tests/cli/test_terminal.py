@@ -14,7 +14,9 @@ from tests.sdk.stub_gateway import ALICE_KEY
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs a POSIX pseudo-terminal")
 
 
-def _run_in_terminal(args: list[str], *, base_url: str, config_dir: Path) -> str:
+def _run_in_terminal(
+    args: list[str], *, base_url: str, config_dir: Path, typed: str | None = None
+) -> str:
     import pty
 
     leader, follower = pty.openpty()
@@ -36,6 +38,8 @@ def _run_in_terminal(args: list[str], *, base_url: str, config_dir: Path) -> str
         env=env,
     ) as process:
         os.close(follower)
+        if typed is not None:  # what a person types, read by the terminal's line discipline
+            os.write(leader, typed.encode())
         chunks: list[bytes] = []
         while True:
             try:
@@ -76,3 +80,12 @@ def test_every_line_ends_with_a_newline(base_url: str, config_dir: Path) -> None
         assert reply.rstrip() == "Echo: one two three"  # the reply's line is ended ...
         assert "conversation conv_" in footer and "Echo" not in footer  # ... before the footer
         assert out.endswith("\x1b[0m\r\n")  # and the footer's line is ended too
+
+
+def test_a_session_in_a_terminal(base_url: str, config_dir: Path) -> None:
+    out = _run_in_terminal(
+        ["chat"], base_url=base_url, config_dir=config_dir, typed="hello there\n/exit\n"
+    )
+    assert "you> " in out
+    assert "Echo: hello there" in out
+    assert "continue it with: soma chat --conversation conv_" in out
