@@ -3,6 +3,12 @@
 Request models (``XCreate``) forbid unknown fields so a typo is a 422 naming the field;
 response models (``XPublic`` or plain nouns) ignore unknown fields so an older SDK keeps
 working against a newer gateway.
+
+This package holds the conversation, routing and fault models; each other resource's wire
+models have a module of their own (:mod:`.memory`, :mod:`.prompts` with the template spec and
+file format in :mod:`.templates`, ...), imported where used. Everything here imports only
+pydantic, PyYAML (lazily) and the standard library, so the SDK and the CLI can use it without
+the server extra; the server packages import their wire models from here.
 """
 
 from __future__ import annotations
