@@ -156,3 +156,26 @@ def test_an_unhandled_error_keeps_the_connection(tmp_path: Path, fake_openai: An
                 assert "connection" not in failed.headers
                 assert client.get("/v1/conversations").status_code == 200
         assert len(set(peers)) == 1, peers  # one connection served all ten
+
+
+async def test_a_failed_stream_is_counted_with_its_error_status(gateway: Gateway) -> None:
+    conv = (await gateway.client.post("/v1/conversations", json={})).json()
+    url = f"/v1/conversations/{conv['id']}/messages"
+    ok = await gateway.client.post(url, json={"content": "fine", "stream": True})
+    cut = await gateway.client.post(url, json={"content": "x [[stream_error]]", "stream": True})
+    assert ok.status_code == cut.status_code == 200  # the headers went out before the failure
+    assert "event: error" in cut.text
+    text = (await gateway.client.get("/metrics")).text
+    counted = {
+        s["http_response_status_code"]: value
+        for s, value in (
+            (dict(sample.labels), sample.value)
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == "http_server_request_duration_seconds_count"
+        )
+        if s["http_route"] == "/v1/conversations/{conversation_id}/messages"
+        and s["http_request_method"] == "POST"
+        and value
+    }
+    assert counted == {"200": 1.0, "502": 1.0}, counted

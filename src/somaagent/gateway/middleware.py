@@ -92,15 +92,23 @@ class GatewayMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         status = 500
         started = False
+        streamed = False
+        stream_failed: int | None = None
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal status, started
+            nonlocal status, started, streamed, stream_failed
             if message["type"] == "http.response.start":
                 started = True
                 status = message["status"]
                 headers = list(message.get("headers", []))
+                streamed = any(
+                    name == b"content-type" and value.startswith(b"text/event-stream")
+                    for name, value in headers
+                )
                 headers.append((b"x-request-id", request_id.encode()))
                 message = {**message, "headers": headers}
+            elif streamed and stream_failed is None and message["type"] == "http.response.body":
+                stream_failed = _stream_error_status(message.get("body", b""))
             await send(message)
 
         try:
@@ -135,8 +143,10 @@ class GatewayMiddleware:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or _UNMATCHED
+            # a stream that ended in an error event is counted with the error's status, not
+            # the 200 its headers went out with before the failure
             self.metrics.observe_http(
-                scope["method"], template, status, time.perf_counter() - start
+                scope["method"], template, stream_failed or status, time.perf_counter() - start
             )
 
     async def _read_body(self, receive: Receive) -> bytes:
@@ -193,6 +203,24 @@ def _read_headers(scope: Scope) -> tuple[str | None, int | None, bytes | None]:
         elif name == b"content-type" and content_type is None:
             content_type = value
     return request_id, length, content_type
+
+
+_STREAM_ERROR = re.compile(
+    rb'(?:^|\n)event: error\n(?:id: [^\n]*\n)?data: \{.*?"status":(\d{3})'
+    rb'|(?:^|\n)data: \{"error":\{.*?"code":(\d{3})'
+)
+
+
+def _stream_error_status(chunk: bytes) -> int | None:
+    """The status of the error event in a chunk of Server-Sent Events, if it has one: the
+    ``status`` of a conversation's ``error`` event, or the ``code`` of an OpenAI-style
+    ``{"error": ...}`` data line."""
+    if b"error" not in chunk:
+        return None
+    found = _STREAM_ERROR.search(chunk)
+    if found is None:
+        return None
+    return int(found.group(1) or found.group(2))
 
 
 def _may_be_json(content_type: bytes | None) -> bool:
