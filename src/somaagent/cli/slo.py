@@ -12,6 +12,7 @@ import os
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import click
 import httpx
@@ -232,17 +233,15 @@ def _write(directory: Path, files: dict[str, str]) -> list[Path]:
 @specs_option
 @click.option(
     "--gateway",
-    default="127.0.0.1:8080",
-    show_default=True,
     metavar="HOST:PORT",
-    help="The gateway to scrape.",
+    help="The gateway to scrape (default: the host and port of $SOMA_BASE_URL, else "
+    "127.0.0.1:8080).",
 )
 @click.option(
     "--listen",
-    default="127.0.0.1:9090",
-    show_default=True,
     metavar="HOST:PORT",
-    help="Where Prometheus listens.",
+    help=f"Where Prometheus listens (default: the host and port of ${PROMETHEUS_ENV}, else "
+    "127.0.0.1:9090).",
 )
 @click.option(
     "--dir",
@@ -255,8 +254,8 @@ def _write(directory: Path, files: dict[str, str]) -> list[Path]:
 @click.option("--config-only", is_flag=True, help="Write the config and rules; do not start.")
 def prometheus(
     specs_file: Path | None,
-    gateway: str,
-    listen: str,
+    gateway: str | None,
+    listen: str | None,
     directory: Path | None,
     interval: str,
     force: bool,
@@ -267,6 +266,8 @@ def prometheus(
     Data stays in --dir between runs (error budgets are counted over all of it). Stops on
     Ctrl-C. Needs the prometheus binary (Debian: apt-get install prometheus).
     """
+    gateway = gateway or _host_port(os.environ.get("SOMA_BASE_URL"), "127.0.0.1:8080")
+    listen = listen or _host_port(os.environ.get(PROMETHEUS_ENV), "127.0.0.1:9090")
     for option, value in (("--gateway", gateway), ("--listen", listen)):
         try:
             parse_host_port(value)
@@ -297,6 +298,17 @@ def prometheus(
             _render.note("stopping Prometheus")
         finally:
             server.stop()
+
+
+def _host_port(url: str | None, default: str) -> str:
+    """``host:port`` of ``url`` (its scheme's port when it names none), else ``default``."""
+    if not url:
+        return default
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return default
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.hostname}:{port}"
 
 
 def _wait_ready(server: LocalPrometheus, timeout: float = 60.0) -> None:
