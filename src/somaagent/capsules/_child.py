@@ -20,7 +20,6 @@ import io
 import json
 import os
 import sys
-import traceback
 from typing import Any
 
 PROTOCOL_VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
@@ -79,6 +78,8 @@ class _Server:
         except MemoryError:
             return _error_result("MemoryError: the capsule ran out of its memory limit")
         except Exception as exc:  # the tool's own failure is a result, not a crash
+            import traceback  # only when a tool fails: it costs start-up time otherwise
+
             detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
             return _error_result(detail[:2000])
         try:

@@ -245,9 +245,14 @@ class Runner:
                     if check_pins:
                         error = await _pin_problem(session, tool)
                     if error is None:
-                        called = await session.call_tool(tool.name, arguments)
-                        assert isinstance(called, mcp_types.CallToolResult)
-                        result = called
+                        # A plain tools/call: the client's own output check would list the
+                        # tools first (a round trip); finish() checks the pinned schema instead.
+                        request = mcp_types.CallToolRequest(
+                            params=mcp_types.CallToolRequestParams(
+                                name=tool.name, arguments=arguments
+                            )
+                        )
+                        result = await session.send_request(request, mcp_types.CallToolResult)
             except Exception as exc:  # the process died or spoke nonsense: say why below
                 error = process.failure or _describe(exc)
         if scope.cancelled_caught:
