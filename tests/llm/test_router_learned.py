@@ -201,13 +201,12 @@ def test_the_training_command_skips_without_data(
     assert not (tmp_path / "m.json").exists()
 
 
-@pytest.mark.skipif(
-    not (routellm.default_data_dir() / "gsm8k").is_dir(), reason="RouteLLM data not present"
-)
-def test_the_real_data_loads_without_contaminated_prompts() -> None:
-    loaded = routellm.load()
-    assert loaded.contaminated == {"gsm8k": 12, "mmlu": 5, "mt_bench": 8}
-    counts = {d: sum(1 for o in loaded.outcomes if o.dataset == d) for d in routellm.DATASETS}
-    assert counts == {"gsm8k": 1307, "mmlu": 14037, "mt_bench": 72}
+def test_the_vendored_sample_keeps_the_real_layout() -> None:
+    """The real data's layout, from the vendored sample (tests/data/routellm): it runs on a
+    fresh clone; the full data's counts are in bench/results/router.json."""
+    loaded = routellm.load(Path(__file__).resolve().parents[1] / "data" / "routellm")
     mt = [o for o in loaded.outcomes if o.dataset == "mt_bench"]
+    assert loaded.contaminated["mt_bench"] == 8 and len(mt) == 72
     assert all(len(o.weak_answers) == 2 and len(o.strong_answers) == 2 for o in mt)
+    gsm = [o for o in loaded.outcomes if o.dataset == "gsm8k"]
+    assert all(o.weak_answers and o.strong_answers for o in gsm)

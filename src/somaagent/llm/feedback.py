@@ -258,20 +258,21 @@ class RouteFeedback:
                 no public heads to start from (the router has no embedder or artifact).
         """
         public = self.router.heads
-        rated = [r for r in await self._rated(tenant) if r.x is not None]
-        if public is None or self.router.embeddings is None:
-            raise ValidationError(
-                "tenant training needs the router's embedding quality heads, which this gateway "
-                "is running without (see the route reasons' 'fell back' note)",
-                errors=[{"loc": ["body"], "msg": "no quality heads", "type": "unavailable"}],
-            )
+        everything = await self._rated(tenant)
+        rated = [r for r in everything if r.x is not None]
         train = [r for r in rated if not _held_out(r.id)]
         held = [r for r in rated if _held_out(r.id)]
         per_model: dict[str, list[_Rated]] = {}
         for r in train:
             per_model.setdefault(r.model, []).append(r)
         fitted = {m: rows for m, rows in per_model.items() if len(rows) >= MIN_PER_MODEL}
-        if len(rated) < MIN_RATED or not held or not fitted:
+        if len(everything) >= MIN_RATED and (public is None or self.router.embeddings is None):
+            raise ValidationError(
+                "tenant training needs the router's embedding quality heads, which this gateway "
+                "is running without (see the route reasons' 'fell back' note)",
+                errors=[{"loc": ["body"], "msg": "no quality heads", "type": "unavailable"}],
+            )
+        if len(rated) < MIN_RATED or not held or not fitted or public is None:
             message = (
                 f"not enough feedback to train: {len(rated)} rated routed answers, at least "
                 f"{MIN_RATED} are needed (a fifth held out to judge the result), with "
