@@ -19,7 +19,6 @@ from tests.gateway.conftest import (  # noqa: F401  (fixtures)
     database_url,
     gateway,
     pg_cluster,
-    prepare_app,
     settings_overrides,
 )
 from tests.memory.rag_fakes import ExactStore, HashEmbedder
@@ -58,7 +57,7 @@ def embedder() -> HashEmbedder:
 
 
 @pytest.fixture
-def prepare_app(tmp_path: Path, embedder: HashEmbedder) -> Callable[[FastAPI], None]:  # noqa: F811
+def prepare_app(tmp_path: Path, embedder: HashEmbedder) -> Callable[[FastAPI], None]:
     def prepare(app: FastAPI) -> None:
         app.state.memory_factory = memory_factory(tmp_path / "data", embedder)
 
