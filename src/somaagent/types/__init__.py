@@ -312,6 +312,10 @@ class RouteDecision(_Response):
         fallbacks: the models tried next, in order, if it fails.
         complexity: the prompt's difficulty and category.
         learned: the learned router's predictions (``weak``, ``strong``), when it ran.
+        evidence: where the predictions came from (``learned from tenant data``, ``learned
+            from public data``, ``prior``).
+        confidence: how sure the choice is about the quality bar (0.5-1).
+        evidence_note: why better evidence was not used (a failing embedder, a broken artifact).
         policy: the policy applied (the fields that were set).
         candidates: every registry model with its estimates and verdict.
         decision_ms: how long deciding took at the gateway.
@@ -328,6 +332,9 @@ class RouteDecision(_Response):
     fallbacks: list[str] = Field(default_factory=list)
     complexity: RouteComplexity
     learned: dict[str, float] | None = None
+    evidence: str = "prior"
+    confidence: float | None = None
+    evidence_note: str | None = None
     policy: dict[str, Any] = Field(default_factory=dict)
     candidates: list[RouteCandidate] = Field(default_factory=list)
     decision_ms: float = 0.0

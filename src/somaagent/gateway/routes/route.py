@@ -102,6 +102,9 @@ class RouteResponse(BaseModel):
     fallbacks: list[str]
     complexity: RouteComplexity
     learned: dict[str, float] | None
+    evidence: str = "prior"
+    confidence: float | None = None
+    evidence_note: str | None = None
     policy: dict[str, Any]
     candidates: list[RouteCandidate]
     decision_ms: float
@@ -116,5 +119,6 @@ async def explain_route(body: RouteRequest, who: CurrentPrincipal, state: State)
         available=state.pool.is_available,
         max_tokens=body.max_tokens,
         stream=body.stream,
+        tenant=who.tenant,
     )
     return RouteResponse.model_validate(decision.as_dict())
