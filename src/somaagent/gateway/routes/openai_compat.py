@@ -455,6 +455,16 @@ async def _routed(
     )
     _charge(state, who, spec, completion.usage)
     payload = _completion_payload(completion_id, created, spec, completion)
+    if state.route_feedback is not None:  # the outcome record that feedback can rate later
+        await state.route_feedback.record(
+            who.tenant,
+            completion_id,
+            decision,
+            spec,
+            prompt_tokens=completion.usage.prompt_tokens,
+            completion_tokens=completion.usage.completion_tokens,
+            cost_usd=float(cost.cost_usd(spec, completion.usage)),
+        )
     payload["soma_route"] = {
         "model": spec.name,
         "reason": decision.reason,
