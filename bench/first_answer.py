@@ -245,6 +245,7 @@ def render(result: dict[str, Any]) -> str:
             "",
             f"Footer: {result['footer'][:300]!r}",
             "",
+            *(f"Note: {note}" for note in result.get("notes", [])),
         ]
     )
 
@@ -256,7 +257,17 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument("--give-up", type=float, default=1200.0, help="seconds to wait for ready")
     parser.add_argument("--out", default="first_answer", help="results file name stem")
+    parser.add_argument("--note", action="append", default=[], help="a line for the notes")
+    parser.add_argument(
+        "--render", action="store_true", help="only add --note lines to the last results"
+    )
     args = parser.parse_args()
+    if args.render:
+        stored = json.loads((RESULTS / f"{args.out}.json").read_text())
+        stored["notes"] = [*stored.get("notes", []), *args.note]
+        (RESULTS / f"{args.out}.json").write_text(json.dumps(stored, indent=2) + "\n")
+        (RESULTS / f"{args.out}.md").write_text(render(stored))
+        return 0
     cpu = platform.processor()
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
@@ -283,7 +294,7 @@ def main() -> int:
         "no_pip_cache": args.no_pip_cache,
         "pip_cache": _pip_cache(),
     }
-    result = {**header, **run(args)}
+    result = {**header, **run(args), "notes": args.note}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{args.out}.json").write_text(json.dumps(result, indent=2) + "\n")
     (RESULTS / f"{args.out}.md").write_text(render(result))
