@@ -72,12 +72,25 @@ async def test_feedback_is_per_tenant_and_training_says_how_much_is_needed(
     bad = await gateway.client.post("/v1/feedback", json={"id": answer, "rating": "meh"})
     assert bad.status_code == 422 and bad.json()["errors"][0]["loc"][:2] == ["body", "rating"]
 
+    completion = await gateway.client.post(
+        "/v1/chat/completions",
+        json={"model": "auto", "messages": [{"role": "user", "content": "Say hi"}]},
+    )
+    assert completion.status_code == 200, completion.text
+    rated = await gateway.client.post(
+        "/v1/feedback", json={"id": completion.json()["id"], "rating": "down"}
+    )
+    assert rated.status_code == 200 and rated.json()["score"] == 0.0
+    assert (
+        await other.post("/v1/feedback", json={"id": completion.json()["id"], "rating": "up"})
+    ).status_code == 404
+
     train = await gateway.client.post("/v1/route/train")
     assert train.status_code == 422
     assert f"at least {MIN_RATED}" in train.json()["detail"]
 
     report = (await gateway.client.get("/v1/route/report")).json()
-    assert report["routed"] == 1 and report["rated"] == 1
+    assert report["routed"] == 2 and report["rated"] == 2
     assert report["heads"] is None
     assert (await other.get("/v1/route/report")).json()["routed"] == 0
 
