@@ -159,7 +159,7 @@ def test_k6_ends_and_the_fault_is_rolled_back_when_verify_is_interrupted(
     k6: Path, gateway: ServedGateway, tmp_path: Path, signum: int
 ) -> None:
     dead = f"http://127.0.0.1:{free_port()}"  # no Prometheus: the probes have no data
-    args = ["sre", "verify", "slm_service_failure", "--scale", "0.2", "--max-vus", "1"]
+    args = ["sre", "verify", "slm_service_failure", "--scale", "0.1", "--max-vus", "1"]
     command = Command([*args, "--prometheus", dead], tmp_path, gateway)
 
     def faulted() -> bool:
