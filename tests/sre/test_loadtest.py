@@ -216,3 +216,28 @@ def test_the_cli_runs_k6_and_reports(k6: Path, gateway: ServedGateway) -> None:
     assert [t["name"] for t in json.loads(listing.output)] == list(PRESETS)
     script = runner.invoke(main, ["loadtest", "script", "gateway_smoke", "--scale", "0.1"])
     assert "export const options" in script.output and '"duration": "30s"' in script.output
+
+
+@pytest.mark.slow
+def test_a_run_stays_under_the_keys_rate_limit(
+    k6: Path, tmp_path: Path, fake_openai: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gateway allows 120 requests a minute per key; a run without think time would spend
+    the whole minute's allowance in a moment and meet 429s. Capped at 80% of the limit (read
+    from SOMA_RATE_LIMIT_PER_MINUTE, as the gateway reads it) it meets none."""
+    from somaagent.cli import main
+
+    monkeypatch.setenv("SOMA_RATE_LIMIT_PER_MINUTE", "120")
+    settings = gateway_settings(tmp_path / "gw", fake_openai, rate_limit_per_minute=120)
+    with serve_gateway(settings) as served:
+        args = ["--base-url", served.url, "--api-key", _key(served), "loadtest", "run"]
+        args += ["gateway_smoke", "--scale", "0.01", "--think-time", "0", "--json"]
+        capped = CliRunner().invoke(main, [*args, "--model", FAKE_MODEL])
+        assert capped.exit_code == 0, capped.output
+        report = json.loads(capped.stdout)
+        assert report["failed_requests"] == 0 and report["requests"] >= 2
+        assert report["request_rate"] <= 2.5  # at most 1 a second (k6 --rps 1), with slack
+
+        uncapped = CliRunner().invoke(main, [*args, "--model", FAKE_MODEL, "--max-rps", "0"])
+        report = json.loads(uncapped.stdout)
+        assert report["failed_requests"] > 0  # the same run without the cap meets 429s
