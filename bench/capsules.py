@@ -4,8 +4,9 @@ running the same function in-process; and the sandbox's own start-up cost.
 What is timed, interleaved round by round so load drifts hit every variant alike:
 
 * ``in-process``: the calculator's ``evaluate("2*(3+4)")`` imported and called directly.
-* ``runner/<tier>``: one cold call through :class:`somaagent.capsules.runner.Runner`: unpack
-  check, a fresh uid and work folder, ``prlimit`` + ``setpriv`` (+ ``bwrap``), a bare
+* ``runner/<tier>`` (``bwrap``, ``landlock``, ``rlimits``: those that work here): one cold
+  call through :class:`somaagent.capsules.runner.Runner`: unpack check, a fresh uid and work
+  folder, ``prlimit`` + ``setpriv`` (+ ``bwrap``, or the Landlock and seccomp launcher), a bare
   ``python -I -S`` running the stdlib MCP server, the official ``mcp`` client's handshake,
   ``tools/call``, the output-schema check, and the teardown.
 * ``service/bwrap``: the same through :class:`CapsuleService.execute` on SQLite (argument
@@ -78,7 +79,8 @@ async def main(runs: int) -> dict[str, Any]:
     root = Path(tempfile.gettempdir()) / "somaagent-capsules-bench"
     shutil.rmtree(root, ignore_errors=True)
     tier = detect_tier(root)
-    tiers = ["bwrap", "rlimits"] if tier == "bwrap" else ["rlimits"]
+    order = ["bwrap", "landlock", "rlimits"]
+    tiers = order[order.index(tier) :]
     package = catalog_package("calculator")
     assert package is not None
     archive = package.to_archive()

@@ -9,6 +9,8 @@ a capsule cannot return what its manifest does not promise.
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import io
 import json
 import os
@@ -29,6 +31,7 @@ from mcp import ClientSession
 from somaagent.capsules.manifest import Manifest, ToolAnnotations, ToolSpec, tool_sha256
 from somaagent.capsules.sandbox import (
     CODE_DIR,
+    CONFINE_NAME,
     WORK_DIR,
     Limits,
     SandboxSpec,
@@ -44,6 +47,7 @@ __all__ = ["Outcome", "Runner", "limits_for", "tool_from_mcp"]
 
 _CHILD = Path(__file__).with_name("_child.py")
 _CHILD_NAME = "_soma_child.py"
+_CONFINE = Path(__file__).with_name("_confine.py")
 
 
 @dataclass(slots=True)
@@ -66,6 +70,12 @@ class Outcome:
             duration_ms=(time.perf_counter() - started) * 1000,
             sandbox_tier=tier,
         )
+
+
+@functools.cache
+def _runtime_version() -> str:
+    digest = hashlib.sha256(_CHILD.read_bytes() + _CONFINE.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def limits_for(manifest: Manifest) -> Limits:
@@ -123,7 +133,8 @@ class Runner:
     def code_dir(self, manifest: Manifest, archive: bytes) -> Path:
         """The capsule's files unpacked read-only, once per content hash."""
         assert manifest.sha256 is not None
-        target = self.root / "code" / manifest.sha256
+        # Keyed by the runtime files too, so an upgrade never runs an old copy of them.
+        target = self.root / "code" / f"{manifest.sha256}-{_runtime_version()}"
         if target.is_dir():
             return target
         staging = self.root / "code" / f".{manifest.sha256}.{uuid.uuid4().hex}"
@@ -132,6 +143,7 @@ class Runner:
             tar.extractall(staging, filter="data")
         (staging / "manifest.json").write_text(json.dumps(manifest.model_dump(mode="json")))
         shutil.copyfile(_CHILD, staging / _CHILD_NAME)
+        shutil.copyfile(_CONFINE, staging / CONFINE_NAME)
         for path in [staging, *staging.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)
         try:

@@ -8,10 +8,15 @@ Two tiers, chosen once per gateway and recorded with every execution:
     capsule's code read-only at ``/capsule``, a private writable ``/work`` and ``/tmp``, no
     network unless the capsule's permissions allow it, ``no_new_privs`` set, and everything in
     the namespace killed when the capsule's process dies.
+``landlock``
+    where user namespaces are unavailable: Landlock lets the process read only the system
+    directories and its code, and write only its work folder; seccomp denies it IPv4 and IPv6
+    sockets (and io_uring) unless the capsule has network (``_confine.py`` applies both, then
+    execs the capsule). No PID or network namespace: the per-execution uid and the process
+    limit contain what it starts.
 ``rlimits``
-    where namespaces are unavailable: only the limits below and a scrubbed environment. It
-    cannot confine the filesystem or the network, so a capsule runs there only when the operator
-    allows unconfined capsules.
+    only the limits below and a scrubbed environment. It confines neither the filesystem nor the
+    network, so a capsule runs there only when the operator allows unconfined capsules.
 
 Both tiers apply resource limits with ``prlimit`` (address space, CPU seconds, process count,
 file size, no core dumps), drop privileges with ``setpriv`` (``no_new_privs``), start the
@@ -26,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
+import json
 import os
 import shutil
 import stat
@@ -37,6 +43,7 @@ from typing import Literal
 
 __all__ = [
     "CODE_DIR",
+    "CONFINE_NAME",
     "WORK_DIR",
     "Limits",
     "SandboxSpec",
@@ -49,7 +56,7 @@ __all__ = [
     "take_uid",
 ]
 
-Tier = Literal["bwrap", "rlimits"]
+Tier = Literal["bwrap", "landlock", "rlimits"]
 CODE_DIR = "/capsule"
 WORK_DIR = "/work"
 _UID_BASE = 200_000
@@ -90,7 +97,7 @@ def scrubbed_env(home: str = WORK_DIR) -> dict[str, str]:
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "HOME": home,
         "LANG": "C.UTF-8",
-        "TMPDIR": "/tmp",
+        "TMPDIR": "/tmp" if home == WORK_DIR else home,  # outside bubblewrap /tmp is the host's
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONUNBUFFERED": "1",
     }
@@ -186,6 +193,35 @@ def _as_uid(uid: int | None) -> list[str]:
     return [*privileges, "--"]
 
 
+CONFINE_NAME = "_soma_confine.py"
+_SYSTEM_READ = [
+    "/usr",
+    "/bin",
+    "/lib",
+    "/lib64",
+    "/sbin",
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/localtime",
+    "/etc/alternatives",
+    "/etc/ssl/certs",
+    "/dev/urandom",
+    "/dev/zero",
+]
+
+
+def _landlock(spec: SandboxSpec) -> list[str]:
+    config = {
+        "ro": [*_SYSTEM_READ, str(spec.code_dir), *spec.extra_ro, *spec.read_only],
+        "rw": [str(spec.work_dir), "/dev/null"],
+        "net": spec.network,
+    }
+    python, _ = sandbox_python()
+    launcher = str(spec.code_dir / CONFINE_NAME)
+    return [python, "-I", "-S", "-B", launcher, json.dumps(config), "--"]
+
+
 def build_command(spec: SandboxSpec, tier: Tier) -> list[str]:
     """The host argv that starts ``spec.argv`` confined by ``tier``.
 
@@ -195,6 +231,8 @@ def build_command(spec: SandboxSpec, tier: Tier) -> list[str]:
     limits = [*_prlimit(spec.limits, spec.uid), *_as_uid(spec.uid)]
     if tier == "rlimits":
         return [*limits, *spec.argv]
+    if tier == "landlock":
+        return [*limits, *_landlock(spec), *spec.argv]
     args = [
         "bwrap",
         "--unshare-all",
@@ -232,11 +270,13 @@ def build_command(spec: SandboxSpec, tier: Tier) -> list[str]:
 
 
 def _probe(tier: Tier, root: Path) -> bool:
-    work = root / "probe"
+    work = root / f"probe-{tier}"
     work.mkdir(parents=True, exist_ok=True)
+    root.chmod(0o711)
+    work.chmod(0o755)
+    shutil.copyfile(Path(__file__).with_name("_confine.py"), work / CONFINE_NAME)
+    (work / CONFINE_NAME).chmod(0o644)
     uid = take_uid()
-    if uid is not None:
-        os.chown(work, uid, uid)
     spec = SandboxSpec(argv=["/bin/true"], code_dir=work, work_dir=work, limits=Limits(), uid=uid)
     try:
         done = subprocess.run(
@@ -259,6 +299,8 @@ def detect_tier(root: Path) -> Tier:
     """The strongest tier that works here (probed once per sandbox root)."""
     if shutil.which("bwrap") and _probe("bwrap", root):
         return "bwrap"
+    if _probe("landlock", root):
+        return "landlock"
     return "rlimits"
 
 

@@ -38,7 +38,7 @@ class SandboxPolicy:
     """The operator's sandbox settings."""
 
     root: Path
-    tier: Literal["auto", "bwrap", "rlimits"] = "auto"
+    tier: Literal["auto", "bwrap", "landlock", "rlimits"] = "auto"
     allow_unconfined: bool = False
     """Run capsules whose permissions the tier cannot enforce (e.g. a network allow-list)."""
 
@@ -81,7 +81,7 @@ def unenforceable(manifest: Manifest, tier: Tier) -> str | None:
     if tier == "rlimits":
         return "the rlimits tier confines neither network nor filesystem"
     if isinstance(perms.network, list) and perms.network:
-        return "bubblewrap can grant all network or none, not an allow-list of hosts"
+        return f"the {tier} tier can grant all network or none, not an allow-list of hosts"
     return None
 
 
