@@ -81,7 +81,8 @@ def _remote_app() -> Any:
 
 @pytest.fixture(scope="module")
 def remote_url() -> Iterator[str]:
-    with run_asgi(_remote_app(), lifespan="on") as url:
+    # an MCP client's lingering connection held the graceful shutdown for seconds
+    with run_asgi(_remote_app(), lifespan="on", timeout_graceful_shutdown=0.2) as url:
         yield f"{url}/mcp/"
 
 

@@ -88,7 +88,7 @@ def test_the_options_make_the_policy(soma: Invoke) -> None:
         "--policy-json",
         '{"min_quality": 0.5, "task": "coding"}',
         "--min-quality",
-        "0.98",
+        "0.95",
         "--provider",
         "openai",
         "--capability",
@@ -101,7 +101,7 @@ def test_the_options_make_the_policy(soma: Invoke) -> None:
         "300",
     )
     assert decision.policy == {
-        "min_quality": 0.98,  # the option overrides the JSON
+        "min_quality": 0.95,  # the option overrides the JSON
         "task": "coding",
         "providers": ["openai"],
         "capabilities": ["json_mode"],
@@ -109,9 +109,11 @@ def test_the_options_make_the_policy(soma: Invoke) -> None:
         "max_latency_ms": 60000.0,
     }
     assert decision.provider == "openai"
-    assert decision.predicted_quality is not None and decision.predicted_quality >= 0.98
+    assert decision.predicted_quality is not None and decision.predicted_quality >= 0.95
     assert decision.complexity.category == "coding"
-    shown = soma("route", HARD, "--provider", "openai", "--min-quality", "0.98")
+    # 0.95: with only published quality figures in models.yaml, no OpenAI model is predicted
+    # 0.98 on this prompt (the estimated GPT-5 figures are gone)
+    shown = soma("route", HARD, "--provider", "openai", "--min-quality", "0.95")
     assert shown.exit_code == 0, shown.output
     assert "policy:" in shown.stdout and 'providers=["openai"]' in shown.stdout
 
