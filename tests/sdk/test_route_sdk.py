@@ -201,7 +201,9 @@ def test_decisions_for_an_easy_and_a_hard_prompt(client: Client, fake_openai: Fa
 
 
 def test_a_policy_shapes_the_decision(client: Client) -> None:
-    policy = RoutingPolicy(min_quality=0.98, providers=["openai"], task="coding")
+    # 0.95, not 0.98: with only published quality figures in models.yaml, no OpenAI model is
+    # predicted 0.98 on HARD (the estimated GPT-5 figures are gone)
+    policy = RoutingPolicy(min_quality=0.95, providers=["openai"], task="coding")
     decision = client.route(
         messages=[
             {"role": "system", "content": "You are terse."},
@@ -211,23 +213,23 @@ def test_a_policy_shapes_the_decision(client: Client) -> None:
         max_tokens=400,
     )
     _assert_consistent(decision)
-    assert decision.quality_bar == pytest.approx(0.98)
-    assert decision.predicted_quality is not None and decision.predicted_quality >= 0.98
+    assert decision.quality_bar == pytest.approx(0.95)
+    assert decision.predicted_quality is not None and decision.predicted_quality >= 0.95
     assert decision.complexity.category == "coding"
-    assert decision.policy["min_quality"] == 0.98
+    assert decision.policy["min_quality"] == 0.95
     assert decision.policy["providers"] == ["openai"]
     cost = decision.estimated_cost_usd
     assert cost is not None
     for candidate in decision.candidates:
         if candidate.provider != "openai":
             assert not candidate.eligible
-        if candidate.eligible and not candidate.chosen and candidate.predicted_quality >= 0.98:
+        if candidate.eligible and not candidate.chosen and candidate.predicted_quality >= 0.95:
             # the cheapest model that reaches the bar wins; near-ties go to the faster one
             cheaper = candidate.estimated_cost_usd < cost
             assert not cheaper or "ties on cost" in candidate.why, candidate
     # a mapping works the same way
     again = client.route(messages=[{"role": "user", "content": HARD}], policy=policy.as_body())
-    assert again.quality_bar == pytest.approx(0.98)
+    assert again.quality_bar == pytest.approx(0.95)
 
 
 def test_an_impossible_policy_names_the_field(client: Client) -> None:
