@@ -13,7 +13,8 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from pydantic import BaseModel
 
-from somaagent.errors import ConflictError
+from somaagent import workflows as workflows_package
+from somaagent.errors import ConfigurationError, ConflictError
 from somaagent.workflows.dbos import DBOSEngine, EngineConfig
 from somaagent.workflows.engine import RunContext, StepPolicy, WorkflowRegistry, WorkflowTypeSpec
 from somaagent.workflows.metrics import WorkflowMetrics
@@ -147,3 +148,30 @@ async def test_runs_of_another_version_are_listed_stranded_not_resumed(tmp_path:
     finally:
         release.clear()
         await new.aclose()
+
+
+async def test_an_unreachable_database_at_start_is_a_clear_error(tmp_path: Path) -> None:
+    config = EngineConfig(
+        system_database_url="postgresql+psycopg://soma:secret@127.0.0.1:1/nowhere",
+        executor_id="x",
+    )
+    eng = DBOSEngine(registry(), config)
+    with pytest.raises(ConfigurationError) as failure:
+        await eng.open()
+    message = str(failure.value)
+    assert "could not start" in message and "127.0.0.1:1/nowhere" in message
+    assert "secret" not in message  # the password never reaches the message
+    # Nothing is left behind: an engine can start in this process afterwards.
+    ok = engine(tmp_path)
+    await ok.open()
+    await ok.aclose()
+
+
+def test_the_workflow_success_slo_is_a_valid_spec_with_rules() -> None:
+    from somaagent.sre.slo.rules import rule_groups
+    from somaagent.sre.slo.spec import load_specs
+
+    specs = load_specs(Path(workflows_package.__file__).parent / "slo.yaml")
+    assert [s.name for s in specs] == ["workflow-success"]
+    text = str(rule_groups(specs))
+    assert "soma_workflow_runs_finished_total" in text and 'status="failed"' in text

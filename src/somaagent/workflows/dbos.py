@@ -130,24 +130,44 @@ class DBOSEngine(WorkflowEngine):
         self._maintenance: asyncio.Task[None] | None = None
         self._opened = False
         self._opening = asyncio.Lock()
+        self._watch: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def has_state(self) -> bool:
-        """Whether the system database may hold runs (so DBOS must launch to recover them)."""
+    async def may_hold_runs(self) -> bool:
+        """Whether the system database may hold runs (so DBOS must launch to recover them).
+
+        A SQLite workflow file or a PostgreSQL ``dbos`` schema that does not exist yet holds
+        none. When PostgreSQL cannot be asked, the answer is yes, so the launch that follows
+        fails with a clear error at start.
+        """
         url = self.config.system_database_url
-        if not url.startswith("sqlite"):
-            return True
-        return Path(url.split(":///", 1)[-1]).exists()
+        if not self.config.is_postgres:
+            return Path(url.split(":///", 1)[-1]).exists()
+        return await asyncio.to_thread(_schema_exists, url)
 
     async def open_if_needed(self) -> None:
         """Launch now when there may be runs to recover, else on first use.
 
-        A gateway whose SQLite workflow database does not exist yet has nothing to recover, so
-        DBOS (its migrations and threads) starts with the first workflow call instead.
+        DBOS's migrations and threads then cost nothing to a gateway that never runs a
+        workflow. On PostgreSQL a waiting process also launches as soon as another process
+        has made the schema, so that it shares the queue and can take over runs.
         """
-        if self.has_state():
+        if await self.may_hold_runs():
             await self.ensure_open()
+        elif self.config.is_postgres:
+            self._watch = asyncio.create_task(self._watch_schema(), name="workflow-schema-watch")
+
+    async def _watch_schema(self) -> None:
+        while not self._opened:
+            await asyncio.sleep(self.config.maintenance_interval_s)
+            try:
+                if await self.may_hold_runs():
+                    await self.ensure_open()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("the workflow engine could not start yet", exc_info=True)
 
     async def ensure_open(self) -> None:
         """Launch DBOS unless it runs already (on the calling loop, which must be the app's)."""
@@ -202,6 +222,11 @@ class DBOSEngine(WorkflowEngine):
 
     async def aclose(self) -> None:
         """Stop this process's part; unfinished runs stay PENDING for the next start."""
+        if self._watch is not None and self._watch is not asyncio.current_task():
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+            self._watch = None
         if self._maintenance is not None:
             self._maintenance.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -473,6 +498,19 @@ class DBOSEngine(WorkflowEngine):
             return
         finally:
             await values.aclose()
+
+
+def _schema_exists(url: str) -> bool:
+    import psycopg
+
+    from somaagent.workflows.takeover import conninfo
+
+    try:
+        with psycopg.connect(conninfo(url), connect_timeout=5) as connection:
+            row = connection.execute("SELECT to_regclass('dbos.workflow_status')").fetchone()
+    except psycopg.Error:
+        return True
+    return bool(row and row[0])
 
 
 def _sum_costs(steps: builtins.list[WorkflowStep]) -> float | None:
