@@ -104,7 +104,7 @@ def test_packaged_models_are_well_formed(registry: ModelRegistry) -> None:
         assert spec.provider in KNOWN_PROVIDERS
         assert spec.capabilities <= CAPABILITIES
         assert 0 < spec.max_output_tokens <= spec.context_window
-        assert 0 <= spec.quality.overall <= 1
+        assert 0 <= spec.quality.for_task(None) <= 1
         assert spec.latency.ttft_ms > 0 and spec.latency.tokens_per_s > 0
     assert registry.get("smollm2-135m-local").provider == "local"
     assert registry.get("llama-3-8b").provider == "openai_compatible"

@@ -323,8 +323,10 @@ def test_the_explanation_is_json(router: Router) -> None:
 
 def test_heuristics_alone_still_route(registry: ModelRegistry) -> None:
     router = Router(registry, learned=None)
-    easy = router.decide(user(EASY), {"min_quality": 0.85})
-    hard = router.decide(user(HARD), {"min_quality": 0.85})
+    # 0.7, not 0.85: with only published quality figures in models.yaml (the estimated ones
+    # are gone), no model is predicted 0.85 on HARD from priors alone.
+    easy = router.decide(user(EASY), {"min_quality": 0.7})
+    hard = router.decide(user(HARD), {"min_quality": 0.7})
     assert easy.estimate.prediction is None
     assert easy.chosen is not None and hard.chosen is not None
     assert hard.chosen.estimated_cost_usd >= easy.chosen.estimated_cost_usd

@@ -214,6 +214,9 @@ def test_low_confidence_with_min_quality_takes_the_safer_model(
     best = max(q, key=lambda name: q[name])
     assert decision.spec.name == best
     assert "min_quality takes the safer, best-predicted model" in decision.reason
+    assert "is the best-predicted model, taken for min_quality" in decision.reason
+    passed = next(c for c in decision.candidates if c.spec.name == "mixtral-8x7b")
+    assert "the call was close" in passed.why and not passed.chosen
     # Without the floor, the same close call goes to the cheaper model the bar allows.
     loose = router.decide(user(GSM), {"models": list(q), "max_quality_drop": high - low + 0.01})
     assert loose.spec.name == "mixtral-8x7b"

@@ -226,7 +226,12 @@ def test_a_policy_shapes_the_decision(client: Client) -> None:
         if candidate.eligible and not candidate.chosen and candidate.predicted_quality >= 0.95:
             # the cheapest model that reaches the bar wins; near-ties go to the faster one
             cheaper = candidate.estimated_cost_usd < cost
-            assert not cheaper or "ties on cost" in candidate.why, candidate
+            # (or, on a close call, min_quality takes the best-predicted model: issue 13)
+            assert (
+                not cheaper
+                or "ties on cost" in candidate.why
+                or ("the call was close" in candidate.why)
+            ), candidate
     # a mapping works the same way
     again = client.route(messages=[{"role": "user", "content": HARD}], policy=policy.as_body())
     assert again.quality_bar == pytest.approx(0.95)

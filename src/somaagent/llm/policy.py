@@ -288,9 +288,16 @@ def no_route_error(
     )
 
 
-def verdict(c: Candidate, chosen: Candidate, bar: float, tie_tolerance: float) -> Candidate:
-    """``c`` with why it was chosen or passed over (excluded ones keep their reason)."""
+def verdict(
+    c: Candidate, chosen: Candidate, bar: float, tie_tolerance: float, *, safer: bool = False
+) -> Candidate:
+    """``c`` with why it was chosen or passed over (excluded ones keep their reason);
+    ``safer``: a low-confidence ``min_quality`` decision took the best-predicted model."""
     if c.spec.name == chosen.spec.name:
+        if safer:
+            return c.with_verdict(
+                True, "chosen: the best-predicted model (a close call: min_quality plays safe)"
+            )
         return c.with_verdict(True, "chosen: the cheapest model predicted to reach the bar")
     if not c.eligible:
         return c
@@ -298,6 +305,11 @@ def verdict(c: Candidate, chosen: Candidate, bar: float, tie_tolerance: float) -
         why = "last resort: considered only when no other model is eligible"
     elif c.predicted_quality < bar - 1e-12:
         why = f"predicted {c.predicted_quality:.3f} is below the bar {bar:.3f}"
+    elif safer:
+        why = (
+            f"predicted {c.predicted_quality:.3f} reaches the bar, but the call was close: "
+            "min_quality took the best-predicted model"
+        )
     elif c.estimated_cost_usd > chosen.estimated_cost_usd * (1 + tie_tolerance):
         why = (
             f"reaches the bar but costs more (est. ${c.estimated_cost_usd:.6f} vs "
@@ -317,6 +329,8 @@ def explain_choice(
     policy: RoutingPolicy,
     bar: float,
     best: Candidate,
+    *,
+    safer: bool = False,
 ) -> str:
     """The one-sentence reason given with the decision."""
     c = estimate.complexity
@@ -327,6 +341,12 @@ def explain_choice(
         target = f"the quality bar {bar:.2f} (best: {best.spec.name} {best.predicted_quality:.2f})"
     if chosen.spec.last_resort:
         return f"{head}: {chosen.spec.name} is the only eligible model (last resort)"
+    if chosen is best and policy.min_quality is not None and safer:
+        return (
+            f"{head}: {chosen.spec.name} is the best-predicted model, taken for {target} on a "
+            f"close call; predicted {chosen.predicted_quality:.2f}, "
+            f"est. ${chosen.estimated_cost_usd:.6f}, ~{chosen.estimated_latency_ms / 1000:.1f} s"
+        )
     return (
         f"{head}: {chosen.spec.name} is the cheapest model predicted to reach {target}; "
         f"predicted {chosen.predicted_quality:.2f}, est. ${chosen.estimated_cost_usd:.6f}, "

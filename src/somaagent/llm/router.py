@@ -276,9 +276,9 @@ class Router:
             # Too close to call, and the caller set a floor: the policy asks for the safer model.
             chosen, safer = best, True
         chain = self._fallbacks(chosen.spec, policy, candidates, request)
-        reason = explain_choice(chosen, estimate, policy, bar, best)
+        reason = explain_choice(chosen, estimate, policy, bar, best, safer=safer)
         reason += explain_evidence(estimate, confidence, safer)
-        marked = tuple(verdict(c, chosen, bar, self.tie_tolerance) for c in candidates)
+        marked = tuple(verdict(c, chosen, bar, self.tie_tolerance, safer=safer) for c in candidates)
         return RoutingDecision(
             spec=chosen.spec,
             fallbacks=chain,

@@ -59,11 +59,12 @@ class _Frozen(BaseModel):
 class Quality(_Frozen):
     """Quality scores in [0, 1]; comparable across models within a category, not across them.
 
-    ``models.yaml`` says where each figure comes from. A category without a score falls back
-    to ``overall``.
+    ``models.yaml`` says where each figure comes from (a benchmark and its date); a figure with
+    no source is left out. A category without a score falls back to ``overall``, and a model
+    without ``overall`` to the mean of the scores it has (at least one is required).
     """
 
-    overall: float = Field(ge=0.0, le=1.0)
+    overall: float | None = Field(default=None, ge=0.0, le=1.0)
     coding: float | None = Field(default=None, ge=0.0, le=1.0)
     math: float | None = Field(default=None, ge=0.0, le=1.0)
     reasoning: float | None = Field(default=None, ge=0.0, le=1.0)
@@ -71,12 +72,25 @@ class Quality(_Frozen):
     extraction: float | None = Field(default=None, ge=0.0, le=1.0)
     chat: float | None = Field(default=None, ge=0.0, le=1.0)
 
+    @model_validator(mode="after")
+    def _some_score(self) -> Quality:
+        if not self._known():
+            raise ValueError("give at least one quality score (overall or a task category)")
+        return self
+
+    def _known(self) -> list[float]:
+        scores = (self.overall, self.coding, self.math, self.reasoning, self.writing)
+        return [s for s in (*scores, self.extraction, self.chat) if s is not None]
+
     def for_task(self, category: TaskCategory | None = None) -> float:
-        """The score for a task category, or ``overall`` when it has none (or none is given)."""
-        if category is None:
+        """The score for a task category; else ``overall``; else the mean of the known scores."""
+        score: float | None = getattr(self, category) if category is not None else None
+        if score is not None:
+            return score
+        if self.overall is not None:
             return self.overall
-        score: float | None = getattr(self, category)
-        return self.overall if score is None else score
+        known = self._known()
+        return sum(known) / len(known)
 
 
 class Latency(_Frozen):
