@@ -324,7 +324,7 @@ EXPECTED: list[tuple[str, str]] = [
     (r"^soma chat --stream", r"\w"),
     (r"^soma chat", r"\w"),
     (r"^soma conversations list", r"conv_|[0-9a-f]{8}"),
-    (r"^soma route", r"no model was called"),
+    (r"^soma route (?!train|report)", r"no model was called"),
     (r"^soma prompts push", r"support@1.*support@2"),
     (r"^soma prompts render", r"Soma"),
     (r"^soma prompts label", r"production"),
