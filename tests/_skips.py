@@ -117,6 +117,11 @@ ALLOWED: list[AllowedSkip] = [
         lambda _: hasattr(os, "geteuid") and os.geteuid() == 0,
     ),
     AllowedSkip(
+        r"make is not installed",
+        "GNU make",
+        lambda _: shutil.which("make") is not None,
+    ),
+    AllowedSkip(
         r"needs a POSIX pseudo-terminal",
         "a POSIX pseudo-terminal",
         lambda _: sys.platform != "win32",
