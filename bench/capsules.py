@@ -43,9 +43,17 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from somaagent.capsules import sandbox as sandbox_module
 from somaagent.capsules.catalog import CATALOG_DIR, catalog_package
 from somaagent.capsules.runner import Runner
-from somaagent.capsules.sandbox import Limits, SandboxSpec, build_command, detect_tier, take_uid
+from somaagent.capsules.sandbox import (
+    CONFINE_NAME,
+    Limits,
+    SandboxSpec,
+    build_command,
+    detect_tier,
+    take_uid,
+)
 from somaagent.capsules.service import CapsuleService, SandboxPolicy
 from somaagent.db import make_engine, make_sessionmaker, migrate
 from somaagent.db.base import Tenant
@@ -106,6 +114,9 @@ async def main(runs: int) -> dict[str, Any]:
         work = root / "work" / "start"
         work.mkdir(parents=True, exist_ok=True)
         os.chmod(work, 0o777)
+        launcher = Path(sandbox_module.__file__).with_name("_confine.py")
+        shutil.copyfile(launcher, work / CONFINE_NAME)
+        os.chmod(work / CONFINE_NAME, 0o644)
 
         def start(tier_name: str, argv: list[str]) -> Callable[[], float]:
             def run() -> float:

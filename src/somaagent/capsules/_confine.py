@@ -160,6 +160,14 @@ def main() -> None:
     if not config.get("net"):
         no_inet_sockets()
     landlock(list(config.get("ro", [])), list(config.get("rw", [])), bool(config.get("net")))
+    if argv[0] == sys.executable and argv[-2].endswith("_soma_child.py"):
+        # The capsule's MCP server on this same interpreter: run it here (already confined)
+        # instead of starting a second interpreter.
+        import runpy
+
+        sys.argv = argv[-2:]
+        runpy.run_path(argv[-2], run_name="__main__")
+        return
     os.execv(argv[0], argv)
 
 

@@ -196,6 +196,13 @@ class Manifest(_Strict):
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     """The pinned hash of the content; checked on install when given."""
 
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value == "executions":  # GET /v1/capsules/executions lists the calls
+            raise ValueError("'executions' is reserved")
+        return value
+
     @field_validator("version")
     @classmethod
     def _semver(cls, value: str) -> str:

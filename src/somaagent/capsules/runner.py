@@ -122,9 +122,10 @@ def schema_problem(schema: dict[str, Any] | None, value: Any) -> str | None:
 class Runner:
     """Starts sandboxed capsule processes under one root folder, with one tier."""
 
-    def __init__(self, root: Path, tier: Tier) -> None:
+    def __init__(self, root: Path, tier: Tier, *, max_concurrent: int = 16) -> None:
         self.root = root
         self.tier = tier
+        self._slots = anyio.Semaphore(max_concurrent)
         for folder in (root, root / "code", root / "work"):
             folder.mkdir(parents=True, exist_ok=True)
             # Other uids (each sandbox's) must be able to pass through to their own folders.
@@ -172,6 +173,18 @@ class Runner:
         check_pins: bool = False,
     ) -> Outcome:
         """Run ``tool`` once in a fresh sandbox and return what it gave back."""
+        async with self._slots:
+            return await self._call(manifest, archive, tool, arguments, check_pins=check_pins)
+
+    async def _call(
+        self,
+        manifest: Manifest,
+        archive: bytes,
+        tool: ToolSpec,
+        arguments: dict[str, Any],
+        *,
+        check_pins: bool,
+    ) -> Outcome:
         started = time.perf_counter()
         limits = limits_for(manifest)
         code = await anyio.to_thread.run_sync(self.code_dir, manifest, archive)

@@ -41,6 +41,8 @@ class SandboxPolicy:
     tier: Literal["auto", "bwrap", "landlock", "rlimits"] = "auto"
     allow_unconfined: bool = False
     """Run capsules whose permissions the tier cannot enforce (e.g. a network allow-list)."""
+    max_concurrent: int = 16
+    """Sandboxed processes at once; more calls wait their turn (the machine stays usable)."""
 
 
 def _tool_public(tool: ToolSpec) -> CapsuleTool:
@@ -97,7 +99,7 @@ class CapsuleService:
         self.sessions = sessions
         self.policy = policy
         self.tier: Tier = detect_tier(policy.root) if policy.tier == "auto" else policy.tier
-        self.runner = Runner(policy.root, self.tier)
+        self.runner = Runner(policy.root, self.tier, max_concurrent=policy.max_concurrent)
         self.hosted = HostedTools(host or HostServices())
         self.remote = RemoteCaller(allow_private=self.hosted.services.allow_private_networks)
 
