@@ -129,7 +129,8 @@ class Runner:
         for folder in (root, root / "code", root / "work"):
             folder.mkdir(parents=True, exist_ok=True)
             # Other uids (each sandbox's) must be able to pass through to their own folders.
-            folder.chmod(0o711)
+            if folder.stat().st_mode & 0o711 != 0o711:
+                folder.chmod(0o711)
 
     def code_dir(self, manifest: Manifest, archive: bytes) -> Path:
         """The capsule's files unpacked read-only, once per content hash."""

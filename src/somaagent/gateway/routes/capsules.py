@@ -8,6 +8,7 @@ manager for as long as the app runs.
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -39,6 +40,8 @@ from somaagent.types.capsules import (
 from somaagent.types.memory import SearchRequest
 
 __all__ = ["MCPEndpoint", "router"]
+
+logger = logging.getLogger(__name__)
 
 
 def _host_services(app: FastAPI, gateway: GatewayState) -> HostServices:
@@ -101,7 +104,12 @@ def make_service(app: FastAPI) -> CapsuleService:
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    service = make_service(app)
+    try:
+        service = make_service(app)
+    except OSError as exc:  # an unusable sandbox folder: the rest of the gateway still serves
+        logger.error("capsules are unavailable: %s (set SOMA_CAPSULES_DIR)", exc)
+        yield
+        return
     app.state.capsules = service
     manager = build_session_manager(service, _mcp_caller)
     app.state.capsules_mcp = manager
