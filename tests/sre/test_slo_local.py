@@ -123,3 +123,16 @@ def test_soma_slo_prometheus_scrapes_the_gateway_with_the_rules_loaded(
             if process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+def test_the_config_follows_soma_base_url_when_no_gateway_is_given(tmp_path: Path) -> None:
+    """`soma slo prometheus` with no flags scrapes the gateway the CLI talks to, so the
+    README's bare command fits a gateway on any port."""
+    env = {"SOMA_BASE_URL": "http://127.0.0.1:18123"}
+    result = CliRunner().invoke(
+        slo, ["prometheus", "--dir", str(tmp_path), "--config-only"], env=env
+    )
+    assert result.exit_code == 0, result.output
+    config = yaml.safe_load((tmp_path / "prometheus.yml").read_text())
+    [job] = [j for j in config["scrape_configs"] if j["job_name"] == GATEWAY_JOB]
+    assert job["static_configs"][0]["targets"] == ["127.0.0.1:18123"]
