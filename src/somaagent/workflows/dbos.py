@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import dbos._dbos as dbos_core
+import sqlalchemy as sa
 from dbos import DBOS, DBOSConfig, DBOSContextSetAuth, SetWorkflowAttributes, SetWorkflowID
 from dbos._error import DBOSConflictingWorkflowError, DBOSStreamTimeoutError
 
@@ -61,8 +62,6 @@ def system_database_url(database_url: str, data_dir: Path) -> str:
 
 
 def conv_url(database_url: str) -> str:
-    import sqlalchemy as sa
-
     url = sa.make_url(database_url).set(drivername="postgresql+psycopg")
     return url.render_as_string(hide_password=False)
 
@@ -103,8 +102,6 @@ class EngineConfig:
 
 
 def _redacted(url: str) -> str:
-    import sqlalchemy as sa
-
     return sa.make_url(url).render_as_string(hide_password=True)
 
 
@@ -131,6 +128,7 @@ class DBOSEngine(WorkflowEngine):
         self._opened = False
         self._opening = asyncio.Lock()
         self._watch: asyncio.Task[None] | None = None
+        self._sqlite_engine: sa.Engine | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -194,6 +192,9 @@ class DBOSEngine(WorkflowEngine):
             "notification_listener_polling_interval_sec": self.config.polling_interval_s,
             "scheduler_polling_interval_sec": 3600.0,
         }
+        if not self.config.is_postgres:
+            self._sqlite_engine = _sqlite_engine(self.config.system_database_url)
+            dbos_config["system_database_engine"] = self._sqlite_engine
         _runtime.set_active(self)
         try:
             if self.config.is_postgres:
@@ -242,6 +243,9 @@ class DBOSEngine(WorkflowEngine):
         if _runtime._active is self:
             DBOS.destroy()
             _runtime.set_active(None)
+            if self._sqlite_engine is not None:
+                self._sqlite_engine.dispose()
+                self._sqlite_engine = None
             # DBOS made its thread pool the loop's default executor and has just shut it down;
             # the rest of the app's shutdown (and any later to_thread) needs a working one.
             asyncio.get_running_loop().set_default_executor(
@@ -498,6 +502,29 @@ class DBOSEngine(WorkflowEngine):
             return
         finally:
             await values.aclose()
+
+
+def _sqlite_engine(url: str) -> sa.Engine:
+    """DBOS's SQLite engine, in WAL mode with ``synchronous=NORMAL`` like the gateway's own.
+
+    DBOS's default (rollback journal, a sync per commit) cost ~35 ms per step here, two commits
+    each (bench/results/workflows.md). WAL with NORMAL loses no committed step when the process
+    is killed; a power cut may lose the last commits, which recovery then runs again. Like
+    DBOS's engine: IMMEDIATE transactions (one writer at a time) and a long busy timeout.
+    """
+    path = Path(url.split(":///", 1)[-1])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, pool_size=20, max_overflow=0, pool_timeout=30)
+
+    @sa.event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = "IMMEDIATE"
+        dbapi_connection.execute("PRAGMA journal_mode=WAL")
+        dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+        dbapi_connection.execute("PRAGMA busy_timeout=30000")
+        dbapi_connection.execute("PRAGMA foreign_keys=ON")
+
+    return engine
 
 
 def _schema_exists(url: str) -> bool:
