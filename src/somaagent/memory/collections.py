@@ -117,6 +117,13 @@ async def record_report(
     now = utcnow()
     infos: dict[str, DocumentInfo] = {}
     async with sessions() as session:
+        fresh = await session.get(MemoryCollection, collection.id)
+        if fresh is not None and report.indexed:
+            # Written first, the collection's row makes its writers take turns (a row lock on
+            # PostgreSQL, SQLite's write lock) until the commit: two runs storing the same new
+            # document cannot both insert it
+            fresh.updated_at = now
+            await session.flush()
         for stored in report.indexed:
             doc = by_id[stored.id]
             row = await session.get(MemoryDocument, (collection.id, doc.id))
@@ -142,9 +149,6 @@ async def record_report(
                 await session.delete(row)
             elif row is not None and failed.state == "unknown":
                 row.content_hash = ""  # never "unchanged": the next index writes it again
-        fresh = await session.get(MemoryCollection, collection.id)
-        if fresh is not None and report.indexed:
-            fresh.updated_at = now
         await session.commit()
     return infos
 
