@@ -7,11 +7,7 @@ agent approved cannot change under it without a new version. Executions are reco
 
 from __future__ import annotations
 
-import base64
-import binascii
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -20,71 +16,22 @@ from somaagent.capsules import package as packaging
 from somaagent.capsules.catalog import catalog_ids, catalog_package
 from somaagent.capsules.hosted import HostedTools, HostServices
 from somaagent.capsules.manifest import Manifest, ToolSpec, semver_key
+from somaagent.capsules.policy import UNENFORCEABLE, SandboxPolicy, unenforceable
 from somaagent.capsules.remote import RemoteCaller
 from somaagent.capsules.runner import Outcome, Runner, schema_problem
 from somaagent.capsules.sandbox import Tier, detect_tier
 from somaagent.capsules.tables import CapsuleExecutionRow, CapsuleInstallRow, CapsuleVersionRow
+from somaagent.capsules.views import (
+    capsule_public,
+    changed_message,
+    decode_archive,
+    execution_public,
+)
 from somaagent.db import decode_cursor, encode_cursor, new_id
 from somaagent.errors import ConflictError, NotFoundError, PermissionDeniedError, ValidationError
-from somaagent.types.capsules import Capsule, CapsuleTool, CapsuleVersion, Execution
+from somaagent.types.capsules import Capsule, CapsuleVersion, Execution
 
-__all__ = ["CapsuleService", "SandboxPolicy"]
-
-UNENFORCEABLE = "urn:somaagent:problem:capsule-permissions-unenforceable"
-
-
-@dataclass(frozen=True, slots=True)
-class SandboxPolicy:
-    """The operator's sandbox settings."""
-
-    root: Path
-    tier: Literal["auto", "bwrap", "landlock", "rlimits"] = "auto"
-    allow_unconfined: bool = False
-    """Run capsules whose permissions the tier cannot enforce (e.g. a network allow-list)."""
-    max_concurrent: int = 16
-    """Sandboxed processes at once; more calls wait their turn (the machine stays usable)."""
-
-
-def _tool_public(tool: ToolSpec) -> CapsuleTool:
-    return CapsuleTool(
-        name=tool.name,
-        description=tool.description,
-        input_schema=tool.input_schema,
-        output_schema=tool.output_schema,
-        annotations=tool.annotations.model_dump(exclude_none=True),
-        sha256=tool.sha256,
-    )
-
-
-def capsule_public(
-    manifest: Manifest, *, installed: bool, source: str, installed_at: Any = None
-) -> Capsule:
-    """The wire model of a capsule."""
-    return Capsule(
-        name=manifest.name,
-        version=manifest.version,
-        description=manifest.description,
-        kind=manifest.kind,
-        installed=installed,
-        source="catalog" if source == "catalog" else "upload",
-        in_catalog=manifest.name in catalog_ids(),
-        sha256=manifest.sha256,
-        tools=[_tool_public(tool) for tool in manifest.tools],
-        permissions=manifest.permissions.model_dump(),
-        installed_at=installed_at,
-    )
-
-
-def unenforceable(manifest: Manifest, tier: Tier) -> str | None:
-    """What in ``manifest``'s permissions ``tier`` cannot enforce, or ``None``."""
-    if manifest.kind == "builtin" or manifest.url is not None:
-        return None  # run by the gateway itself, not in a sandbox
-    perms = manifest.permissions
-    if tier == "rlimits":
-        return "the rlimits tier confines neither network nor filesystem"
-    if isinstance(perms.network, list) and perms.network:
-        return f"the {tier} tier can grant all network or none, not an allow-list of hosts"
-    return None
+__all__ = ["UNENFORCEABLE", "CapsuleService", "SandboxPolicy", "decode_archive", "unenforceable"]
 
 
 class CapsuleService:
@@ -156,7 +103,7 @@ class CapsuleService:
             created = existing is None
             if existing is not None and existing.sha256 != manifest.sha256:
                 raise ConflictError(
-                    _changed_message(Manifest.model_validate(existing.manifest), manifest)
+                    changed_message(Manifest.model_validate(existing.manifest), manifest)
                 )
             if existing is None:
                 session.add(
@@ -412,7 +359,7 @@ class CapsuleService:
         )
         async with self.sessions() as session, session.begin():
             session.add(record)
-        return _execution(record, outcome)
+        return execution_public(record, outcome)
 
     async def _run(
         self,
@@ -451,49 +398,4 @@ class CapsuleService:
         more = len(rows) > limit
         rows = rows[:limit]
         next_cursor = encode_cursor(rows[-1].id) if more and rows else None
-        return [_execution(row, None) for row in rows], next_cursor
-
-
-def _execution(row: CapsuleExecutionRow, outcome: Outcome | None) -> Execution:
-    return Execution(
-        id=row.id,
-        capsule=row.capsule,
-        version=row.version,
-        tool=row.tool,
-        content=outcome.content if outcome else [],
-        structured=outcome.structured if outcome else None,
-        is_error=row.is_error,
-        error=row.error,
-        duration_ms=row.duration_ms,
-        sandbox_tier=row.sandbox_tier,
-        key_id=row.key_id,
-        created_at=row.created_at,
-    )
-
-
-def _changed_message(old: Manifest, new: Manifest) -> str:
-    old_tools = {tool.name: tool.sha256 for tool in old.tools}
-    changed = [t.name for t in new.tools if old_tools.get(t.name) != t.sha256]
-    changed += [name for name in old_tools if name not in {t.name for t in new.tools}]
-    what = (
-        f"tool definition(s) {', '.join(sorted(set(changed)))} changed"
-        if changed
-        else "its content changed"
-    )
-    return (
-        f"{new.name} {new.version} is already installed with different content ({what}); "
-        "versions are immutable: bump the version"
-    )
-
-
-def decode_archive(text: str) -> bytes:
-    """The bytes of a base64 archive from a request; a 422 naming the field when not base64."""
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ValidationError(
-            "archive_base64 is not valid base64",
-            errors=[
-                {"loc": ["body", "archive_base64"], "msg": "not base64", "type": "value_error"}
-            ],
-        ) from exc
+        return [execution_public(row, None) for row in rows], next_cursor

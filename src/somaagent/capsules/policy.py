@@ -1,0 +1,38 @@
+"""The operator's sandbox policy, and what a sandbox tier cannot enforce."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from somaagent.capsules.manifest import Manifest
+from somaagent.capsules.sandbox import Tier
+
+__all__ = ["UNENFORCEABLE", "SandboxPolicy", "unenforceable"]
+
+UNENFORCEABLE = "urn:somaagent:problem:capsule-permissions-unenforceable"
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxPolicy:
+    """The operator's sandbox settings."""
+
+    root: Path
+    tier: Literal["auto", "bwrap", "landlock", "rlimits"] = "auto"
+    allow_unconfined: bool = False
+    """Run capsules whose permissions the tier cannot enforce (e.g. a network allow-list)."""
+    max_concurrent: int = 16
+    """Sandboxed processes at once; more calls wait their turn (the machine stays usable)."""
+
+
+def unenforceable(manifest: Manifest, tier: Tier) -> str | None:
+    """What in ``manifest``'s permissions ``tier`` cannot enforce, or ``None``."""
+    if manifest.kind == "builtin" or manifest.url is not None:
+        return None  # run by the gateway itself, not in a sandbox
+    perms = manifest.permissions
+    if tier == "rlimits":
+        return "the rlimits tier confines neither network nor filesystem"
+    if isinstance(perms.network, list) and perms.network:
+        return f"the {tier} tier can grant all network or none, not an allow-list of hosts"
+    return None
