@@ -49,7 +49,8 @@ FRANCE: list[ChatMessage] = [
 STORY: list[ChatMessage] = [
     {"role": "user", "content": "Write a short story about a robot who learns to paint."}
 ]
-# Greedy decoding answers this with one digit per token and no end for well over 1000 tokens.
+# Answered with one digit per token and no end: with the default sampling it was still counting
+# at the 1200-token limit (2026-12-02), so closing or cancelling it really stops a generation.
 ENDLESS: list[ChatMessage] = [
     {"role": "user", "content": "Count from 1 to 1000, separated by commas."}
 ]
