@@ -59,12 +59,17 @@ ProgressCallback = Callable[[Progress], None]
 
 
 def read_documents(
-    path: PathLike, *, metadata: Mapping[str, Any] | None = None
+    path: PathLike,
+    *,
+    metadata: Mapping[str, Any] | None = None,
+    follow_links: bool = False,
 ) -> list[DocumentIn]:
     """The text and Markdown documents in ``path``: one file, or every such file in a folder.
 
     A document's id and source are its path relative to the folder (the file name for a single
     file), so indexing the folder again replaces its documents instead of duplicating them.
+    A symbolic link in the folder that leads out of it (``notes.txt -> /etc/hostname``) is
+    skipped unless ``follow_links``: indexing a folder never uploads files from elsewhere.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -73,7 +78,7 @@ def read_documents(
     root = Path(path)
     if not root.exists():
         raise FileNotFoundError(f"no such file or folder: {root}")
-    files = [(root, root.name)] if root.is_file() else list(_folder_files(root))
+    files = [(root, root.name)] if root.is_file() else list(_folder_files(root, follow_links))
     if not files:
         suffixes = ", ".join(DOCUMENT_SUFFIXES)
         raise ValueError(f"{root} holds no documents ({suffixes})")
@@ -93,11 +98,14 @@ def read_documents(
     return documents
 
 
-def _folder_files(root: Path) -> Iterator[tuple[Path, str]]:
+def _folder_files(root: Path, follow_links: bool = False) -> Iterator[tuple[Path, str]]:
+    inside = root.resolve()
     for file in sorted(root.rglob("*")):
         relative = file.relative_to(root)
         if any(part.startswith(".") for part in relative.parts):
             continue
+        if not follow_links and not file.resolve().is_relative_to(inside):
+            continue  # a link out of the folder
         if file.is_file() and file.suffix.lower() in DOCUMENT_SUFFIXES:
             yield file, relative.as_posix()
 
