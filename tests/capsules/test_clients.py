@@ -73,7 +73,11 @@ def test_cli_done_when(soma: CliRunner, tmp_path: Path) -> None:
     assert "evaluate" in shown.stdout and "sha256" in shown.stdout
     failed = soma.invoke(main, ["capsule", "execute", "calculator", "--arg", "expression=1/0"])
     assert failed.exit_code == 1 and "division by zero" in failed.output
-    assert soma.invoke(main, ["capsule", "remove", "mytool"]).exit_code == 0
+    removed = soma.invoke(main, ["capsule", "remove", "mytool", "--json"])
+    assert removed.exit_code == 0 and json.loads(removed.stdout) == {"removed": "mytool"}
+    scaffold = soma.invoke(main, ["capsule", "init", "other", "--json"])
+    assert json.loads(scaffold.stdout)["files"] == ["capsule.yaml", "tools.py", "test_tools.py"]
+    assert soma.invoke(main, ["capsule", "init", "other"]).exit_code == 1  # exists already
     missing = soma.invoke(main, ["capsule", "execute", "mytool", "--arg", "name=x"])
     assert missing.exit_code == 3
 

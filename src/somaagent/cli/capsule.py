@@ -248,12 +248,16 @@ def execute(
 
 @capsule.command("remove")
 @click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_state
-def remove(state: CliState, name: str) -> None:
+def remove(state: CliState, name: str, as_json: bool) -> None:
     """Uninstall NAME (its stored versions stay)."""
     with state.resolve().client() as client:
         _capsules(client).uninstall(name)
-    _render.success(f"removed {name}")
+    if as_json:
+        _render.as_json({"removed": name})
+    else:
+        _render.success(f"removed {name}")
 
 
 @capsule.command("init")
@@ -265,7 +269,8 @@ def remove(state: CliState, name: str) -> None:
     default=Path("."),
     help="Where to create the folder.",
 )
-def init(name: str, parent: Path) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def init(name: str, parent: Path, as_json: bool) -> None:
     """Scaffold a python capsule NAME/ (capsule.yaml, tools.py and a test)."""
     if not name.replace("_", "").replace("-", "").isalnum() or not name[:1].isalpha():
         raise CliError("a capsule name starts with a letter: letters, digits, '-' and '_'")
@@ -276,4 +281,8 @@ def init(name: str, parent: Path) -> None:
     (folder / "capsule.yaml").write_text(MANIFEST_TEMPLATE.format(name=name.lower()))
     (folder / "tools.py").write_text(TOOLS_TEMPLATE.format(name=name))
     (folder / "test_tools.py").write_text(TEST_TEMPLATE.format(name=name))
+    if as_json:
+        files = ["capsule.yaml", "tools.py", "test_tools.py"]
+        _render.as_json({"created": str(folder), "files": files})
+        return
     _render.success(f"created {folder}/ (edit tools.py, then: soma capsule install {folder})")
