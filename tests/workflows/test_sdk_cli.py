@@ -173,3 +173,18 @@ def test_cli_jsonl_batch_and_stdin(invoke: Any, tmp_path: Path) -> None:
     assert json.loads(queued.output)["status"] in ("queued", "running", "succeeded")
     bad = invoke("workflow", "start", "document_ingest", "--set", "collection=x")
     assert bad.exit_code != 0 and "documents" in bad.output
+
+
+def test_cli_follow_shows_a_rich_progress_display_on_a_terminal(
+    invoke: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from somaagent.cli import _render
+
+    monkeypatch.setattr(_render, "is_terminal", lambda: True)
+    body = json.dumps({"collection": "rich", "documents": documents(4), "batch_size": 1})
+    shown = invoke("workflow", "start", "document_ingest", "--input", "-", "--follow", input=body)
+    assert shown.exit_code == 0, shown.output
+    # Steps are printed above a progress bar (its N/M column), not as "progress" lines.
+    assert "step batch-4/4 succeeded" in shown.output
+    assert "4/4" in shown.output.replace("batch-4/4", "") and "progress 4/4" not in shown.output
+    assert "status:" in shown.output and "succeeded (SUCCESS)" in shown.output
