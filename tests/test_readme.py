@@ -343,7 +343,7 @@ EXPECTED: list[tuple[str, str]] = [
     (r"^soma admin keys list", r"acme"),
     (r"^soma admin keys revoke", r"revoked|Revoked"),
     (r"^from openai import", r"\w"),
-    (r"client\.route", r"smollm2-135m-local|gpt-|claude-"),
+    (r"client\.route\(", r"smollm2-135m-local|gpt-|claude-"),
     (r"client\.memory", r"sre\.md"),
     (r"^from somaagent import", r"\w"),
 ]

@@ -40,8 +40,9 @@ __all__ = [
 LOCAL_DURATION = timedelta(seconds=20)
 LOCAL_DURATION_TEXT = "20s"
 """How long a local run's fault stays on unless told: long enough to show in a 30 s window."""
-WARM_UP_S = 30.0
-"""The longest a local run waits for Prometheus to have scraped its probe traffic."""
+WARM_UP_S = 45.0
+"""The longest a local run waits for Prometheus to have scraped its probe traffic and for the
+steady state to hold (its own first requests leave the 30 s window by then)."""
 
 
 class GatewayFaults:
@@ -208,4 +209,4 @@ def warm_up(experiment: Experiment, querier: PrometheusHTTP, say: Callable[[str]
     """Let Prometheus scrape some probe traffic, so the steady state can be judged."""
     if wait_for_data(experiment, querier, timeout=WARM_UP_S):
         return
-    say(f"the probes still have no data after {WARM_UP_S:g}s; checking anyway")
+    say(f"no steady state with data after {WARM_UP_S:g}s of probe traffic; checking anyway")

@@ -171,18 +171,22 @@ def wait_for_data(
     timeout: float,
     every: float = 2.5,
 ) -> bool:
-    """Wait until every probe of ``experiment`` has data (the traffic has been scraped).
+    """Wait until every probe of ``experiment`` has data and the steady state holds.
+
+    The first requests of a run (creating and indexing its scratch collection, a cold cache)
+    can be slower than the rest; they leave the probes' window after a while, so a run that
+    starts at once could abort on its own warm-up.
 
     Returns:
-        True when they all have; False at ``timeout``, or at once when Prometheus cannot be
-        asked (waiting would not help).
+        True when the probes have data and hold; False at ``timeout`` (the run's own check
+        then decides), or at once when Prometheus cannot be asked (waiting would not help).
     """
     deadline = time.monotonic() + timeout
     while True:
         check = check_phase(experiment.hypothesis, "before", querier)
         if any(result.status == "error" for result in check.results):
             return False
-        if all(result.status != "no_data" for result in check.results):
+        if all(result.status != "no_data" for result in check.results) and check.held:
             return True
         if time.monotonic() >= deadline:
             return False
