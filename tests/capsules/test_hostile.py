@@ -82,7 +82,11 @@ async def test_cannot_read_the_gateway_database_or_other_capsules(
     assert failed and "No such file or directory" in reason
     # globex's calculator is unpacked on the host, but nothing of it is inside acme's sandbox
     await hostile.execute("globex", "calculator", arguments={"expression": "1+1"})
-    code = next(p for p in (hostile.policy.root / "code").iterdir() if (p / "tools.py").is_file())
+    code = next(
+        p
+        for p in (hostile.policy.root / "code").iterdir()
+        if (p / "tools.py").is_file() and "A calculator" in (p / "tools.py").read_text()
+    )
     failed, reason, _ = await _run(hostile, "read_file", path=str(code / "tools.py"))
     assert failed and "No such file or directory" in reason
     failed, reason, _ = await _run(hostile, "list_dir", path="/")
