@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -18,7 +19,9 @@ from somaagent.llm.router import Router
 from somaagent.memory.service import MemoryService
 from somaagent.prompts.service import PromptService
 from somaagent.sre.chaos.points import FaultPoints
-from somaagent.workflows.dbos import DBOSEngine
+
+if TYPE_CHECKING:  # imported by the engine's wiring only when it starts: DBOS is heavy
+    from somaagent.workflows.dbos import DBOSEngine
 
 
 @dataclass(slots=True)

@@ -11,7 +11,7 @@ import hashlib
 import json
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
@@ -31,9 +31,10 @@ from somaagent.types.workflows import (
     WorkflowStep,
     WorkflowType,
 )
-from somaagent.workflows.dbos import DBOSEngine
 from somaagent.workflows.ports import CHAT, MEMORY, RoutedChat
-from somaagent.workflows.service import open_engine
+
+if TYPE_CHECKING:
+    from somaagent.workflows.dbos import DBOSEngine
 
 router = APIRouter(prefix="/v1", tags=["workflows"])
 
@@ -44,6 +45,9 @@ JSONL = "application/x-ndjson"
 
 async def open_workflows(state: GatewayState) -> DBOSEngine | None:
     """The app factory's wiring: the engine on the gateway's database, with its services."""
+    # Imported here: DBOS takes about a second to import, paid only by a starting gateway.
+    from somaagent.workflows.service import open_engine
+
     chat = RoutedChat(
         state.turns.decide,
         state.pool.adapter,
