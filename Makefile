@@ -26,7 +26,7 @@ STEP = @echo "==> $(1)"
 help:
 	@echo "make run     set up .venv and start the gateway (soma serve) on the embedded default"
 	@echo "make test    set up .venv with the dev tools and run the whole test suite"
-	@echo "make lint    ruff and mypy"
+	@echo "make lint    ruff, mypy and the import layers (lint-imports, .importlinter)"
 	@echo "make bench   run the benchmarks; figures go to bench/results/"
 
 $(BIN)/python:
@@ -70,6 +70,7 @@ lint: dev
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: dev
 	$(BIN)/ruff format src tests bench

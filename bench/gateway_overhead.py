@@ -31,7 +31,7 @@ With ``--transports`` it measures instead what the gateway's upstream call costs
 HTTP client it could use, the client alone in its process against the same upstream (httpx's
 ``AsyncClient``, httpx on an aiohttp transport, aiohttp's ``ClientSession``), and writes
 ``bench/results/gateway_overhead_transports.{json,md}``: the figures behind the choice of
-aiohttp in ``somaagent.llm._http``.
+aiohttp in ``somaagent.http``.
 
 Usage::
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from somaagent.llm._http import aclose_client
+from somaagent.http import aclose_client
 from somaagent.llm.providers.anthropic import AnthropicModel
 from somaagent.llm.providers.openai import OpenAIModel
 from tests.fakes.fixtures import FakeVendor

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
-from somaagent.llm.cost import cost_breakdown, cost_usd, estimate_cost
+from somaagent.llm.cost import cost_breakdown, cost_usd, estimate_cost, format_usd
 from somaagent.llm.registry import Latency, ModelRegistry, ModelSpec, Quality
 from somaagent.types import Usage
 
@@ -116,3 +118,35 @@ def test_packaged_prices() -> None:
     haiku = registry.get("claude-3-haiku")
     assert cost_usd(haiku, usage(12_000, 1_000), cached_prompt_tokens=10_000) == 0.00205
     assert cost_usd(registry.get("smollm2-135m-local"), usage(5_000, 5_000)) == 0.0
+
+
+def test_the_integer_path_gives_the_decimal_figure() -> None:
+    """``cost_usd`` takes an integer path for whole 1e-4 prices; it must give exactly the float
+    the Decimal maths gives (``cost_breakdown``), for every registry price and awkward ones."""
+    rng = random.Random(7)
+    prices = {(s.input_cost_per_mtok, s.output_cost_per_mtok) for s in ModelRegistry.load().all()}
+    prices |= {(0.1, 0.3), (0.15, 0.6), (2.5, 10.0), (0.0001, 9999.9999), (0.0, 0.0)}
+    prices |= {
+        (rng.randrange(0, 10**6) / 10**4, rng.randrange(0, 10**6) / 10**4) for _ in range(200)
+    }
+    counts = [0, 1, 7, 999, 1_000, 123_457, 10**6, 3 * 10**9]
+    for input_price, output_price in sorted(prices):
+        free = input_price == output_price == 0
+        spec = make_spec(input_price, output_price, provider="local" if free else "openai")
+        for prompt in counts:
+            completion = rng.choice(counts)
+            call = usage(prompt, completion)
+            assert cost_usd(spec, call) == cost_breakdown(spec, call).total, (spec, call)
+
+
+def test_prices_finer_than_the_integer_path_still_cost_exactly() -> None:
+    spec = make_spec(0.123456, 1.000001)  # six decimals: the Decimal path
+    assert cost_usd(spec, usage(10**6, 10**6)) == 1.123457
+    assert cost_usd(spec, usage(1, 0)) == 1.235e-07  # 1.23456e-07 rounded to 10 places
+
+
+def test_format_usd_drops_trailing_zeros() -> None:
+    assert format_usd(0.0105) == "0.0105"
+    assert format_usd(0.0) == "0"
+    assert format_usd(12.0) == "12"
+    assert format_usd(1.23456789e-07) == "0.0000001235"

@@ -25,7 +25,7 @@ from somaagent.errors import (
     ProviderResponseError,
     ProviderTimeoutError,
 )
-from somaagent.llm._http import aclose_client
+from somaagent.http import aclose_client
 from somaagent.llm.base import ChatRequest, Model
 from somaagent.llm.fallback import (
     FallbackConfig,

@@ -22,7 +22,7 @@ from somaagent.errors import (
     ProviderResponseError,
     ProviderTimeoutError,
 )
-from somaagent.llm._http import (
+from somaagent.http import (
     SSEEvent,
     aclose_client,
     aiter_sse,

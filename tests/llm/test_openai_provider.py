@@ -19,7 +19,7 @@ from somaagent.errors import (
     ProviderResponseError,
     ProviderTimeoutError,
 )
-from somaagent.llm._http import get_session
+from somaagent.http import get_session
 from somaagent.llm.base import ChatMessage, ChatRequest, StreamChunk
 from somaagent.llm.providers.openai import OpenAIModel
 from tests.fakes.fixtures import FakeVendor

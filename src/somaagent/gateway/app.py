@@ -32,7 +32,7 @@ from somaagent.gateway.routes import workflows as workflow_routes
 from somaagent.gateway.services import memory_service, provider_config
 from somaagent.gateway.settings import Settings
 from somaagent.gateway.state import GatewayState
-from somaagent.llm._http import aclose_client
+from somaagent.http import aclose_client
 from somaagent.llm.fallback import FallbackConfig
 from somaagent.llm.registry import ModelRegistry
 from somaagent.llm.router import Router

@@ -7,23 +7,21 @@ from __future__ import annotations
 from somaagent.chat.events import Route
 from somaagent.llm.cost import format_usd
 
-__all__ = ["cost_header", "route_headers"]
+__all__ = ["model_headers", "route_headers"]
 
 
-def cost_header(cost_usd: float) -> dict[str, str]:
-    """``x-soma-cost-usd``."""
-    return {"x-soma-cost-usd": format_usd(cost_usd)}
+def model_headers(model: str, cost_usd: float | None = None) -> dict[str, str]:
+    """``x-soma-model`` and (when known) ``x-soma-cost-usd``."""
+    headers = {"x-soma-model": model}
+    if cost_usd is not None:
+        headers["x-soma-cost-usd"] = format_usd(cost_usd)
+    return headers
 
 
 def route_headers(route: Route | None) -> dict[str, str]:
-    """``x-soma-model``, ``x-soma-route-reason`` and (when known) ``x-soma-cost-usd``; none for
-    a replayed answer."""
+    """:func:`model_headers` and ``x-soma-route-reason``; none for a replayed answer."""
     if route is None:
         return {}
-    headers = {
-        "x-soma-model": route.model,
-        "x-soma-route-reason": route.reason.encode("ascii", "replace").decode()[:500],
-    }
-    if route.cost_usd is not None:
-        headers.update(cost_header(route.cost_usd))
+    headers = model_headers(route.model, route.cost_usd)
+    headers["x-soma-route-reason"] = route.reason.encode("ascii", "replace").decode()[:500]
     return headers

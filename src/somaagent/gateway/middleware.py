@@ -12,12 +12,9 @@ request reset. Answering the problem here and returning normally keeps the conne
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
-import os
 import re
-import secrets
 import time
 from typing import Any
 
@@ -25,6 +22,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from somaagent.db.ids import CountingIds
 from somaagent.errors import APIError, ValidationError
 from somaagent.gateway.auth import authenticate_request
 from somaagent.gateway.metrics import Metrics
@@ -43,26 +41,12 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # check (a decoded walk), so an escaped backslash before it costs a parse, never a refusal.
 _SUSPECT_ESCAPE = re.compile(rb"\\u(?:[dD][89a-fA-F][0-9a-fA-F]{2}|0000)")
 
-# Request ids need to be unique, not secret: 16 hex digits, counting from a random start per
-# process (fresh randomness per request cost more than the rest of this middleware). A forked
-# worker starts again from its own random point, so workers forked from one parent differ.
-_ID_MASK = (1 << 64) - 1
-_ID_START = secrets.randbits(64)
-_id_counter = itertools.count()
-
-
-def _restart_ids() -> None:
-    global _ID_START, _id_counter
-    _ID_START = secrets.randbits(64)
-    _id_counter = itertools.count()
-
-
-os.register_at_fork(after_in_child=_restart_ids)
+_request_ids = CountingIds(64)
 
 
 def new_request_id() -> str:
     """A request id for a request that brought none: 16 hex digits, unique in the process."""
-    return f"{(_ID_START + next(_id_counter)) & _ID_MASK:016x}"
+    return f"{_request_ids.next():016x}"
 
 
 class _TooLarge(Exception):

@@ -7,7 +7,7 @@
 SomaAgent uses.
 
 Connections, transport errors and HTTP error statuses are handled by
-:mod:`somaagent.llm._http`; this module owns only the wire format.
+:mod:`somaagent.http`; this module owns only the wire format.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from somaagent.errors import (
     ProviderRateLimitError,
     ProviderResponseError,
 )
-from somaagent.llm._http import (
+from somaagent.http import (
     aiter_sse,
     check_base_url,
     encode_json,
@@ -87,7 +87,7 @@ class AnthropicModel(Model):
 
     One instance serves one endpoint; each :class:`ChatRequest` names the model id
     (``claude-haiku-4-5``, ...). Requests go through the process-wide connection pool of
-    :mod:`somaagent.llm._http` (an aiohttp session per event loop) unless ``http_client`` is
+    :mod:`somaagent.http` (an aiohttp session per event loop) unless ``http_client`` is
     given.
 
     Args:

@@ -5,7 +5,7 @@ or not. The same class serves vLLM, Ollama, llama.cpp's server and other OpenAI-
 endpoints: point ``base_url`` at them (an API key is then often optional).
 
 Connections, transport errors and HTTP error statuses are handled by
-:mod:`somaagent.llm._http`; this module owns only the wire format.
+:mod:`somaagent.http`; this module owns only the wire format.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any, NotRequired, TypedDict
 import aiohttp
 
 from somaagent.errors import ProviderResponseError
-from somaagent.llm._http import (
+from somaagent.http import (
     aiter_sse,
     check_base_url,
     encode_json,
@@ -56,7 +56,7 @@ class OpenAIModel(Model):
 
     One instance serves one endpoint; each :class:`ChatRequest` names the endpoint's model id
     (``gpt-4o-mini``, ``meta-llama/Llama-3.1-8B-Instruct``, ...). Requests go through the
-    process-wide connection pool of :mod:`somaagent.llm._http` (an aiohttp session per event
+    process-wide connection pool of :mod:`somaagent.http` (an aiohttp session per event
     loop) unless ``http_client`` is given.
 
     Args:

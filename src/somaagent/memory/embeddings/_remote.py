@@ -4,7 +4,7 @@ Each vendor module implements only :meth:`RemoteEmbedder._request` (one request 
 in its wire format). This base
 
 * splits the caller's texts into batches of ``batch_size`` (100 by default) and sends up to
-  ``max_concurrency`` at once over the shared connection pool of :mod:`somaagent.llm._http`;
+  ``max_concurrency`` at once over the shared connection pool of :mod:`somaagent.http`;
 * retries a batch that failed with a retryable :class:`~somaagent.errors.ProviderError` (rate
   limit, overload, timeout, connection) up to ``max_retries`` times, waiting the vendor's
   ``Retry-After`` when it gave one, else an exponential backoff;
@@ -24,13 +24,13 @@ import anyio
 import httpx
 import numpy as np
 
+from somaagent import http as _http
 from somaagent.errors import (
     ConfigurationError,
     EmbeddingError,
     ProviderBadRequestError,
     ProviderError,
 )
-from somaagent.llm import _http
 from somaagent.memory.embeddings.base import (
     Embedder,
     InputType,
