@@ -42,7 +42,7 @@
         ├── ManifestError             a Chaos Mesh manifest a cluster would refuse (``problems``)
         ├── FaultInjectionError       a fault could not be put in place or taken away
         └── K6Error                   k6 failed to run a script
-    WorkflowStepError                 a workflow step failed after its retries (``step``, ``attempts``)
+    WorkflowStepError                 a workflow step failed after retries (``step``, ``attempts``)
 
 The server raises :class:`APIError` subclasses and one handler turns them into
 ``application/problem+json``; the SDK turns problem+json back into the same classes
