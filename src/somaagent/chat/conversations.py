@@ -228,13 +228,19 @@ class ConversationService:
     ) -> Message:
         """Add a message after the conversation's last (flushed, not committed).
 
-        Two writers that take the same ``seq`` at once make the flush fail with an
-        ``IntegrityError``; run the whole unit of work under :func:`retry_on_seq_race`.
+        Writers of one conversation take turns: the conversation's ``updated_at`` is written
+        first, which locks its row on PostgreSQL and takes SQLite's write lock until the
+        caller commits, so the ``seq`` read after it cannot race another writer's. (Read
+        first, two writers took the same ``seq``; with 50 concurrent sends the retries ran
+        out.) :func:`retry_on_seq_race` stays as the net for writers in other processes of
+        a database that does not lock rows.
         """
+        now = utcnow()
+        conversation.updated_at = now
+        await session.flush()
         last = await session.scalar(
             select(func.max(Message.seq)).where(Message.conversation_id == conversation.id)
         )
-        now = utcnow()
         row = Message(
             id=new_id("msg"),
             tenant_id=who.tenant,
@@ -247,7 +253,6 @@ class ConversationService:
             **fields,
         )
         session.add(row)
-        conversation.updated_at = now
         await session.flush()
         return row
 

@@ -44,12 +44,19 @@ def load_domain_tables() -> list[str]:
     return found
 
 
+BUSY_TIMEOUT_S = 30
+"""How long a SQLite writer waits for another's transaction before giving up."""
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=5000")
+    # as long as the driver's own ``timeout`` below: SQLite writes one transaction at a time, and
+    # a writer that waits its turn must wait, not fail with "database is locked" (at 5 s, 50
+    # concurrent sends to one conversation on a busy machine failed)
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
     cursor.close()
 
 
@@ -60,7 +67,7 @@ def make_engine(url: str) -> AsyncEngine:
             path = url.split(":///", 1)[-1]
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            engine = create_async_engine(url, connect_args={"timeout": 30})
+            engine = create_async_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S})
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
             return engine
         return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
