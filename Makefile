@@ -26,6 +26,7 @@ STEP = @echo "==> $(1)"
 help:
 	@echo "make run     set up .venv and start the gateway (soma serve) on the embedded default"
 	@echo "make test    set up .venv with the dev tools and run the whole test suite"
+	@echo "make local-compiled  add llama-cpp-python, compiled for this CPU (SOMA_LOCAL_RUNTIME=llama-cpp)"
 	@echo "make lint    ruff, mypy and the import layers (lint-imports, .importlinter)"
 	@echo "make bench   run the benchmarks; figures go to bench/results/"
 
