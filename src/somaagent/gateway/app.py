@@ -70,6 +70,8 @@ def create_app(
         memory = (
             factory(settings, sessions) if callable(factory) else memory_service(settings, sessions)
         )
+        # chunks an interrupted indexing run left behind must not be served (issue 14)
+        await memory.repair()
         if settings.bootstrap_admin_key:
             async with sessions() as session:
                 if await keys.count_active_admin_keys(session) == 0:

@@ -14,7 +14,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -161,6 +161,59 @@ class MemoryService:
             )
             await session.delete(row)
             await session.commit()
+
+    async def repair(self) -> list[str]:
+        """Drop chunks that no listed document owns; the names of the collections repaired.
+
+        The stores are written before a batch's documents are listed, so an indexing run
+        killed mid-way (``kill -9``, a crash) leaves chunks in the keyword index and the vector
+        store that the collection does not list: search would serve them, yet they could not
+        be deleted. Called at start: a collection whose stores hold more chunks than its
+        listed documents have is cleaned of every chunk outside them.
+        """
+        repaired: list[str] = []
+        async with self.sessions() as session:
+            rows = list((await session.scalars(select(MemoryCollection))).all())
+            totals = await session.execute(
+                select(MemoryDocument.collection_id, func.sum(MemoryDocument.chunk_count)).group_by(
+                    MemoryDocument.collection_id
+                )
+            )
+            listed_chunks = {collection_id: total for collection_id, total in totals.all()}
+        for row in rows:
+            expected = int(listed_chunks.get(row.id) or 0)
+            try:
+                held = max(
+                    await self.pipeline.store.count(row.store_name),
+                    await asyncio.to_thread(self.pipeline.keyword.count, row.store_name),
+                )
+            except SomaAgentError as exc:
+                logger.warning("cannot check collection %s for lost chunks: %s", row.name, exc)
+                continue
+            if held <= expected:
+                continue
+            async with self.sessions() as session:
+                ids = list(
+                    await session.scalars(
+                        select(MemoryDocument.document_id).where(
+                            MemoryDocument.collection_id == row.id
+                        )
+                    )
+                )
+            where: dict[str, object] = (
+                {"document_id": {"nin": ids}} if ids else {"chunk_index": {"gte": 0}}
+            )
+            await self.pipeline.store.delete(row.store_name, where=where)
+            await asyncio.to_thread(self.pipeline.keyword.delete, row.store_name, where=where)
+            logger.warning(
+                "collection %s held %d chunks its %d listed documents do not own (an "
+                "interrupted indexing run): removed",
+                row.name,
+                held - expected,
+                len(ids),
+            )
+            repaired.append(row.name)
+        return repaired
 
     # -- documents ---------------------------------------------------------------------------
 
