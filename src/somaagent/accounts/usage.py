@@ -72,7 +72,11 @@ class UsageLedger:
 
     async def aclose(self) -> None:
         if self._task is not None:
-            self._task.cancel()
+            # Never cancel a flush half-way: its transaction could be left holding SQLite's
+            # write lock, and the last flush below then waited out the busy timeout and
+            # failed with "database is locked". Under the lock the flusher is asleep.
+            async with self._flush_lock:
+                self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None

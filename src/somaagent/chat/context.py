@@ -8,7 +8,22 @@ from somaagent.llm import tokens
 from somaagent.llm.base import ChatMessage
 from somaagent.llm.specs import ModelSpec
 
-__all__ = ["as_chat_message", "fit_context"]
+__all__ = ["as_chat_message", "check_max_tokens", "fit_context"]
+
+
+def check_max_tokens(spec: ModelSpec, max_tokens: int | None) -> None:
+    """The one ``max_tokens`` rule for a named model, on every chat path: no more than the
+    model can write in one answer (its ``max_output_tokens``); above that, a 422 naming the
+    field, never a request forwarded for the provider to refuse or cut."""
+    if max_tokens is not None and max_tokens > spec.max_output_tokens:
+        message = (
+            f"max_tokens {max_tokens} is above what {spec.name} can write in one answer "
+            f"({spec.max_output_tokens} tokens)"
+        )
+        raise ValidationError(
+            message,
+            errors=[{"loc": ["body", "max_tokens"], "msg": message, "type": "value_error"}],
+        )
 
 
 def fit_context(

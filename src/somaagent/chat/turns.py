@@ -21,7 +21,7 @@ from somaagent import types
 from somaagent.accounts.keys import Principal
 from somaagent.accounts.usage import UsageLedger
 from somaagent.chat import idempotency
-from somaagent.chat.context import as_chat_message, fit_context
+from somaagent.chat.context import as_chat_message, check_max_tokens, fit_context
 from somaagent.chat.conversations import ConversationService, message_public, retry_on_seq_race
 from somaagent.chat.events import Route, TurnEvent
 from somaagent.chat.grounding import Grounding
@@ -154,6 +154,7 @@ class ChatTurns:
                 tenant=tenant,
             )
         spec = self.pool.resolve(model)
+        check_max_tokens(spec, max_tokens)
         return self.router.explicit(
             spec.name, messages, available=self.pool.is_available, fallbacks=()
         )

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from fastapi import APIRouter, Response
 from fastapi.responses import StreamingResponse
 
 from somaagent.accounts.keys import Principal
+from somaagent.chat.context import check_max_tokens
 from somaagent.chat.events import Route
 from somaagent.errors import APIError, ProviderError
 from somaagent.gateway.auth import CurrentPrincipal, State
@@ -76,6 +77,7 @@ async def chat_completions(
     max_tokens = body.max_completion_tokens or body.max_tokens
     if spec is None:
         return await _routed(state, who, body, messages, max_tokens=max_tokens, stop=stop)
+    check_max_tokens(spec, max_tokens)
     request = ChatRequest(
         messages=messages,
         model=spec.provider_model_id,
@@ -89,7 +91,12 @@ async def chat_completions(
     created = int(now)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        chunks = _stream(state, who, spec, request, completion_id, created, include_usage)
+        # Opened before the answer starts: a failure before the first token is a real error
+        # status (and retried like any model call), not a 200 followed by an error event.
+        opened = await _open_stream(state, (spec,), request)
+        chunks = _stream(
+            state, who, spec, request, completion_id, created, include_usage, opened=opened
+        )
         return StreamingResponse(
             chunks, media_type=SSE_MEDIA_TYPE, headers={**SSE_HEADERS, **_soma_headers(spec, None)}
         )
@@ -157,26 +164,25 @@ async def _routed(
     now = time.time()
     completion_id, created = new_completion_id(now), int(now)
     if body.stream:
-        opened = await stream_with_fallback(
-            decision.chain,
-            request,
-            adapter_for=state.pool.adapter,
-            health=state.router.health,
-            config=state.turns.fallback,
-        )
+        opened = await _open_stream(state, decision.chain, request)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         chunks = _stream(
             state, who, opened.spec, request, completion_id, created, include_usage, opened=opened
         )
         headers = {**SSE_HEADERS, **route_headers(Route.of(decision, opened.spec, None))}
         return StreamingResponse(chunks, media_type=SSE_MEDIA_TYPE, headers=headers)
-    result = await complete_with_fallback(
-        decision.chain,
-        request,
-        adapter_for=state.pool.adapter,
-        health=state.router.health,
-        config=state.turns.fallback,
-    )
+    try:
+        result = await complete_with_fallback(
+            decision.chain,
+            request,
+            adapter_for=state.pool.adapter,
+            health=state.router.health,
+            config=state.turns.fallback,
+        )
+    except ProviderError as exc:
+        _record_failures(state, getattr(exc, "attempts", ()))
+        raise
+    _record_failures(state, result.attempts)
     spec, completion = result.spec, result.completion
     state.metrics.record_model_call(
         provider=spec.provider,
@@ -205,6 +211,38 @@ async def _routed(
     }
     headers = route_headers(Route.of(decision, spec, cost.cost_usd(spec, completion.usage)))
     return json_response(payload, headers)
+
+
+async def _open_stream(
+    state: GatewayState, chain: Sequence[ModelSpec], request: ChatRequest
+) -> FallbackStream:
+    """The chain's stream, once its first token is in; every failed try is counted."""
+    try:
+        opened = await stream_with_fallback(
+            chain,
+            request,
+            adapter_for=state.pool.adapter,
+            health=state.router.health,
+            config=state.turns.fallback,
+        )
+    except ProviderError as exc:
+        _record_failures(state, getattr(exc, "attempts", ()))
+        raise
+    _record_failures(state, opened.attempts)
+    return opened
+
+
+def _record_failures(state: GatewayState, attempts: Sequence[Any]) -> None:
+    """Count each failed try of a chain as a failed model call (the call that answers is
+    counted when its answer is complete), so the metrics agree with what the providers saw."""
+    for attempt in attempts:
+        if attempt.outcome == "failed":
+            state.metrics.record_model_call(
+                provider=attempt.provider,
+                model=attempt.model,
+                seconds=attempt.latency_ms / 1000,
+                error_type=attempt.error_type or "error",
+            )
 
 
 router.add_api_route(
