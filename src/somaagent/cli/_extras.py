@@ -29,7 +29,7 @@ _MODULE_EXTRAS: dict[str, str] = {
     "asyncpg": "postgres",
     "qdrant_client": "qdrant",
     "pinecone": "pinecone",
-    "llama_cpp": "local",
+    "llama_cpp": "local-compiled",
     "xllamacpp": "local",
 }
 _SECRET_HINTS = ("key", "secret", "password", "token", "database_url")
