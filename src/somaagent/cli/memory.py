@@ -145,6 +145,11 @@ def _collections_table(page: Page[Collection]) -> None:
 @click.option("--meta", "pairs", multiple=True, metavar="KEY=VALUE", help="Metadata (repeatable).")
 @click.option("--force", is_flag=True, help="Re-index documents even when unchanged.")
 @click.option("--batch-size", type=click.IntRange(1, 1000), default=32, show_default=True)
+@click.option(
+    "--follow-links",
+    is_flag=True,
+    help="Also index files that symbolic links in a folder lead to outside it.",
+)
 @json_option
 @pass_state
 def index(
@@ -154,6 +159,7 @@ def index(
     pairs: tuple[str, ...],
     force: bool,
     batch_size: int,
+    follow_links: bool,
     as_json: bool,
 ) -> None:
     """Index Markdown and text files, or every one in a folder, into NAME.
@@ -165,7 +171,7 @@ def index(
     documents: list[DocumentIn] = []
     try:
         for path in paths:
-            documents.extend(read_documents(path, metadata=metadata))
+            documents.extend(read_documents(path, metadata=metadata, follow_links=follow_links))
     except ValueError as exc:
         raise CliError(str(exc)) from exc
     with state.resolve().client() as client, _progress(len(documents), quiet=as_json) as advance:
