@@ -15,12 +15,15 @@ import numpy as np
 
 from somaagent.llm import cost, tokens
 from somaagent.llm.learned import data as routellm
+from somaagent.llm.learned.embedding import EMBED_TOKENS
 from somaagent.llm.learned.features import dense_features
 from somaagent.llm.learned.fitting import PublicPrompt
 from somaagent.llm.registry import ModelSpec
 from somaagent.memory.embeddings.local import DEFAULT_MODEL, LocalEmbedder
 
-DEFAULT_CACHE = Path(tempfile.gettempdir()) / "somaagent-bench" / "router_embeddings.npz"
+DEFAULT_CACHE = (
+    Path(tempfile.gettempdir()) / "somaagent-bench" / f"router_embeddings_{EMBED_TOKENS}.npz"
+)
 ARENA_OUTPUT_TOKENS = 500
 """arena-bench-v1 has no answers: every model's answer is costed at this many tokens."""
 
@@ -53,7 +56,7 @@ def key(text: str) -> str:
 def local_embedder(threads: int | None = None) -> tuple[LocalEmbedder, Any]:
     """The product's embedder, loaded, and a synchronous texts -> vectors function over it
     (what the gateway hands the router)."""
-    embedder = LocalEmbedder(threads=threads)
+    embedder = LocalEmbedder(threads=threads, max_tokens=EMBED_TOKENS)
     asyncio.run(embedder.load())
 
     def embed(texts: Sequence[str]) -> Any:

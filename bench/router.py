@@ -57,6 +57,7 @@ import _router_data as rd
 import _router_methods as rm
 
 from somaagent.llm.learned import data as routellm
+from somaagent.llm.learned.embedding import EMBED_TOKENS
 from somaagent.llm.learned.fitting import STRONG, WEAK, build_heads, public_prompts
 from somaagent.llm.learned.heads import DEFAULT_HEADS
 from somaagent.llm.registry import ModelRegistry
@@ -181,7 +182,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             emb_all,
             alpha=alpha["alpha"],
             gain_sd=gain_sd,
-            embedding_model="all-MiniLM-L6-v2 (int8 ONNX, somaagent.memory LocalEmbedder)",
+            embedding_model=(
+                f"all-MiniLM-L6-v2 (int8 ONNX, LocalEmbedder), first {EMBED_TOKENS} tokens"
+            ),
             training={
                 "data": "RouteLLM routellm/evals gsm8k, mmlu, mt_bench (contaminated prompts out)"
                 " and arena-bench-v1 (lmarena/arena-hard-auto, 15 models)",

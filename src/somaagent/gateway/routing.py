@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from somaagent.gateway.settings import Settings
 from somaagent.llm.feedback import RouteFeedback
+from somaagent.llm.learned.embedding import EMBED_TOKENS
 from somaagent.llm.registry import ModelRegistry
 from somaagent.llm.router import Router
 
@@ -24,7 +25,9 @@ __all__ = ["routing_services"]
 def _local_embedder() -> Any:
     from somaagent.memory.embeddings.local import LocalEmbedder
 
-    embedder = LocalEmbedder(threads=1)  # one prompt per decision: one thread is enough
+    # one prompt per decision: one thread is enough; the heads were trained on the first
+    # EMBED_TOKENS tokens
+    embedder = LocalEmbedder(threads=1, max_tokens=EMBED_TOKENS)
 
     def embed(texts: Sequence[str]) -> Any:
         return embedder.embed_sync(texts)

@@ -9,10 +9,10 @@ embedding]`` (``s`` = :attr:`QualityHeads.embedding_scale`), fitted by ridge reg
 
 Why these heads (``bench/results/router.md``, 2026-12-02: leave-one-dataset-out over GSM8K,
 MMLU, MT-Bench and arena-bench-v1, hyper-parameters chosen by cross-validation inside the
-training datasets, APGR with bootstrap 95% intervals): these heads reach 0.571 [0.532, 0.614],
-0.538 [0.521, 0.555], 0.645 [0.517, 0.773] and 0.541 [0.492, 0.587] on the held-out dataset;
-a similarity-weighted kNN over the embeddings 0.545/0.491/0.614/0.505, a rank-16 matrix
-factorisation in the style of RouteLLM's ``mf`` 0.502/0.545/0.599/0.529, the earlier
+training datasets, APGR with bootstrap 95% intervals): these heads reach 0.571 [0.532, 0.613],
+0.537 [0.520, 0.555], 0.646 [0.516, 0.776] and 0.541 [0.492, 0.587] on the held-out dataset;
+a similarity-weighted kNN over the embeddings 0.543/0.492/0.506/0.509, a rank-16 matrix
+factorisation in the style of RouteLLM's ``mf`` 0.500/0.543/0.597/0.530, the earlier
 hashed-word heads 0.528/0.566/0.653/0.538. Honestly: the same linear heads on the cheap
 features alone do as well held out (0.573/0.555/0.650/0.541; every difference here is inside
 the intervals) -- the embedding carries little across these four datasets. They ship with the
