@@ -9,8 +9,6 @@ from pathlib import Path
 import anyio
 import pytest
 
-pytest.importorskip("chromadb")
-
 from somaagent.memory.stores.chroma import ChromaStore
 
 pytestmark = pytest.mark.anyio
