@@ -89,8 +89,10 @@ async def test_feedback_is_per_tenant_and_training_says_how_much_is_needed(
     assert train.status_code == 422
     assert f"at least {MIN_RATED}" in train.json()["detail"]
 
+    await reply_id(gateway, gateway.client, "And of Italy?")  # routed, kept, not rated
     report = (await gateway.client.get("/v1/route/report")).json()
-    assert report["routed"] == 2 and report["rated"] == 2
+    assert report["routed"] == 3 and report["rated"] == 2
+    assert report["savings_realised"] is not None and 0.0 <= report["savings_realised"] <= 1.0
     assert report["heads"] is None
     assert (await other.get("/v1/route/report")).json()["routed"] == 0
 

@@ -37,6 +37,7 @@ from somaagent.llm.fallback import (
     complete_with_fallback,
     stream_with_fallback,
 )
+from somaagent.llm.feedback import RouteFeedback
 from somaagent.llm.policy import RoutingDecision
 from somaagent.llm.router import Router
 from somaagent.llm.specs import ModelSpec
@@ -98,6 +99,8 @@ class ChatTurns:
         default_max_tokens: the reply's token cap when the request sets none.
         fallback: retries and timeouts down the fallback chain.
         grounder: grounds turns that name a collection; ``None``: memory is off (a 422).
+        outcomes: keeps each routed reply's outcome record, for tenant feedback and router
+            training; ``None``: none kept.
     """
 
     def __init__(
@@ -111,6 +114,7 @@ class ChatTurns:
         default_max_tokens: int,
         fallback: FallbackConfig,
         grounder: Grounder | None = None,
+        outcomes: RouteFeedback | None = None,
     ) -> None:
         self.conversations = conversations
         self.pool = pool
@@ -120,6 +124,7 @@ class ChatTurns:
         self.default_max_tokens = default_max_tokens
         self.fallback = fallback
         self.grounder = grounder
+        self.outcomes = outcomes
 
     def decide(
         self,
@@ -378,6 +383,16 @@ class ChatTurns:
 
         exchange = await retry_on_seq_race(store)
         self.conversations.memory.message_stored(who.tenant, exchange.reply)
+        if self.outcomes is not None and turn.decision.candidates:  # routed, not a named model
+            await self.outcomes.record(
+                who.tenant,
+                exchange.reply.id,
+                turn.decision,
+                spec,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                cost_usd=float(price),
+            )
         return exchange
 
     def _record_attempts(

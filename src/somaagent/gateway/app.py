@@ -122,6 +122,7 @@ def create_app(
                 grounder=lambda *args, **kwargs: ground(
                     app.state.gateway.memory, *args, prompts=prompts, **kwargs
                 ),
+                outcomes=route_feedback,
             ),
             faults=fault_points,
         )
