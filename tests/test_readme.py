@@ -46,7 +46,7 @@ from tests.fakes._server import free_port
 from tests.sre._prometheus import ServedGateway, serve_gateway
 from tests.sre.conftest import gateway_settings
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.local_model]  # soma serve answers with the local model
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
