@@ -1,5 +1,6 @@
-"""Crash suite (issue 14): a real gateway process (uvicorn, SQLite, the embedded memory
-defaults) is killed with SIGKILL mid-work and started again on the same data directory.
+"""Crash suite (issue 14): a real gateway process (uvicorn on SQLite or PostgreSQL, the
+embedded memory defaults) is killed with SIGKILL mid-work and started again on the same data
+directory and database.
 
 * during a streamed reply sent with an ``Idempotency-Key``: the retry works at once (no 409
   "still in progress" for a request that died with its process), and the conversation holds
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -36,7 +38,7 @@ KEY_LINE = re.compile(r"^\s+(soma_sk_\S+)\s*$", re.M)
 class Gateway:
     """A gateway process on a data directory that outlives it."""
 
-    def __init__(self, data_dir: Path, upstream: FakeVendor) -> None:
+    def __init__(self, data_dir: Path, upstream: FakeVendor, database_url: str | None) -> None:
         self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -51,6 +53,8 @@ class Gateway:
         }
         for name in ("SOMA_DATABASE_URL", "SOMA_MODELS_FILE", "SOMA_MODE"):
             self.env.pop(name, None)
+        if database_url is not None:
+            self.env["SOMA_DATABASE_URL"] = database_url
         self.process: subprocess.Popen[str] | None = None
         self.key = ""
 
@@ -97,9 +101,15 @@ class Gateway:
         )
 
 
-@pytest.fixture
-def gateway(tmp_path: Path, fake_openai: FakeVendor) -> Iterator[Gateway]:
-    served = Gateway(tmp_path / "data", fake_openai)
+@pytest.fixture(params=["sqlite", "postgres"])
+def gateway(
+    request: pytest.FixtureRequest, tmp_path: Path, fake_openai: FakeVendor
+) -> Iterator[Gateway]:
+    database_url = None  # the embedded default: SQLite in the data directory
+    if request.param == "postgres":
+        cluster = request.getfixturevalue("pg_cluster")
+        database_url = cluster.create_database("crash_" + secrets.token_hex(6))
+    served = Gateway(tmp_path / "data", fake_openai, database_url)
     served.start()
     assert served.key, "no admin key was printed on the first start"
     try:
