@@ -85,6 +85,20 @@ async def test_send_message_stores_reply_with_usage_cost_latency(gateway: Gatewa
     assert listed["data"][1]["cost_usd"] == reply["cost_usd"]
 
 
+async def test_a_conversation_shows_the_model_of_its_latest_reply(gateway: Gateway) -> None:
+    c = gateway.client
+    talked = (await c.post("/v1/conversations", json={"title": "talked"})).json()
+    quiet = (await c.post("/v1/conversations", json={"title": "quiet"})).json()
+    assert talked["last_model"] is None
+    r = await c.post(f"/v1/conversations/{talked['id']}/messages", json={"content": "hi"})
+    assert r.status_code == 201, r.text
+
+    assert (await c.get(f"/v1/conversations/{talked['id']}")).json()["last_model"] == FAKE_MODEL
+    listed = {x["id"]: x for x in (await c.get("/v1/conversations")).json()["data"]}
+    assert listed[talked["id"]]["last_model"] == FAKE_MODEL
+    assert listed[quiet["id"]]["last_model"] is None
+
+
 async def test_history_and_system_prompt_reach_the_model(gateway: Gateway, fake_openai) -> None:  # type: ignore[no-untyped-def]
     conv = (
         await gateway.client.post("/v1/conversations", json={"system_prompt": "Be brief."})

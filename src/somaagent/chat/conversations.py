@@ -47,13 +47,14 @@ class ModelResolver(Protocol):
     def resolve(self, name: str | None, *, field: str = "model") -> ModelSpec: ...
 
 
-def conversation_public(row: Conversation) -> types.Conversation:
-    """A conversation row as the API shows it."""
+def conversation_public(row: Conversation, *, last_model: str | None = None) -> types.Conversation:
+    """A conversation row as the API shows it (``last_model``: the model of its latest reply)."""
     return types.Conversation(
         id=row.id,
         title=row.title,
         system_prompt=row.system_prompt,
         model=row.model,
+        last_model=last_model,
         metadata=row.metadata_,
         created_at=row.created_at,
         updated_at=row.updated_at,
@@ -80,6 +81,25 @@ def message_public(row: Message) -> types.Message:
         sources=(row.extra or {}).get("sources"),
         created_at=row.created_at,
     )
+
+
+async def _last_models(session: AsyncSession, conv_ids: list[str]) -> dict[str, str | None]:
+    """The model of each conversation's latest reply, in one query for a page."""
+    if not conv_ids:
+        return {}
+    latest = (
+        select(Message.conversation_id, func.max(Message.seq).label("seq"))
+        .where(Message.conversation_id.in_(conv_ids), Message.role == "assistant")
+        .group_by(Message.conversation_id)
+        .subquery()
+    )
+    rows = await session.execute(
+        select(Message.conversation_id, Message.model).join(
+            latest,
+            (Message.conversation_id == latest.c.conversation_id) & (Message.seq == latest.c.seq),
+        )
+    )
+    return {conv_id: model for conv_id, model in rows.all()}
 
 
 class ConversationService:
@@ -162,7 +182,9 @@ class ConversationService:
     async def get(self, who: Principal, conv_id: str) -> types.Conversation:
         """One conversation."""
         async with self.sessions() as session:
-            return conversation_public(await self.load(session, who, conv_id))
+            row = await self.load(session, who, conv_id)
+            last = await _last_models(session, [row.id])
+        return conversation_public(row, last_model=last.get(row.id))
 
     async def list_page(
         self, who: Principal, *, limit: int, cursor: str | None
@@ -174,10 +196,11 @@ class ConversationService:
         query = query.order_by(Conversation.id.desc()).limit(limit + 1)
         async with self.sessions() as session:
             rows = list((await session.scalars(query)).all())
-        has_more = len(rows) > limit
-        rows = rows[:limit]
+            has_more = len(rows) > limit
+            rows = rows[:limit]
+            last = await _last_models(session, [r.id for r in rows])
         return types.Page[types.Conversation](
-            data=[conversation_public(r) for r in rows],
+            data=[conversation_public(r, last_model=last.get(r.id)) for r in rows],
             has_more=has_more,
             next_cursor=encode_cursor(rows[-1].id) if has_more else None,
         )
