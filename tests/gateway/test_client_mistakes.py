@@ -103,3 +103,21 @@ async def test_every_openapi_ref_resolves(gateway: Gateway) -> None:
         for part in ref[2:].split("/"):
             assert isinstance(node, dict) and part in node, f"unresolvable $ref {ref}"
             node = node[part]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_unstorable_text_in_an_upload_form_is_a_422(
+    gateway: Gateway, collection: str
+) -> None:
+    files = {"files": ("note.md", b"# Note\n\nplain text", "text/markdown")}
+    for raw, loc in (
+        ('{"k": "\\ud800"}', ["body", "metadata", "k"]),
+        ('{"k": ["a\\u0000"]}', ["body", "metadata", "k", 0]),
+    ):
+        response = await gateway.client.post(
+            f"/v1/memory/collections/{collection}/documents", files=files, data={"metadata": raw}
+        )
+        assert response.status_code == 422, response.text
+        assert response.json()["errors"][0]["loc"] == loc
+    listed = await gateway.client.get(f"/v1/memory/collections/{collection}/documents")
+    assert listed.status_code == 200 and len(listed.json()["data"]) == 1

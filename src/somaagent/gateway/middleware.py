@@ -267,7 +267,14 @@ def _unstorable_text(body: bytes) -> ValidationError | None:
         decoded = json.loads(body)
     except ValueError:
         return None
-    found = _find_bad_text(decoded, ["body"])
+    return unstorable_text(decoded, ["body"])
+
+
+def unstorable_text(value: Any, loc: list[str | int]) -> ValidationError | None:
+    """A 422 naming the first string in ``value`` (decoded JSON found at ``loc``) that no
+    database could store and no JSON answer could carry; None when there is none. For
+    routes that decode JSON the middleware did not see (a multipart form's field)."""
+    found = _find_bad_text(value, loc)
     if found is None:
         return None
     loc, why = found

@@ -23,6 +23,7 @@ from somaagent.errors import (
     ValidationError,
 )
 from somaagent.gateway.auth import CurrentPrincipal, State, get_state
+from somaagent.gateway.middleware import unstorable_text
 from somaagent.llm import tokens
 from somaagent.llm.registry import UnknownModelError
 from somaagent.memory.schemas import (
@@ -310,6 +311,9 @@ def _form_metadata(raw: object) -> dict[str, Any]:
                 {"loc": ["body", "metadata"], "msg": "not a JSON object", "type": "value_error"}
             ],
         )
+    refused = unstorable_text(value, ["body", "metadata"])  # a lone surrogate, NUL
+    if refused is not None:
+        raise refused
     return value
 
 
