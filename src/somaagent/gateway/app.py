@@ -26,16 +26,17 @@ from somaagent.gateway.routes import capsules as capsule_routes
 from somaagent.gateway.routes import conversations, health, me, openai_compat, route, slo
 from somaagent.gateway.routes import embeddings as embedding_routes
 from somaagent.gateway.routes import faults as fault_routes
+from somaagent.gateway.routes import feedback as feedback_routes
 from somaagent.gateway.routes import memory as memory_routes
 from somaagent.gateway.routes import prompts as prompt_routes
 from somaagent.gateway.routes import workflows as workflow_routes
+from somaagent.gateway.routing import routing_services
 from somaagent.gateway.services import memory_service, provider_config
 from somaagent.gateway.settings import Settings
 from somaagent.gateway.state import GatewayState
 from somaagent.http import aclose_client
 from somaagent.llm.fallback import FallbackConfig
 from somaagent.llm.registry import ModelRegistry
-from somaagent.llm.router import Router
 from somaagent.prompts.service import PromptService
 
 AdminKeyCallback = Callable[[str], None]
@@ -88,8 +89,7 @@ def create_app(
         if settings.fault_points_enabled:
             fault_points = faults.fault_points_for(metrics)
             faults.install(fault_points, memory=memory, pool=pool)
-        router = Router(registry, fallback_chain=settings.fallback_chain or None)
-        router.warm_up()
+        router, route_feedback = await routing_services(settings, registry, sessions)
         usage = UsageLedger(sessions)
         usage.start()
         conversation_store = ConversationService(
@@ -126,6 +126,7 @@ def create_app(
             ),
             faults=fault_points,
         )
+        app.state.gateway.route_feedback = route_feedback
         app.state.gateway.workflows = await workflow_routes.open_workflows(app.state.gateway)
         # Everything made at start lives as long as the app: move it out of the collector's
         # way. Full collections otherwise took ~25% of the CPU at 32 connections and made the
@@ -159,6 +160,7 @@ def create_app(
         conversations,
         prompt_routes,
         route,
+        feedback_routes,
         slo,
         memory_routes,
         embedding_routes,

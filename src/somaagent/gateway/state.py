@@ -15,6 +15,7 @@ from somaagent.chat.turns import ChatTurns
 from somaagent.gateway.metrics import Metrics
 from somaagent.gateway.ratelimit import RateLimiter
 from somaagent.gateway.settings import Settings
+from somaagent.llm.feedback import RouteFeedback
 from somaagent.llm.router import Router
 from somaagent.memory.service import MemoryService
 from somaagent.prompts.service import PromptService
@@ -43,3 +44,5 @@ class GatewayState:
     key_cache: dict[str, tuple[Principal, float]] = field(default_factory=dict)
     workflows: DBOSEngine | None = None
     """The durable workflow engine (``None`` when ``SOMA_WORKFLOW_ENABLED`` is off)."""
+    route_feedback: RouteFeedback | None = None
+    """Tenant feedback on routed answers and tenant router training."""
