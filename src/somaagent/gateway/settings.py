@@ -118,6 +118,28 @@ class Settings(BaseSettings):
         "default: <tmp>/somaagent-capsules",
     )
 
+    # Durable workflows (somaagent.workflows; the app factory hands these to the engine).
+    workflow_enabled: bool = Field(
+        default=True, description="start the engine with the gateway (/v1/workflows: 503 if off)"
+    )
+    workflow_concurrency: int = Field(
+        default=4, ge=1, le=256, description="runs this process executes at once"
+    )
+    workflow_executor_id: str | None = Field(
+        default=None,
+        description="this process's name among several on PostgreSQL; default: host, pid and a "
+        "random suffix (local on SQLite)",
+    )
+    workflow_polling_interval_s: float = Field(
+        default=0.25, gt=0, le=10, description="how often the queue and event streams are polled"
+    )
+    workflow_maintenance_interval_s: float = Field(
+        default=5.0, gt=0, description="how often gauges refresh and dead processes are sought"
+    )
+    workflow_max_recovery_attempts: int = Field(
+        default=20, ge=1, description="recoveries of one run before it is given up as failed"
+    )
+
     # Operations.
     log_level: str = "info"
     bootstrap_admin_key: bool = True

@@ -12,7 +12,7 @@ from somaagent.workflows.builtin import builtin_registry
 from somaagent.workflows.dbos import DBOSEngine, EngineConfig, system_database_url
 from somaagent.workflows.engine import WorkflowRegistry
 from somaagent.workflows.metrics import WorkflowMetrics
-from somaagent.workflows.settings import WorkflowSettings
+from somaagent.workflows.options import WorkflowOptions
 
 
 async def open_engine(
@@ -21,7 +21,7 @@ async def open_engine(
     *,
     services: Mapping[str, Any],
     metrics_registry: CollectorRegistry | None = None,
-    settings: WorkflowSettings | None = None,
+    options: WorkflowOptions | None = None,
     registry: WorkflowRegistry | None = None,
 ) -> DBOSEngine | None:
     """The engine for a gateway on ``database_url`` (``None`` when turned off); launched now
@@ -31,16 +31,16 @@ async def open_engine(
         ConfigurationError: the workflow database cannot be reached or used (the message
             names it, without its password).
     """
-    settings = settings or WorkflowSettings()
-    if not settings.enabled:
+    options = options or WorkflowOptions()
+    if not options.enabled:
         return None
     config = EngineConfig(
         system_database_url=system_database_url(database_url, data_dir),
-        executor_id=settings.executor_id,
-        concurrency=settings.concurrency,
-        polling_interval_s=settings.polling_interval_s,
-        maintenance_interval_s=settings.maintenance_interval_s,
-        max_recovery_attempts=settings.max_recovery_attempts,
+        executor_id=options.executor_id,
+        concurrency=options.concurrency,
+        polling_interval_s=options.polling_interval_s,
+        maintenance_interval_s=options.maintenance_interval_s,
+        max_recovery_attempts=options.max_recovery_attempts,
     )
     engine = DBOSEngine(
         registry or builtin_registry(),

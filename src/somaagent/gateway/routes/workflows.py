@@ -19,6 +19,7 @@ from fastapi.responses import StreamingResponse
 from somaagent import types
 from somaagent.errors import ConflictError, NotFoundError, ServiceUnavailableError
 from somaagent.gateway.auth import CurrentPrincipal, get_state
+from somaagent.gateway.settings import Settings
 from somaagent.gateway.state import GatewayState
 from somaagent.gateway.streaming import SSE_HEADERS, SSE_MEDIA_TYPE, sse_event
 from somaagent.types.workflows import (
@@ -31,6 +32,7 @@ from somaagent.types.workflows import (
     WorkflowStep,
     WorkflowType,
 )
+from somaagent.workflows.options import WorkflowOptions
 from somaagent.workflows.ports import CHAT, MEMORY, RoutedChat
 
 if TYPE_CHECKING:
@@ -61,6 +63,19 @@ async def open_workflows(state: GatewayState) -> DBOSEngine | None:
         # memory is looked up per call: the app (and tests) may swap the service
         services={MEMORY: lambda: state.memory, CHAT: chat},
         metrics_registry=state.metrics.registry,
+        options=workflow_options(state.settings),
+    )
+
+
+def workflow_options(settings: Settings) -> WorkflowOptions:
+    """The engine's options from the gateway's ``SOMA_WORKFLOW_*`` settings."""
+    return WorkflowOptions(
+        enabled=settings.workflow_enabled,
+        concurrency=settings.workflow_concurrency,
+        executor_id=settings.workflow_executor_id,
+        polling_interval_s=settings.workflow_polling_interval_s,
+        maintenance_interval_s=settings.workflow_maintenance_interval_s,
+        max_recovery_attempts=settings.workflow_max_recovery_attempts,
     )
 
 
