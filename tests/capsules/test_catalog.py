@@ -159,13 +159,15 @@ async def test_permissions_the_tier_cannot_enforce_are_refused(
         "tools: [{name: ping}]\npermissions: {network: [example.com]}\n"
     )
     await service.install_package("acme", from_folder(folder))
+    # bwrap enforces allow-lists (egress proxy, tests/capsules/test_egress.py); landlock cannot.
+    landlock = CapsuleService(service.sessions, SandboxPolicy(root=SANDBOX_ROOT, tier="landlock"))
     with pytest.raises(PermissionDeniedError, match="allow-list of hosts"):
-        await service.execute("acme", "netty")
+        await landlock.execute("acme", "netty")
     allowing = CapsuleService(
-        service.sessions, SandboxPolicy(root=SANDBOX_ROOT, allow_unconfined=True)
+        service.sessions, SandboxPolicy(root=SANDBOX_ROOT, tier="landlock", allow_unconfined=True)
     )
     ran = await allowing.execute("acme", "netty")
-    assert ran.text == "pong" and ran.sandbox_tier == "bwrap"
+    assert ran.text == "pong" and ran.sandbox_tier == "landlock"
 
 
 async def test_rlimits_tier_runs_only_when_the_operator_allows(service: CapsuleService) -> None:

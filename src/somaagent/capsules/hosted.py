@@ -8,10 +8,8 @@ callables (:class:`HostServices`).
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
-import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -22,6 +20,12 @@ import anyio
 import httpcore
 
 from somaagent.capsules.manifest import ToolSpec
+from somaagent.capsules.netguard import (
+    NetworkRefused,
+    address_allowed,
+    host_allowed,
+    resolve_allowed,
+)
 from somaagent.capsules.runner import Outcome, schema_problem
 
 __all__ = ["HostServices", "HostedTools", "address_allowed", "host_allowed"]
@@ -50,33 +54,6 @@ class ToolFailure(Exception):
     """A builtin tool's failure, reported as an ``is_error`` result."""
 
 
-def host_allowed(host: str, allowed: Iterable[str]) -> bool:
-    """Whether ``host`` matches the allow-list (``*.example.com`` covers subdomains only)."""
-    host = host.lower().rstrip(".")
-    for pattern in allowed:
-        pattern = pattern.lower().split(":", 1)[0]
-        if pattern.startswith("*."):
-            if host.endswith(pattern[1:]):
-                return True
-        elif host == pattern:
-            return True
-    return False
-
-
-def address_allowed(address: str, *, allow_private: bool) -> bool:
-    """Whether an IP address may be fetched: only public unicast ones, unless allowed."""
-    ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if ip.is_multicast or ip.is_unspecified:
-        return False
-    if allow_private:
-        return True
-    return ip.is_global and not (
-        ip.is_loopback or ip.is_link_local or ip.is_private or ip.is_reserved
-    )
-
-
 class _GuardedBackend(httpcore.AsyncNetworkBackend):
     """Resolves the host itself and connects only to an allowed address: the check and the
     connection use the same address, so DNS cannot answer differently in between."""
@@ -94,17 +71,9 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         try:
-            infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError as exc:
-            raise ToolFailure(f"cannot resolve {host}: {exc}") from exc
-        addresses = [str(info[4][0]) for info in infos]
-        refused = [a for a in addresses if not address_allowed(a, allow_private=self.allow_private)]
-        if refused or not addresses:
-            raise ToolFailure(
-                f"{host} resolves to a loopback, link-local or private address "
-                f"({refused[0] if refused else 'none'}); the operator has not allowed those "
-                "(SOMA_CAPSULES_ALLOW_PRIVATE_NETWORKS)"
-            )
+            addresses = await resolve_allowed(host, port, allow_private=self.allow_private)
+        except NetworkRefused as exc:
+            raise ToolFailure(str(exc)) from exc
         return await self.inner.connect_tcp(
             addresses[0],
             port,

@@ -33,6 +33,10 @@ def unenforceable(manifest: Manifest, tier: Tier) -> str | None:
     perms = manifest.permissions
     if tier == "rlimits":
         return "the rlimits tier confines neither network nor filesystem"
-    if isinstance(perms.network, list) and perms.network:
-        return f"the {tier} tier can grant all network or none, not an allow-list of hosts"
+    if isinstance(perms.network, list) and perms.network and tier != "bwrap":
+        # bwrap enforces the list with its own network namespace and the egress proxy.
+        return (
+            f"the {tier} tier can grant all network or none, not an allow-list of hosts "
+            "(the bwrap tier enforces allow-lists)"
+        )
     return None

@@ -28,10 +28,12 @@ import mcp_types
 from jsonschema import Draft202012Validator
 from mcp import ClientSession
 
+from somaagent.capsules.egress import egress_proxy
 from somaagent.capsules.manifest import Manifest, ToolAnnotations, ToolSpec, tool_sha256
 from somaagent.capsules.sandbox import (
     CODE_DIR,
     CONFINE_NAME,
+    RELAY_NAME,
     WORK_DIR,
     Limits,
     SandboxSpec,
@@ -48,6 +50,7 @@ __all__ = ["Outcome", "Runner", "limits_for", "tool_from_mcp"]
 _CHILD = Path(__file__).with_name("_child.py")
 _CHILD_NAME = "_soma_child.py"
 _CONFINE = Path(__file__).with_name("_confine.py")
+_RELAY = Path(__file__).with_name("_relay.py")
 
 
 @dataclass(slots=True)
@@ -74,7 +77,7 @@ class Outcome:
 
 @functools.cache
 def _runtime_version() -> str:
-    digest = hashlib.sha256(_CHILD.read_bytes() + _CONFINE.read_bytes())
+    digest = hashlib.sha256(_CHILD.read_bytes() + _CONFINE.read_bytes() + _RELAY.read_bytes())
     return digest.hexdigest()[:12]
 
 
@@ -122,9 +125,13 @@ def schema_problem(schema: dict[str, Any] | None, value: Any) -> str | None:
 class Runner:
     """Starts sandboxed capsule processes under one root folder, with one tier."""
 
-    def __init__(self, root: Path, tier: Tier, *, max_concurrent: int = 16) -> None:
+    def __init__(
+        self, root: Path, tier: Tier, *, max_concurrent: int = 16, allow_private: bool = False
+    ) -> None:
         self.root = root
         self.tier = tier
+        self.allow_private = allow_private
+        """Let the egress proxy reach loopback, link-local and private addresses."""
         self._slots = anyio.Semaphore(max_concurrent)
         for folder in (root, root / "code", root / "work"):
             folder.mkdir(parents=True, exist_ok=True)
@@ -146,6 +153,7 @@ class Runner:
         (staging / "manifest.json").write_text(json.dumps(manifest.model_dump(mode="json")))
         shutil.copyfile(_CHILD, staging / _CHILD_NAME)
         shutil.copyfile(_CONFINE, staging / CONFINE_NAME)
+        shutil.copyfile(_RELAY, staging / RELAY_NAME)
         for path in [staging, *staging.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)
         try:
@@ -193,26 +201,40 @@ class Runner:
         work = self._work_dir(uid)
         argv, extra = self._argv(manifest, code)
         perms = manifest.permissions
-        spec = SandboxSpec(
-            argv=argv,
-            code_dir=code,
-            work_dir=work,
-            limits=limits,
-            network=perms.wants_network,
-            read_only=[] if perms.filesystem == "none" else list(perms.filesystem),
-            extra_ro=extra,
-            uid=uid,
-        )
-        process = SandboxedProcess(
-            build_command(spec, self.tier),
-            cwd=work,
-            uid=uid,
-            limits=limits,
-            always_sweep=self.tier != "bwrap",
-            home=self._home(work),
-        )
+        hosts = perms.network if isinstance(perms.network, list) else []
         try:
-            return await self._session(process, manifest, tool, arguments, started, check_pins)
+            async with contextlib.AsyncExitStack() as stack:
+                # bwrap: allowed hosts through the egress proxy; its network namespace stays shut.
+                proxy = None
+                if hosts and self.tier == "bwrap":
+                    proxy = await stack.enter_async_context(
+                        egress_proxy(self.root, hosts, allow_private=self.allow_private, uid=uid)
+                    )
+                spec = SandboxSpec(
+                    argv=argv,
+                    code_dir=code,
+                    work_dir=work,
+                    limits=limits,
+                    network=perms.wants_network and proxy is None,
+                    read_only=[] if perms.filesystem == "none" else list(perms.filesystem),
+                    extra_ro=extra,
+                    uid=uid,
+                    egress=proxy.socket_path if proxy is not None else None,
+                )
+                process = SandboxedProcess(
+                    build_command(spec, self.tier),
+                    cwd=work,
+                    uid=uid,
+                    limits=limits,
+                    always_sweep=self.tier != "bwrap",
+                    home=self._home(work),
+                )
+                outcome = await self._session(
+                    process, manifest, tool, arguments, started, check_pins
+                )
+                if proxy is not None and outcome.is_error:
+                    outcome.error = _with_refusals(outcome.error, proxy.refused)
+                return outcome
         finally:
             await anyio.to_thread.run_sync(lambda: shutil.rmtree(work, ignore_errors=True))
 
@@ -292,6 +314,15 @@ class Runner:
                 f"capsule {manifest.name}: {error or 'no result'}", tier=self.tier, started=started
             )
         return finish(result, tool, tier=self.tier, started=started)
+
+
+def _with_refusals(error: str | None, refused: list[str]) -> str:
+    """A failed call's reason, with what the egress proxy refused when the capsule hid it."""
+    error = error or "tool error"
+    hidden = [reason for reason in dict.fromkeys(refused) if reason not in error]
+    if not hidden:
+        return error
+    return f"{error} (the egress proxy refused: {'; '.join(hidden)[:500]})"
 
 
 async def _pin_problem(session: ClientSession, tool: ToolSpec) -> str | None:

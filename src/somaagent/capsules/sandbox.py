@@ -5,9 +5,11 @@ Two tiers, chosen once per gateway and recorded with every execution:
 ``bwrap``
     bubblewrap in new user, PID, network, IPC, UTS and cgroup namespaces: a read-only root
     that holds only the system directories (``/usr`` and the dynamic linker's files), the
-    capsule's code read-only at ``/capsule``, a private writable ``/work`` and ``/tmp``, no
-    network unless the capsule's permissions allow it, ``no_new_privs`` set, and everything in
-    the namespace killed when the capsule's process dies.
+    capsule's code read-only at ``/capsule``, a private writable ``/work`` and ``/tmp``, a
+    network namespace of its own (a loopback, no route out), ``no_new_privs`` set, and
+    everything in the namespace killed when the capsule's process dies. A capsule whose
+    manifest allows a list of hosts reaches them, and only them, through the gateway's egress
+    proxy (``egress.py``) over a Unix socket bound into the sandbox.
 ``landlock``
     where user namespaces are unavailable: Landlock lets the process read only the system
     directories and its code, and write only its work folder; seccomp denies it IPv4 and IPv6
@@ -44,6 +46,9 @@ from typing import Literal
 __all__ = [
     "CODE_DIR",
     "CONFINE_NAME",
+    "EGRESS_SOCKET",
+    "PROXY_PORT",
+    "RELAY_NAME",
     "WORK_DIR",
     "Limits",
     "SandboxSpec",
@@ -89,6 +94,9 @@ class SandboxSpec:
     extra_ro: list[str] = field(default_factory=list)
     """Host paths the runtime itself needs read-only (an interpreter outside ``/usr``)."""
     uid: int | None = None
+    egress: Path | None = None
+    """The egress proxy's Unix socket (``bwrap`` tier): bound into the sandbox, reached through
+    the relay on the sandbox's own loopback, the only way out of its network namespace."""
 
 
 def scrubbed_env(home: str = WORK_DIR) -> dict[str, str]:
@@ -194,6 +202,9 @@ def _as_uid(uid: int | None) -> list[str]:
 
 
 CONFINE_NAME = "_soma_confine.py"
+RELAY_NAME = "_soma_relay.py"
+EGRESS_SOCKET = "/run/soma-egress.sock"
+PROXY_PORT = 3128
 _SYSTEM_READ = [
     "/usr",
     "/bin",
@@ -258,15 +269,28 @@ def build_command(spec: SandboxSpec, tier: Tier) -> list[str]:
         "--chdir",
         WORK_DIR,
     ]
-    if spec.network:
+    argv = spec.argv
+    env = scrubbed_env()
+    extra_ro = list(spec.extra_ro)
+    if spec.egress is not None:
+        # Its own network namespace stays: the relay and the proxy's socket are the way out.
+        python, runtime = sandbox_python()
+        extra_ro += [path for path in runtime if path not in extra_ro]
+        args += ["--bind", str(spec.egress), EGRESS_SOCKET]
+        proxy = f"http://127.0.0.1:{PROXY_PORT}"
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+            env[name] = proxy
+        relay = f"{CODE_DIR}/{RELAY_NAME}"
+        argv = [python, "-I", "-S", "-B", relay, EGRESS_SOCKET, str(PROXY_PORT), "--", *argv]
+    elif spec.network:
         args += ["--share-net", "--ro-bind-try", "/etc/resolv.conf", "/etc/resolv.conf"]
         args += ["--ro-bind-try", "/etc/hosts", "/etc/hosts"]
-    for path in [*spec.extra_ro, *spec.read_only]:
+    for path in [*extra_ro, *spec.read_only]:
         args += ["--ro-bind-try", path, path]
     args += ["--remount-ro", "/", "--clearenv"]
-    for key, value in scrubbed_env().items():
+    for key, value in env.items():
         args += ["--setenv", key, value]
-    return [*limits, *args, "--", *spec.argv]
+    return [*limits, *args, "--", *argv]
 
 
 def _probe(tier: Tier, root: Path) -> bool:

@@ -46,8 +46,13 @@ class CapsuleService:
         self.sessions = sessions
         self.policy = policy
         self.tier: Tier = detect_tier(policy.root) if policy.tier == "auto" else policy.tier
-        self.runner = Runner(policy.root, self.tier, max_concurrent=policy.max_concurrent)
         self.hosted = HostedTools(host or HostServices())
+        self.runner = Runner(
+            policy.root,
+            self.tier,
+            max_concurrent=policy.max_concurrent,
+            allow_private=self.hosted.services.allow_private_networks,
+        )
         self.remote = RemoteCaller(allow_private=self.hosted.services.allow_private_networks)
 
     # -- installing -------------------------------------------------------------------------
