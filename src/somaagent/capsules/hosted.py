@@ -1,6 +1,7 @@
 """The catalog's ``builtin`` tools, which the gateway runs itself because they use its
 services: ``memory_search`` (the memory service's search), ``json_extract`` (a model through
-the router) and ``http_fetch`` (HTTP with a host allow-list and an SSRF guard).
+the router, charged to the calling key's usage and checked against its monthly budget like a
+chat turn) and ``http_fetch`` (HTTP with a host allow-list and an SSRF guard).
 
 The capsules package imports no gateway code: the app factory hands in the services as plain
 callables (:class:`HostServices`).
@@ -19,6 +20,8 @@ from urllib.parse import urljoin, urlsplit
 import anyio
 import httpcore
 
+from somaagent.accounts.keys import Principal
+from somaagent.accounts.usage import UsageLedger
 from somaagent.capsules.manifest import ToolSpec
 from somaagent.capsules.netguard import (
     NetworkRefused,
@@ -27,15 +30,31 @@ from somaagent.capsules.netguard import (
     resolve_allowed,
 )
 from somaagent.capsules.runner import Outcome, schema_problem
+from somaagent.types import Usage
 
-__all__ = ["HostServices", "HostedTools", "address_allowed", "host_allowed"]
+__all__ = ["HostServices", "HostedTools", "ModelAnswer", "address_allowed", "host_allowed"]
 
 MemorySearch = Callable[[str, str, str, int], Awaitable[list[dict[str, Any]]]]
 """``(tenant, collection, query, k) -> [{id, text, score, metadata}]``."""
-Complete = Callable[[str, str | None, list[dict[str, str]]], Awaitable[tuple[str, str]]]
-"""``(tenant, model or None, messages) -> (answer text, model used)``."""
-
 TIER = "host"
+USAGE_ENDPOINT = "capsules"
+"""The ``endpoint`` of the usage records builtin tools' model calls are charged under."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelAnswer:
+    """One model call's answer and what it cost."""
+
+    text: str
+    model: str
+    """The model's name in the gateway's catalog."""
+    provider: str
+    usage: Usage
+    cost_usd: float
+
+
+Complete = Callable[[str, str | None, list[dict[str, str]]], Awaitable[ModelAnswer]]
+"""``(tenant, model or None, messages) -> the answer``."""
 
 
 @dataclass(slots=True)
@@ -48,6 +67,8 @@ class HostServices:
     """Hosts ``http_fetch`` may reach (``example.com``, ``*.example.com``); empty: none."""
     allow_private_networks: bool = False
     """Let ``http_fetch`` reach loopback, link-local and private addresses."""
+    usage: UsageLedger | None = None
+    """Where model calls are charged (to the calling key) and budgets checked."""
 
 
 class ToolFailure(Exception):
@@ -100,7 +121,13 @@ class HostedTools:
         *,
         tenant: str,
         timeout_s: float,
+        who: Principal | None = None,
     ) -> Outcome:
+        """Run one builtin tool for ``tenant``; model calls are charged to ``who``'s key.
+
+        Raises :class:`~somaagent.errors.BudgetExceededError` (before any model call) when
+        ``who``'s key has spent its monthly budget.
+        """
         started = time.perf_counter()
         handler = {
             ("http_fetch", "fetch"): self._fetch,
@@ -113,7 +140,7 @@ class HostedTools:
             )
         try:
             with anyio.fail_after(timeout_s):
-                value = await handler(tenant, arguments)
+                value = await handler(tenant, who, arguments)
         except TimeoutError:
             return Outcome.failed(
                 f"{capsule}: it ran past its {timeout_s:g} s timeout", tier=TIER, started=started
@@ -134,7 +161,9 @@ class HostedTools:
             sandbox_tier=TIER,
         )
 
-    async def _fetch(self, tenant: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    async def _fetch(
+        self, tenant: str, who: Principal | None, arguments: dict[str, Any]
+    ) -> dict[str, Any]:
         url = str(arguments["url"])
         max_bytes = int(arguments.get("max_bytes", 65536))
         async with httpcore.AsyncConnectionPool(
@@ -185,7 +214,9 @@ class HostedTools:
                 }
         raise ToolFailure("too many redirects")
 
-    async def _search(self, tenant: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    async def _search(
+        self, tenant: str, who: Principal | None, arguments: dict[str, Any]
+    ) -> dict[str, Any]:
         if self.services.memory_search is None:
             raise ToolFailure("the memory service is not available on this gateway")
         try:
@@ -201,9 +232,14 @@ class HostedTools:
             ) from exc
         return {"results": results}
 
-    async def _extract(self, tenant: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    async def _extract(
+        self, tenant: str, who: Principal | None, arguments: dict[str, Any]
+    ) -> dict[str, Any]:
         if self.services.complete is None:
             raise ToolFailure("no model is available on this gateway")
+        ledger = self.services.usage
+        if ledger is not None and who is not None:
+            await ledger.check_budget(who)  # a spent budget is the caller's 429, as in chat
         schema = arguments["schema"]
         messages = [
             {
@@ -216,11 +252,22 @@ class HostedTools:
             {"role": "user", "content": str(arguments["text"])},
         ]
         try:
-            answer, model = await self.services.complete(tenant, arguments.get("model"), messages)
+            answered = await self.services.complete(tenant, arguments.get("model"), messages)
         except Exception as exc:  # provider failures end as the tool's error, not a 500
             raise ToolFailure(
                 f"the model call failed: {getattr(exc, 'message', None) or exc}"
             ) from exc
+        if ledger is not None and who is not None:
+            # Charged once the model answered, whatever the answer holds: the call was made.
+            ledger.record(
+                who,
+                endpoint=USAGE_ENDPOINT,
+                model=answered.model,
+                provider=answered.provider,
+                usage=answered.usage,
+                cost_usd=answered.cost_usd,
+            )
+        answer, model = answered.text, answered.model
         data = _first_json(answer)
         if data is _NOTHING:
             raise ToolFailure(f"the model's answer held no JSON: {answer[:200]!r}")

@@ -18,13 +18,14 @@ from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 
 from somaagent import __version__
+from somaagent.accounts.keys import Principal
 from somaagent.capsules.service import CapsuleService
 from somaagent.errors import APIError
 
 __all__ = ["build_session_manager", "split_tool_name"]
 
-Who = Callable[[ServerRequestContext[Any, Any]], tuple[str, str | None]]
-"""``ctx -> (tenant, key id)``: the caller of one request, as the HTTP layer authenticated it."""
+Who = Callable[[ServerRequestContext[Any, Any]], Principal]
+"""``ctx -> principal``: the caller of one request, as the HTTP layer authenticated it."""
 
 
 def split_tool_name(name: str) -> tuple[str, str]:
@@ -39,7 +40,7 @@ def build_session_manager(service: CapsuleService, who: Who) -> StreamableHTTPSe
     async def list_tools(
         ctx: ServerRequestContext[Any, Any], params: mcp_types.PaginatedRequestParams | None
     ) -> mcp_types.ListToolsResult:
-        tenant, _ = who(ctx)
+        tenant = who(ctx).tenant
         tools = []
         for manifest, tool in await service.tools(tenant):
             definition = tool.to_mcp()
@@ -54,11 +55,15 @@ def build_session_manager(service: CapsuleService, who: Who) -> StreamableHTTPSe
     async def call_tool(
         ctx: ServerRequestContext[Any, Any], params: mcp_types.CallToolRequestParams
     ) -> mcp_types.CallToolResult:
-        tenant, key_id = who(ctx)
+        principal = who(ctx)
         capsule, tool = split_tool_name(params.name)
         try:
             execution = await service.execute(
-                tenant, capsule, tool=tool or None, arguments=params.arguments or {}, key_id=key_id
+                principal.tenant,
+                capsule,
+                tool=tool or None,
+                arguments=params.arguments or {},
+                principal=principal,
             )
         except APIError as exc:  # an unknown tool or bad arguments: the call's error
             return mcp_types.CallToolResult(

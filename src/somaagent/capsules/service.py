@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from somaagent.accounts.keys import Principal
 from somaagent.capsules import package as packaging
 from somaagent.capsules.catalog import catalog_ids, catalog_package
 from somaagent.capsules.hosted import HostedTools, HostServices
@@ -317,9 +318,16 @@ class CapsuleService:
         tool: str | None = None,
         arguments: dict[str, Any] | None = None,
         key_id: str | None = None,
+        principal: Principal | None = None,
     ) -> Execution:
-        """Call one tool of an installed capsule and record the call."""
+        """Call one tool of an installed capsule and record the call.
+
+        ``principal`` is the caller: builtin tools charge their model calls to its key (and
+        refuse with a 429 once its monthly budget is spent); ``key_id`` defaults to its key.
+        """
         arguments = arguments or {}
+        if principal is not None:
+            key_id = key_id or principal.key_id
         async with self.sessions() as session:
             row = await self._version(session, tenant, name, version)
         manifest = Manifest.model_validate(row.manifest)
@@ -349,7 +357,7 @@ class CapsuleService:
                 ],
             )
         self._check_enforceable(manifest)
-        outcome = await self._run(tenant, manifest, row.archive, spec, arguments)
+        outcome = await self._run(tenant, manifest, row.archive, spec, arguments, principal)
         record = CapsuleExecutionRow(
             id=new_id("cx"),
             tenant_id=tenant,
@@ -373,6 +381,7 @@ class CapsuleService:
         archive: bytes,
         tool: ToolSpec,
         arguments: dict[str, Any],
+        principal: Principal | None,
     ) -> Outcome:
         if manifest.kind == "builtin":
             return await self.hosted.call(
@@ -381,6 +390,7 @@ class CapsuleService:
                 arguments,
                 tenant=tenant,
                 timeout_s=manifest.permissions.timeout_s,
+                who=principal,
             )
         if manifest.url is not None:
             return await self.remote.call(manifest, tool, arguments)

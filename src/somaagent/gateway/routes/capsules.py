@@ -20,7 +20,8 @@ from fastapi import Path as PathParam
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from somaagent.capsules.hosted import HostServices
+from somaagent.accounts.keys import Principal
+from somaagent.capsules.hosted import HostServices, ModelAnswer
 from somaagent.capsules.manifest import NAME_PATTERN
 from somaagent.capsules.mcp_server import build_session_manager
 from somaagent.capsules.service import CapsuleService, SandboxPolicy, decode_archive
@@ -28,6 +29,7 @@ from somaagent.errors import APIError, ServiceUnavailableError
 from somaagent.gateway import problems
 from somaagent.gateway.auth import CurrentPrincipal, get_state, require_principal
 from somaagent.gateway.state import GatewayState
+from somaagent.llm import cost
 from somaagent.llm.base import ChatMessage, ChatRequest
 from somaagent.types import Page
 from somaagent.types.capsules import (
@@ -65,7 +67,7 @@ def _host_services(app: FastAPI, gateway: GatewayState) -> HostServices:
 
     async def complete(
         tenant: str, model: str | None, messages: list[dict[str, str]]
-    ) -> tuple[str, str]:
+    ) -> ModelAnswer:
         spec = gateway.pool.resolve(model, field="arguments.model")
         adapter = await gateway.pool.adapter(spec)
         answer = await adapter.complete(
@@ -76,13 +78,20 @@ def _host_services(app: FastAPI, gateway: GatewayState) -> HostServices:
                 temperature=0.0,
             )
         )
-        return answer.content, spec.name
+        return ModelAnswer(
+            text=answer.content,
+            model=spec.name,
+            provider=spec.provider,
+            usage=answer.usage,
+            cost_usd=cost.cost_usd(spec, answer.usage),
+        )
 
     return HostServices(
         memory_search=memory_search,
         complete=complete,
         http_hosts=list(getattr(settings, "capsules_http_hosts", []) or []),
         allow_private_networks=bool(getattr(settings, "capsules_allow_private_networks", False)),
+        usage=gateway.usage,
     )
 
 
@@ -215,13 +224,13 @@ async def execute_capsule(
         version=version,
         tool=body.tool,
         arguments=body.arguments,
-        key_id=who.key_id,
+        principal=who,
     )
 
 
-def _mcp_caller(ctx: Any) -> tuple[str, str | None]:
-    principal = ctx.request.scope["state"]["soma_principal"]
-    return principal.tenant, principal.key_id
+def _mcp_caller(ctx: Any) -> Principal:
+    principal: Principal = ctx.request.scope["state"]["soma_principal"]
+    return principal
 
 
 class MCPEndpoint:
