@@ -24,6 +24,9 @@ class SandboxPolicy:
     """Run capsules whose permissions the tier cannot enforce (e.g. a network allow-list)."""
     max_concurrent: int = 16
     """Sandboxed processes at once; more calls wait their turn (the machine stays usable)."""
+    warm_pool: int = 0
+    """Sandboxes kept pre-started per capsule version (each used for one call; ``warm.py``);
+    0: every call starts its own."""
 
 
 def unenforceable(manifest: Manifest, tier: Tier) -> str | None:

@@ -18,7 +18,8 @@ import shutil
 import tarfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Hashable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ from somaagent.capsules.sandbox import (
     take_uid,
 )
 from somaagent.capsules.transport import SandboxedProcess
+from somaagent.capsules.warm import WarmPool, WarmProcess
 from somaagent.errors import ValidationError
 
 __all__ = ["Outcome", "Runner", "limits_for", "tool_from_mcp"]
@@ -126,10 +128,18 @@ class Runner:
     """Starts sandboxed capsule processes under one root folder, with one tier."""
 
     def __init__(
-        self, root: Path, tier: Tier, *, max_concurrent: int = 16, allow_private: bool = False
+        self,
+        root: Path,
+        tier: Tier,
+        *,
+        max_concurrent: int = 16,
+        allow_private: bool = False,
+        warm: WarmPool | None = None,
     ) -> None:
         self.root = root
         self.tier = tier
+        self.warm = warm
+        """Pre-started single-use sandboxes (``warm.py``); ``None``: every call is cold."""
         self.allow_private = allow_private
         """Let the egress proxy reach loopback, link-local and private addresses."""
         self._slots = anyio.Semaphore(max_concurrent)
@@ -195,13 +205,25 @@ class Runner:
         check_pins: bool,
     ) -> Outcome:
         started = time.perf_counter()
+        perms = manifest.permissions
+        hosts = perms.network if isinstance(perms.network, list) else []
+        if self.warm is not None and not hosts and manifest.url is None:
+            key = self.warm_key(manifest)
+            warm = self.warm.take(key)
+            self.warm.refill(key, lambda: self._open_warm(manifest, archive))
+            if warm is not None:
+                try:
+                    session = contextlib.nullcontext(warm.session)
+                    return await self._session(
+                        warm.process, manifest, tool, arguments, started, check_pins, session
+                    )
+                finally:
+                    warm.released.set()  # used once: its task kills it and cleans up
         limits = limits_for(manifest)
         code = await anyio.to_thread.run_sync(self.code_dir, manifest, archive)
         uid = take_uid()
         work = self._work_dir(uid)
         argv, extra = self._argv(manifest, code)
-        perms = manifest.permissions
-        hosts = perms.network if isinstance(perms.network, list) else []
         try:
             async with contextlib.AsyncExitStack() as stack:
                 # bwrap: allowed hosts through the egress proxy; its network namespace stays shut.
@@ -230,11 +252,55 @@ class Runner:
                     home=self._home(work),
                 )
                 outcome = await self._session(
-                    process, manifest, tool, arguments, started, check_pins
+                    process,
+                    manifest,
+                    tool,
+                    arguments,
+                    started,
+                    check_pins,
+                    _client_session(process),
                 )
                 if proxy is not None and outcome.is_error:
                     outcome.error = _with_refusals(outcome.error, proxy.refused)
                 return outcome
+        finally:
+            await anyio.to_thread.run_sync(lambda: shutil.rmtree(work, ignore_errors=True))
+
+    def warm_key(self, manifest: Manifest) -> Hashable:
+        """What warm processes are kept per: the capsule version's content and the tier."""
+        return (manifest.name, manifest.sha256, _runtime_version(), self.tier)
+
+    @contextlib.asynccontextmanager
+    async def _open_warm(self, manifest: Manifest, archive: bytes) -> AsyncIterator[WarmProcess]:
+        """One sandbox for the warm pool, started and past the MCP handshake."""
+        limits = limits_for(manifest)
+        code = await anyio.to_thread.run_sync(self.code_dir, manifest, archive)
+        uid = take_uid()
+        work = self._work_dir(uid)
+        argv, extra = self._argv(manifest, code)
+        perms = manifest.permissions
+        spec = SandboxSpec(
+            argv=argv,
+            code_dir=code,
+            work_dir=work,
+            limits=limits,
+            read_only=[] if perms.filesystem == "none" else list(perms.filesystem),
+            extra_ro=extra,
+            uid=uid,
+        )
+        process = SandboxedProcess(
+            build_command(spec, self.tier),
+            cwd=work,
+            uid=uid,
+            limits=limits,
+            always_sweep=True,  # its one call may have left anything behind
+            home=self._home(work),
+        )
+        try:
+            async with process.streams() as (read, write), ClientSession(read, write) as session:
+                with anyio.fail_after(limits.timeout_s):
+                    await session.initialize()
+                yield WarmProcess(session=session, process=process)
         finally:
             await anyio.to_thread.run_sync(lambda: shutil.rmtree(work, ignore_errors=True))
 
@@ -283,13 +349,14 @@ class Runner:
         arguments: dict[str, Any],
         started: float,
         check_pins: bool,
+        opened: AbstractAsyncContextManager[ClientSession],
     ) -> Outcome:
         limits = process.limits
         result: mcp_types.CallToolResult | None = None
         error: str | None = None
         with anyio.move_on_after(limits.timeout_s) as scope:
             try:
-                async with _client_session(process) as session:
+                async with opened as session:
                     if check_pins:
                         error = await _pin_problem(session, tool)
                     if error is None:

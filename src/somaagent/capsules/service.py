@@ -7,6 +7,8 @@ agent approved cannot change under it without a new version. Executions are reco
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -28,6 +30,7 @@ from somaagent.capsules.views import (
     decode_archive,
     execution_public,
 )
+from somaagent.capsules.warm import WarmPool
 from somaagent.db import decode_cursor, encode_cursor, new_id
 from somaagent.errors import ConflictError, NotFoundError, PermissionDeniedError, ValidationError
 from somaagent.types.capsules import Capsule, CapsuleVersion, Execution
@@ -48,13 +51,28 @@ class CapsuleService:
         self.policy = policy
         self.tier: Tier = detect_tier(policy.root) if policy.tier == "auto" else policy.tier
         self.hosted = HostedTools(host or HostServices())
+        self.warm = (
+            WarmPool(policy.warm_pool, max_total=policy.max_concurrent)
+            if policy.warm_pool > 0
+            else None
+        )
         self.runner = Runner(
             policy.root,
             self.tier,
             max_concurrent=policy.max_concurrent,
             allow_private=self.hosted.services.allow_private_networks,
+            warm=self.warm,
         )
         self.remote = RemoteCaller(allow_private=self.hosted.services.allow_private_networks)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[CapsuleService]:
+        """Keep the warm pool (when configured) for as long as the block runs."""
+        if self.warm is None:
+            yield self
+            return
+        async with self.warm.running():
+            yield self
 
     # -- installing -------------------------------------------------------------------------
 

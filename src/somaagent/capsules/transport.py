@@ -135,6 +135,11 @@ class SandboxedProcess:
                 self._fail(f"its output went over the {self.limits.output_bytes // 1024} KiB limit")
                 return
 
+    @property
+    def running(self) -> bool:
+        """Whether the process has started and not yet ended."""
+        return self._process is not None and self._process.returncode is None
+
     def _fail(self, reason: str) -> None:
         if self.failure is None:
             self.failure = reason

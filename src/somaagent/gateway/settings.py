@@ -105,8 +105,15 @@ class Settings(BaseSettings):
     )
     capsules_allow_private_networks: bool = Field(
         default=False,
-        description="let http_fetch and remote MCP capsules reach loopback, link-local and "
-        "private addresses",
+        description="let http_fetch, remote MCP capsules and the sandbox's egress proxy reach "
+        "loopback, link-local and private addresses",
+    )
+    capsules_warm_pool: int = Field(
+        default=0,
+        ge=0,
+        le=8,
+        description="sandboxes kept pre-started per capsule version, each used for one call "
+        "(0: every call starts its own)",
     )
     capsules_http_hosts: list[str] = Field(
         default_factory=list,

@@ -107,6 +107,7 @@ def make_service(app: FastAPI) -> CapsuleService:
         root=Path(root),
         tier=getattr(settings, "capsules_sandbox", "auto"),
         allow_unconfined=bool(getattr(settings, "capsules_allow_unconfined", False)),
+        warm_pool=int(getattr(settings, "capsules_warm_pool", 0) or 0),
     )
     return CapsuleService(gateway.sessions, policy, _host_services(app, gateway))
 
@@ -122,7 +123,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.capsules = service
     manager = build_session_manager(service, _mcp_caller)
     app.state.capsules_mcp = manager
-    async with manager.run():
+    async with manager.run(), service.running():
         yield
 
 
