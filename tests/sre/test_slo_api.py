@@ -78,7 +78,7 @@ async def test_prometheus_down_is_a_status_not_an_error(client_for: Any) -> None
     assert response.status_code == 200
     body = response.json()
     assert body["prometheus_url"] == "http://127.0.0.1:9"
-    assert [s["status"] for s in body["slos"]] == ["unknown"] * 8
+    assert [s["status"] for s in body["slos"]] == ["unknown"] * 9
     assert all("unreachable" in s["error"] for s in body["slos"])
 
 

@@ -37,6 +37,7 @@ def test_the_config_scrapes_the_gateway_job_the_slos_select(tmp_path: Path) -> N
         "slo-gateway-api.yaml",
         "slo-memory-gateway.yaml",
         "slo-slm-service.yaml",
+        "slo-workflows.yaml",
     ]
 
 
@@ -58,7 +59,7 @@ def test_the_config_passes_promtool(tmp_path: Path) -> None:
         [promtool, "check", "config", str(config)], capture_output=True, text=True, timeout=60
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert checked.stdout.count("/rules/slo-") == 4  # it found and checked every rule file
+    assert checked.stdout.count("/rules/slo-") == 5  # it found and checked every rule file
     assert "SUCCESS" in checked.stdout
 
 
@@ -111,7 +112,7 @@ def test_soma_slo_prometheus_scrapes_the_gateway_with_the_rules_loaded(
 
             wait_for(lambda: query(f'up{{job="{GATEWAY_JOB}"}} == 1'), timeout=60, what="a scrape")
             groups = httpx.get(f"{url}/api/v1/rules").json()["data"]["groups"]
-            assert len(groups) == 16 and all(
+            assert len(groups) == 18 and all(
                 rule["health"] != "err" for g in groups for rule in g["rules"]
             )
             process.send_signal(signal.SIGTERM)

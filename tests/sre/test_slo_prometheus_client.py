@@ -114,7 +114,7 @@ def test_urls_must_be_http() -> None:
 def test_no_traffic_anywhere_is_no_data(prometheus: Prometheus) -> None:
     with SLOTracker(prometheus.url) as tracker:
         statuses = tracker.status()
-    assert [s.status for s in statuses] == ["no-data"] * 8
+    assert [s.status for s in statuses] == ["no-data"] * 9
     assert all(s.error is None and s.sli is None for s in statuses)
     assert all("NaN" not in s.model_dump_json() for s in statuses)
 
@@ -123,7 +123,7 @@ def test_prometheus_down_is_unknown_for_every_slo_without_raising() -> None:
     started = time.monotonic()
     with SLOTracker(CLOSED) as tracker:
         statuses = tracker.status()
-    assert [s.status for s in statuses] == ["unknown"] * 8
+    assert [s.status for s in statuses] == ["unknown"] * 9
     assert all(s.error and "unreachable" in s.error for s in statuses)
     assert statuses[0].reason == statuses[0].error
     assert time.monotonic() - started < 5  # asked once, not once per SLO

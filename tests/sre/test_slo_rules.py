@@ -48,7 +48,7 @@ def test_promtool_accepts_the_generated_rules(promtool: str, tmp_path: Path) -> 
     single.write_text(render_rules(default_specs()), encoding="utf-8")
     result = _run(promtool, "check", "rules", *map(str, paths), str(single))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("SUCCESS") == 5
+    assert result.stdout.count("SUCCESS") == 6  # 5 service files and all.yaml
 
 
 def test_promtool_unit_tests_pass(promtool: str, tmp_path: Path) -> None:
@@ -110,7 +110,7 @@ def test_deploy_holds_what_the_generator_makes_now() -> None:
 def test_deploy_prometheus_config_is_valid(promtool: str) -> None:
     result = _run(promtool, "check", "config", str(DEPLOY / "prometheus" / "prometheus.yml"))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "4 rule files found" in result.stdout
+    assert "5 rule files found" in result.stdout
 
 
 def test_deploy_manifests_carry_the_chaos_selector_labels() -> None:
@@ -127,6 +127,11 @@ def test_deploy_manifests_carry_the_chaos_selector_labels() -> None:
     kustomization = yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())
     for resource in kustomization["resources"]:
         assert (DEPLOY / resource).exists(), resource
+    (rules,) = [g for g in kustomization["configMapGenerator"] if g["name"].endswith("rules")]
+    # the ConfigMap mounted as Prometheus's rules holds every generated rule file
+    assert sorted(rules["files"]) == sorted(
+        f"prometheus/rules/{name}" for name in rule_files(default_specs())
+    )
 
 
 def test_the_deployed_gateway_settings_load_and_leave_the_fault_points_off(
@@ -150,14 +155,14 @@ def test_thresholds_are_exact_and_no_ratio_can_be_nan() -> None:
     assert "e-" not in text and "0000000001" not in text
     groups = yaml.safe_load(text)["groups"]
     ratios = [r for g in groups for r in g["rules"] if r.get("record", "").startswith("slo:sli")]
-    assert len(ratios) == 8 * 8
+    assert len(ratios) == 9 * 8
     assert all(" > 0)" in r["expr"] for r in ratios)  # no division by zero traffic
 
 
 def test_every_alert_carries_slo_service_and_severity() -> None:
     groups = yaml.safe_load(render_rules(default_specs()))["groups"]
     alerts = [r for g in groups for r in g["rules"] if "alert" in r]
-    assert len(alerts) == 8 * 6
+    assert len(alerts) == 9 * 6
     assert all({"slo", "service", "severity"} <= set(a["labels"]) for a in alerts)
     burn = [a for a in alerts if a["alert"] == "SLOErrorBudgetBurn"]
     assert {(a["labels"]["long_window"], a["labels"]["severity"], a["for"]) for a in burn} == {
@@ -206,6 +211,7 @@ def test_one_dashboard_per_service_reading_the_recorded_series() -> None:
         "slo-gateway-api.json",
         "slo-memory-gateway.json",
         "slo-slm-service.json",
+        "slo-workflows.json",
     ]
     board = json.loads(files["slo-gateway-api.json"])
     assert board["uid"] == "soma-slo-gateway-api"

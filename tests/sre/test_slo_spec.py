@@ -1,4 +1,4 @@
-"""SLO specs: the eight defaults, and errors that name the field."""
+"""SLO specs: the nine defaults, and errors that name the field."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def _error_locs(text: str) -> list[str]:
     return [".".join(str(p) for p in e["loc"]) for e in caught.value.errors()]
 
 
-def test_the_eight_default_slos_of_the_design() -> None:
+def test_the_nine_default_slos() -> None:
     specs = {s.name: s for s in default_specs()}
     assert {name: (s.service, s.objective) for name, s in specs.items()} == {
         "gateway-availability": ("gateway-api", Decimal("99.9")),
@@ -41,6 +41,7 @@ def test_the_eight_default_slos_of_the_design() -> None:
         "memory-availability": ("memory-gateway", Decimal("99.9")),
         "memory-latency": ("memory-gateway", Decimal("95")),
         "constitution-availability": ("constitution-service", Decimal("99.95")),
+        "workflow-success": ("workflows", Decimal("99")),
     }
     assert all(s.window == "30d" and s.window_seconds == 30 * 86400 for s in specs.values())
     latency = {n: s.sli for n, s in specs.items() if isinstance(s.sli, LatencySLI)}
@@ -51,6 +52,11 @@ def test_the_eight_default_slos_of_the_design() -> None:
     }
     assert isinstance(specs["gateway-availability"].sli, UptimeSLI)
     assert isinstance(specs["gateway-error-rate"].sli, RatioSLI)
+    workflow = specs["workflow-success"].sli
+    assert isinstance(workflow, RatioSLI)
+    assert workflow.metric == "soma_workflow_runs_finished_total"
+    assert [str(m) for m in workflow.selector] == ['status!="cancelled"']
+    assert [str(m) for m in workflow.bad] == ['status="failed"']
 
 
 def test_objective_and_budget_are_exact_decimals() -> None:

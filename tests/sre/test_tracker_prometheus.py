@@ -146,7 +146,7 @@ def test_default_slos_against_real_traffic(stack: SLOStack) -> None:
     with SLOTracker(stack.prometheus.url) as tracker:
         statuses = {s.name: s for s in tracker.status()}
 
-    assert len(statuses) == len(default_specs()) == 8
+    assert len(statuses) == len(default_specs()) == 9
     assert statuses["gateway-availability"].status == "healthy"  # every scrape found it up
     # 2 of 24 API requests failed (a 404 is the caller's, so good): far past a 0.1% budget.
     error_rate = statuses["gateway-error-rate"]
@@ -190,7 +190,7 @@ def test_generated_rules_load_and_record_in_prometheus(
     stack = slo_stack(warmup=mix, rule_files=paths)
     rules = httpx.get(f"{stack.prometheus.url}/api/v1/rules", timeout=5).json()
     groups = rules["data"]["groups"]
-    assert len(groups) == 16 and all(g["rules"] for g in groups)
+    assert len(groups) == 18 and all(g["rules"] for g in groups)
     assert all(rule.get("health") != "err" for g in groups for rule in g["rules"])
     mix(stack.gateway.client)
     stack.wait_scraped(MIX_COUNT, 24)
@@ -230,7 +230,7 @@ def test_budget_trend_and_html_report(stack: SLOStack, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     html = report.read_text(encoding="utf-8")
     assert html.startswith("<!doctype html>")
-    assert html.count("<svg") == 8 and "<polyline" in html
+    assert html.count("<svg") == 9 and "<polyline" in html
     assert (
         "<script" not in html
         and "http://" not in html.replace(stack.prometheus.url, "")[: html.find("<svg")]

@@ -9,7 +9,8 @@
 * ``soma_workflow_pending_other_versions``: runs left running by another SomaAgent version,
   which this gateway will not resume (refreshed with the queue depth).
 
-The SLO ``workflow-success`` in ``deploy/slo`` counts ``failed`` among finished runs.
+The default SLO ``workflow-success`` (``somaagent/sre/slo/defaults.yaml``) counts ``failed``
+among finished runs.
 """
 
 from __future__ import annotations
