@@ -9,13 +9,19 @@ What is timed, interleaved round by round so load drifts hit every variant alike
   folder, ``prlimit`` + ``setpriv`` (+ ``bwrap``, or the Landlock and seccomp launcher), a bare
   ``python -I -S`` running the stdlib MCP server, the official ``mcp`` client's handshake,
   ``tools/call``, the output-schema check, and the teardown.
+* ``runner/<tier> warm``: the same call served by a sandbox the warm pool started before the
+  call (``SOMA_CAPSULES_WARM_POOL``; each process serves one call, then is discarded and
+  replaced in the background). The harness waits, untimed, until one is ready.
+* ``runner/bwrap +egress``: a cold call of the same capsule with a network allow-list, so the
+  egress proxy's Unix socket, the relay inside the sandbox and the proxy environment are set
+  up (the tool itself uses no network).
 * ``service/bwrap``: the same through :class:`CapsuleService.execute` on SQLite (argument
   check, version lookup, execution record).
 * ``start/<tier>``: the sandbox alone: ``/bin/true`` in it, and ``python -I -S -c pass`` in it.
 * ``python+mcp import``: a fresh interpreter importing the official ``mcp`` server modules,
   the cost a child built on the ``mcp`` package would pay on every cold call.
 
-Target: cold median under 150 ms. No warm pool exists yet, so none is measured.
+Target: cold median under 150 ms.
 
 Usage (as root, as CI runs, for per-execution uids)::
 
@@ -28,7 +34,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
+import functools
+import hashlib
 import importlib.util
 import json
 import os
@@ -55,6 +64,7 @@ from somaagent.capsules.sandbox import (
     take_uid,
 )
 from somaagent.capsules.service import CapsuleService, SandboxPolicy
+from somaagent.capsules.warm import WarmPool
 from somaagent.db import make_engine, make_sessionmaker, migrate
 from somaagent.db.base import Tenant
 
@@ -95,6 +105,18 @@ async def main(runs: int) -> dict[str, Any]:
     tool = package.manifest.tool(None)
     arguments = {"expression": "2*(3+4)"}
     runners = {name: Runner(root, name) for name in tiers}  # type: ignore[arg-type]
+    pools = {name: WarmPool(1) for name in tiers}
+    warm_runners = {
+        name: Runner(root, name, warm=pools[name])  # type: ignore[arg-type]
+        for name in tiers
+    }
+    permissions = package.manifest.permissions.model_copy(update={"network": ["example.com"]})
+    networked = package.manifest.model_copy(
+        update={
+            "permissions": permissions,
+            "sha256": hashlib.sha256(b"egress:" + archive).hexdigest(),
+        }
+    )
 
     spec = importlib.util.spec_from_file_location("calc", CATALOG_DIR / "calculator" / "tools.py")
     assert spec is not None and spec.loader is not None
@@ -152,6 +174,26 @@ async def main(runs: int) -> dict[str, Any]:
             assert not outcome.is_error and outcome.structured == {"result": 14}, outcome.error
             return (time.perf_counter() - started) * 1000
 
+        async def warm_call(runner: Runner) -> float:
+            assert runner.warm is not None
+            key = runner.warm_key(package.manifest)
+            runner.warm.refill(key, lambda: runner._open_warm(package.manifest, archive))
+            while runner.warm.ready(key) < 1:  # untimed: the pool refills between calls
+                await asyncio.sleep(0.005)
+            hits = runner.warm.hits
+            elapsed = await through(runner)
+            assert runner.warm.hits == hits + 1
+            # untimed: let the replacement start now, not during the next variant's timing
+            while runner.warm.ready(key) < 1:
+                await asyncio.sleep(0.005)
+            return elapsed
+
+        async def egress_call() -> float:
+            started = time.perf_counter()
+            outcome = await runners["bwrap"].call(networked, archive, tool, arguments)
+            assert not outcome.is_error and outcome.structured == {"result": 14}, outcome.error
+            return (time.perf_counter() - started) * 1000
+
         async def via_service() -> float:
             started = time.perf_counter()
             done = await service.execute("bench", "calculator", arguments=arguments)
@@ -159,9 +201,16 @@ async def main(runs: int) -> dict[str, Any]:
             return (time.perf_counter() - started) * 1000
 
         async_variants: dict[str, Callable[[], Awaitable[float]]] = {
-            f"runner/{name}": (lambda r=runners[name]: through(r)) for name in tiers
+            f"runner/{name}": functools.partial(through, runners[name]) for name in tiers
         }
+        for name in tiers:
+            async_variants[f"runner/{name} warm"] = functools.partial(warm_call, warm_runners[name])
+        if "bwrap" in tiers:
+            async_variants["runner/bwrap +egress"] = egress_call
         async_variants[f"service/{tier}"] = via_service
+        pooling = contextlib.AsyncExitStack()
+        for pool in pools.values():
+            await pooling.enter_async_context(pool.running())
 
         samples: dict[str, list[float]] = {"in-process": []}
         for key in [*async_variants, *sync_variants]:
@@ -176,10 +225,12 @@ async def main(runs: int) -> dict[str, Any]:
             for name, sync_variant in sync_variants.items():
                 samples[name].append(sync_variant())
         load_after = os.getloadavg()
+        await pooling.aclose()
         await engine.dispose()
 
     figures = {name: _summary(values) for name, values in samples.items()}
     cold = figures[f"runner/{tier}"]["median_ms"]
+    warm = figures[f"runner/{tier} warm"]["median_ms"]
     return {
         "benchmark": "capsules",
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -196,6 +247,7 @@ async def main(runs: int) -> dict[str, Any]:
         "detected_tier": tier,
         "target_cold_median_ms": TARGET_MS,
         "meets_target": cold < TARGET_MS,
+        "warm_median_ms": warm,
         "figures": figures,
     }
 
@@ -224,7 +276,10 @@ def render(result: dict[str, Any]) -> str:
         "adds the argument check, the version lookup and the execution record on SQLite; "
         "`start/*` is the sandbox alone. `python+mcp import` is what a child importing the "
         "official `mcp` server package would pay on every cold call, which is why the child "
-        "speaks MCP with the standard library. No warm pool exists yet.",
+        "speaks MCP with the standard library. `runner/* warm` is the same call served by a "
+        "sandbox the warm pool started beforehand (single use: discarded after the call); "
+        "`runner/bwrap +egress` is a cold call with the egress proxy and relay set up for a "
+        "network allow-list.",
         "",
         "Run: `.venv/bin/python bench/capsules.py --runs N` (as root for per-execution uids).",
     ]

@@ -15,10 +15,13 @@ child (stdio closed, so the capsule's pipes end when the capsule ends) and the p
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported after the fork, in the relay only: it costs ~50 ms
+    import asyncio
 
 
 async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -33,6 +36,8 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 
 
 async def _serve(listener: socket.socket, path: str, parent: int) -> None:
+    import asyncio
+
     async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             up_reader, up_writer = await asyncio.open_unix_connection(path)
@@ -71,6 +76,8 @@ def main(argv: list[str]) -> int:
         for fd in (0, 1, 2):
             os.dup2(null, fd)
         try:
+            import asyncio
+
             asyncio.run(_serve(listener, path, parent))
         finally:
             os._exit(0)
