@@ -4,6 +4,7 @@ Real bubblewrap, a real HTTP server on the host's loopback, no mocks."""
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -120,9 +121,11 @@ async def test_an_allowed_host_is_reached_through_the_proxy_only(
         SandboxPolicy(root=SANDBOX_ROOT),
         HostServices(allow_private_networks=True),
     )
-    await allowing.install_package(
-        "acme", from_folder(_capsule(tmp_path / "c", [f"127.0.0.1:{port}"]))
-    )
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    hosts = [f"127.0.0.1:{port}", f"127.0.0.1:{closed}"]
+    await allowing.install_package("acme", from_folder(_capsule(tmp_path / "c", hosts)))
 
     fetched = await allowing.execute(
         "acme", "netcap", tool="fetch", arguments={"url": f"http://127.0.0.1:{port}/plain?q=1"}
@@ -146,6 +149,11 @@ async def test_an_allowed_host_is_reached_through_the_proxy_only(
         "acme", "netcap", tool="tunnel", arguments={"host": "example.com", "port": 443}
     )
     assert tunnel.is_error and "example.com:443 is not on the capsule's" in (tunnel.error or "")
+    nobody = await allowing.execute(
+        "acme", "netcap", tool="fetch", arguments={"url": f"http://127.0.0.1:{closed}/"}
+    )
+    assert nobody.is_error and "502" in (nobody.error or "")
+    assert f"cannot connect to 127.0.0.1:{closed}" in (nobody.error or ""), nobody.error
     quiet = await allowing.execute(
         "acme", "netcap", tool="quiet_fetch", arguments={"url": "http://10.1.2.3/"}
     )

@@ -87,11 +87,9 @@ class EgressProxy:
             self.refused.append(str(exc))
             await _answer(client, 403, str(exc))
             return
-        try:
-            with anyio.fail_after(_CONNECT_TIMEOUT_S):
-                upstream = await anyio.connect_tcp(addresses[0], port)
-        except (OSError, TimeoutError) as exc:
-            await _answer(client, 502, f"cannot connect to {host}:{port}: {exc or 'timed out'}")
+        upstream = await _connect(addresses, port)
+        if isinstance(upstream, str):
+            await _answer(client, 502, f"cannot connect to {host}:{port}: {upstream}")
             return
         self.connected.append(f"{host}:{port}")
         async with upstream:
@@ -104,6 +102,20 @@ class EgressProxy:
             async with anyio.create_task_group() as group:
                 group.start_soon(_pump, client, upstream)
                 group.start_soon(_pump, upstream, client)
+
+
+async def _connect(addresses: list[str], port: int) -> SocketStream | str:
+    """A connection to the first checked address that answers, or why none did."""
+    problem = "no address"
+    for address in addresses:
+        try:
+            with anyio.fail_after(_CONNECT_TIMEOUT_S):
+                return await anyio.connect_tcp(address, port)
+        except TimeoutError:
+            problem = f"{address} timed out"
+        except OSError as exc:
+            problem = f"{address}: {exc.strerror or exc}"
+    return problem
 
 
 async def _pump(source: ByteReceiveStream, sink: ByteSendStream | SocketStream) -> None:

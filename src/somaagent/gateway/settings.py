@@ -96,7 +96,7 @@ class Settings(BaseSettings):
     )
 
     # Capsules (the sandbox: see somaagent.capsules.sandbox).
-    capsules_sandbox: Literal["auto", "bwrap", "rlimits"] = Field(
+    capsules_sandbox: Literal["auto", "bwrap", "landlock", "rlimits"] = Field(
         default="auto", description="the sandbox tier; auto: bubblewrap where it works"
     )
     capsules_allow_unconfined: bool = Field(
@@ -145,6 +145,11 @@ class Settings(BaseSettings):
     )
     workflow_max_recovery_attempts: int = Field(
         default=20, ge=1, description="recoveries of one run before it is given up as failed"
+    )
+    workflow_ingest_root: Path | None = Field(
+        default=None,
+        description="the folder whose files document_ingest may read by path (input.paths); "
+        "unset: no server-side files are read",
     )
 
     # Operations.
