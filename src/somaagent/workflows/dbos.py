@@ -319,7 +319,10 @@ class DBOSEngine(WorkflowEngine):
         started_by: str | None = None,
     ) -> WorkflowRun:
         spec = self.registry.get(type)
-        data = spec.validate_input(input).model_dump(mode="json")
+        body = spec.validate_input(input)
+        if spec.accept is not None:
+            spec.accept(body, self.services)
+        data = body.model_dump(mode="json")
         await self.ensure_open()
         run_id = id or "wr_" + uuid.uuid4().hex[:20]
         internal = conv.engine_id(tenant, run_id)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +20,8 @@ class WorkflowOptions:
         polling_interval_s: how often the queue and event streams are polled.
         maintenance_interval_s: how often gauges refresh and dead processes are looked for.
         max_recovery_attempts: recoveries of one run before it is given up as failed.
+        ingest_root: the folder whose files ``document_ingest`` may read by path (``paths``);
+            ``None``: no server-side files are read.
     """
 
     enabled: bool = True
@@ -27,3 +30,4 @@ class WorkflowOptions:
     polling_interval_s: float = 0.25
     maintenance_interval_s: float = 5.0
     max_recovery_attempts: int = 20
+    ingest_root: Path | None = None

@@ -19,6 +19,8 @@ from somaagent.types.memory import Collection, CollectionCreate, DocumentIn, Ind
 
 MEMORY = "memory"
 CHAT = "chat"
+INGEST_ROOT = "ingest_root"
+"""The folder ``document_ingest`` may read listed paths under (a ``Path``, or ``None``: off)."""
 
 
 class MemoryIndex(Protocol):

@@ -13,6 +13,7 @@ from somaagent.workflows.dbos import DBOSEngine, EngineConfig, system_database_u
 from somaagent.workflows.engine import WorkflowRegistry
 from somaagent.workflows.metrics import WorkflowMetrics
 from somaagent.workflows.options import WorkflowOptions
+from somaagent.workflows.ports import INGEST_ROOT
 
 
 async def open_engine(
@@ -45,7 +46,7 @@ async def open_engine(
     engine = DBOSEngine(
         registry or builtin_registry(),
         config,
-        services=services,
+        services={**services, INGEST_ROOT: options.ingest_root},
         metrics=WorkflowMetrics(metrics_registry),
     )
     await engine.open_if_needed()

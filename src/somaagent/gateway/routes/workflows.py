@@ -76,6 +76,7 @@ def workflow_options(settings: Settings) -> WorkflowOptions:
         polling_interval_s=settings.workflow_polling_interval_s,
         maintenance_interval_s=settings.workflow_maintenance_interval_s,
         max_recovery_attempts=settings.workflow_max_recovery_attempts,
+        ingest_root=settings.workflow_ingest_root,
     )
 
 

@@ -5,33 +5,67 @@ first batch without a checkpoint: finished batches are not indexed (nor embedded
 batch that was cut short runs again; that is safe because indexing replaces a document by id
 and skips a document whose stored content hash matches, so the collection ends as an
 uninterrupted run leaves it.
+
+Documents come inline (``documents``, durable with the run's input) or listed (``paths``: files
+or folders under the operator's ingest root, ``SOMA_WORKFLOW_INGEST_ROOT``). Listed paths are
+checked when the run is started (a path outside the root or missing is a 422 naming
+``input.paths.N``); the first step lists their files (checkpointed, so a resumed run indexes the
+same files in the same batches), and each batch reads its files when it runs.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from somaagent.errors import ConflictError, NotFoundError
 from somaagent.types.memory import COLLECTION_NAME_PATTERN, CollectionCreate, DocumentIn
+from somaagent.workflows.builtin import _files
 from somaagent.workflows.engine import RunContext, StepPolicy, WorkflowTypeSpec
-from somaagent.workflows.ports import MEMORY, MemoryIndex, transient
+from somaagent.workflows.ports import INGEST_ROOT, MEMORY, MemoryIndex, transient
 
 MAX_DOCUMENTS = 10_000
+MAX_PATHS = 1_000
 POLICY = StepPolicy(max_attempts=4, interval_s=0.5, backoff=2.0, retry_on=transient)
 
 
 class DocumentIngestInput(BaseModel):
-    """Documents to index, the collection, and the batch size (documents per checkpoint)."""
+    """Documents to index (inline, listed by path, or both), the collection, and the batch
+    size (documents per checkpoint)."""
 
     model_config = ConfigDict(extra="forbid")
 
     collection: str = Field(pattern=COLLECTION_NAME_PATTERN)
-    documents: list[DocumentIn] = Field(min_length=1, max_length=MAX_DOCUMENTS)
+    # paths before documents: the check that there is something to index sees them
+    paths: list[Annotated[str, Field(min_length=1, max_length=4096)]] = Field(
+        default_factory=list,
+        max_length=MAX_PATHS,
+        description="files or folders under the gateway's ingest root (SOMA_WORKFLOW_INGEST_ROOT), "
+        "relative to it; a folder adds its .md, .markdown, .mdx and .txt files",
+    )
+    documents: list[DocumentIn] = Field(
+        default_factory=list, max_length=MAX_DOCUMENTS, validate_default=True
+    )
     batch_size: int = Field(default=16, ge=1, le=512)
     create_collection: bool = Field(default=True, description="create it when missing")
     force: bool = Field(default=False, description="re-index documents whose text is unchanged")
+
+    @field_validator("documents")
+    @classmethod
+    def _something_to_index(
+        cls, documents: list[DocumentIn], info: ValidationInfo
+    ) -> list[DocumentIn]:
+        if not documents and "paths" in info.data and not info.data["paths"]:
+            raise ValueError("give at least one document, or paths under the ingest root")
+        return documents
+
+
+def accept(body: DocumentIngestInput, services: Mapping[str, Any]) -> None:
+    """Refuse listed paths that are missing or outside the ingest root before the run exists."""
+    _files.check_paths(services.get(INGEST_ROOT), body.paths)
 
 
 def _memory(ctx: RunContext) -> MemoryIndex:
@@ -60,13 +94,25 @@ async def run(ctx: RunContext, body: DocumentIngestInput) -> dict[str, Any]:
     prepared = await ctx.step(
         "prepare", prepare, policy=POLICY, summary=lambda r: f"collection {name}: {r}"
     )
-    docs = body.documents
+    root: Path | None = ctx.services.get(INGEST_ROOT)
+    listed: list[str] = []
+    if body.paths:
+
+        async def list_paths() -> list[str]:
+            return _files.list_files(root, body.paths, MAX_DOCUMENTS - len(body.documents))
+
+        listed = await ctx.step(
+            "list", list_paths, policy=POLICY, summary=lambda files: f"{len(files)} files"
+        )
+    # An inline document is itself; a listed one is its path, read when its batch runs.
+    docs: list[DocumentIn | str] = [*body.documents, *listed]
     batches = [docs[i : i + body.batch_size] for i in range(0, len(docs), body.batch_size)]
     totals = {"indexed": 0, "unchanged": 0, "failed": 0, "chunks": 0}
     for number, batch in enumerate(batches, start=1):
 
-        async def index(batch: list[DocumentIn] = batch) -> dict[str, int]:
-            result = await _memory(ctx).index(tenant, name, batch, force=body.force)
+        async def index(batch: list[DocumentIn | str] = batch) -> dict[str, int]:
+            documents = [d if isinstance(d, DocumentIn) else _files.read(root, d) for d in batch]
+            result = await _memory(ctx).index(tenant, name, documents, force=body.force)
             return {
                 "indexed": len(result.indexed),
                 "unchanged": len(result.unchanged),
@@ -98,5 +144,7 @@ SPEC = WorkflowTypeSpec(
     name="document_ingest",
     input_model=DocumentIngestInput,
     run=run,
-    description="Index documents into a memory collection in checkpointed batches.",
+    description="Index documents (inline, or files listed under the gateway's ingest root) "
+    "into a memory collection in checkpointed batches.",
+    accept=accept,
 )
