@@ -2,8 +2,10 @@
 
 Each call gets a private working directory and (as root) its own uid; the capsule's code is
 unpacked once per content hash into a read-only cache. The official ``mcp`` client does the
-handshake and the call; the result is checked against the tool's pinned output schema here, so
-a capsule cannot return what its manifest does not promise.
+handshake and the call; the result is checked against the tool's pinned output schema
+(``results.py``), so a capsule cannot return what its manifest does not promise. A capsule with
+a network allow-list gets an egress proxy for the call (``egress.py``, bwrap tier); with a warm
+pool (``warm.py``) a call may be served by a process started before it, used for that call only.
 """
 
 from __future__ import annotations
@@ -20,17 +22,16 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Hashable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import anyio
 import mcp_types
-from jsonschema import Draft202012Validator
 from mcp import ClientSession
 
 from somaagent.capsules.egress import egress_proxy
-from somaagent.capsules.manifest import Manifest, ToolAnnotations, ToolSpec, tool_sha256
+from somaagent.capsules.manifest import Manifest, ToolSpec, tool_sha256
+from somaagent.capsules.results import Outcome, finish, schema_problem, tool_from_mcp
 from somaagent.capsules.sandbox import (
     CODE_DIR,
     CONFINE_NAME,
@@ -47,34 +48,12 @@ from somaagent.capsules.transport import SandboxedProcess
 from somaagent.capsules.warm import WarmPool, WarmProcess
 from somaagent.errors import ValidationError
 
-__all__ = ["Outcome", "Runner", "limits_for", "tool_from_mcp"]
+__all__ = ["Outcome", "Runner", "finish", "limits_for", "schema_problem", "tool_from_mcp"]
 
 _CHILD = Path(__file__).with_name("_child.py")
 _CHILD_NAME = "_soma_child.py"
 _CONFINE = Path(__file__).with_name("_confine.py")
 _RELAY = Path(__file__).with_name("_relay.py")
-
-
-@dataclass(slots=True)
-class Outcome:
-    """What one tool call gave back."""
-
-    content: list[dict[str, Any]] = field(default_factory=list)
-    structured: dict[str, Any] | None = None
-    is_error: bool = False
-    error: str | None = None
-    duration_ms: float = 0.0
-    sandbox_tier: str = "none"
-
-    @classmethod
-    def failed(cls, reason: str, *, tier: str, started: float) -> Outcome:
-        return cls(
-            content=[{"type": "text", "text": reason}],
-            is_error=True,
-            error=reason,
-            duration_ms=(time.perf_counter() - started) * 1000,
-            sandbox_tier=tier,
-        )
 
 
 @functools.cache
@@ -93,35 +72,6 @@ def limits_for(manifest: Manifest) -> Limits:
         processes=perms.processes,
         output_bytes=perms.output_kb * 1024,
     )
-
-
-def tool_from_mcp(tool: mcp_types.Tool) -> ToolSpec:
-    """A :class:`ToolSpec` from an MCP server's ``tools/list`` entry (to pin or compare)."""
-    hints = tool.annotations
-    return ToolSpec(
-        name=tool.name,
-        description=tool.description or "",
-        input_schema=tool.input_schema,
-        output_schema=tool.output_schema,
-        annotations=ToolAnnotations(
-            title=hints.title if hints else None,
-            read_only=bool(hints and hints.read_only_hint),
-            destructive=bool(hints and hints.destructive_hint),
-            idempotent=bool(hints and hints.idempotent_hint),
-            open_world=bool(hints and hints.open_world_hint),
-        ),
-    )
-
-
-def schema_problem(schema: dict[str, Any] | None, value: Any) -> str | None:
-    """The first way ``value`` breaks ``schema``, in words, or ``None``."""
-    if schema is None:
-        return None
-    error = next(iter(Draft202012Validator(schema).iter_errors(value)), None)
-    if error is None:
-        return None
-    where = "/".join(str(part) for part in error.absolute_path) or "(root)"
-    return f"{where}: {error.message[:300]}"
 
 
 class Runner:
@@ -410,36 +360,6 @@ def _describe(exc: BaseException) -> str:
         return "; ".join(_describe(inner) for inner in exc.exceptions)
     text = str(exc) or type(exc).__name__
     return text[:500]
-
-
-def finish(
-    result: mcp_types.CallToolResult, tool: ToolSpec, *, tier: str, started: float
-) -> Outcome:
-    """An :class:`Outcome` from an MCP result, checked against the tool's output schema."""
-    content = [
-        block.model_dump(mode="json", by_alias=True, exclude_none=True) for block in result.content
-    ]
-    structured = result.structured_content
-    outcome = Outcome(
-        content=content,
-        structured=structured,
-        is_error=bool(result.is_error),
-        duration_ms=(time.perf_counter() - started) * 1000,
-        sandbox_tier=tier,
-    )
-    if outcome.is_error:
-        outcome.error = " ".join(str(b.get("text", "")) for b in content)[:500] or "tool error"
-        return outcome
-    if tool.output_schema is not None:
-        problem = (
-            "no structured result"
-            if structured is None
-            else schema_problem(tool.output_schema, structured)
-        )
-        if problem is not None:
-            reason = f"the tool's output does not match its output schema: {problem}"
-            return Outcome.failed(reason, tier=tier, started=started)
-    return outcome
 
 
 @contextlib.asynccontextmanager
