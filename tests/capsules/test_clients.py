@@ -162,3 +162,23 @@ async def test_mcp_endpoint_with_the_official_client(served: Gateway) -> None:
         )
         assert refused.status_code == 401
         assert refused.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_mcp_calls_charge_the_callers_key(served: Gateway) -> None:
+    headers = {"Authorization": f"Bearer {served.admin_key}"}
+    with Client(api_key=served.admin_key, base_url=served.base_url) as client:
+        client.capsules.install("json_extract")
+    async with httpx2.AsyncClient(headers=headers, timeout=30) as http:
+        before = (await http.get(f"{served.base_url}/v1/me")).json()["spent_this_month_usd"]
+        async with (
+            streamable_http_client(f"{served.base_url}/mcp", http_client=http) as (read, write),
+            ClientSession(read, write) as session,
+        ):
+            await session.initialize()
+            result = await session.call_tool(
+                "json_extract.extract",
+                {"text": '{"name": "Ada"}', "schema": {"type": "object"}},
+            )
+            assert isinstance(result, mcp_types.CallToolResult) and not result.is_error
+        after = (await http.get(f"{served.base_url}/v1/me")).json()["spent_this_month_usd"]
+    assert after > before
