@@ -8,15 +8,16 @@ attempts and cost without another table. Retries happen inside the step (one che
 step, whatever the number of attempts).
 
 Determinism: DBOS numbers a workflow's steps and event writes in the order they are called.
-Concurrent steps draw their numbers up front (``DBOS.reserve_step``) and their events are
-written after all of them finish, in order, so a replay after a crash lines up.
+Concurrent steps draw their numbers up front (``DBOS.reserve_step``), one per index, and their
+events are written in index order (after all finish for ``steps``; as the finished prefix grows
+for ``pool``), so a replay after a crash lines up whatever order the steps finished in.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -189,6 +190,65 @@ class DBOSRunContext(RunContext):
                 await self.emit("run.step", **self._step_event(step_name, outcome))
                 results.append(cast(T, outcome["v"]))
         return results
+
+    async def pool(
+        self,
+        name: Callable[[int], str],
+        fns: Sequence[Callable[[], Awaitable[T]]],
+        *,
+        concurrency: int,
+        policy: StepPolicy = DEFAULT_POLICY,
+        summary: Callable[[T], str] | None = None,
+        cost: Callable[[T], float | None] | None = None,
+    ) -> AsyncIterator[tuple[int, T | WorkflowStepError]]:
+        # Every step number is drawn now, in index order: which step finishes first cannot
+        # change which checkpoint an index reads on replay.
+        reservations = [DBOS.reserve_step() for _ in fns]
+        names = [name(i) for i in range(len(fns))]
+
+        def launch(i: int) -> asyncio.Task[Any]:
+            body = self._body(names[i], fns[i], policy, summary, cost)
+            return asyncio.ensure_future(reservations[i].run_async({"name": names[i]}, body))
+
+        running: dict[asyncio.Task[Any], int] = {}
+        done: dict[int, Any] = {}
+        started = emitted = 0
+        try:
+            while emitted < len(fns):
+                while started < len(fns) and len(running) < max(1, concurrency):
+                    running[launch(started)] = started
+                    started += 1
+                finished, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in finished:
+                    index = running.pop(task)
+                    outcome = task.exception() or task.result()
+                    if isinstance(outcome, BaseException) and not isinstance(
+                        outcome, WorkflowStepError
+                    ):
+                        raise outcome
+                    done[index] = outcome
+                while emitted in done:  # the finished prefix, in index order
+                    outcome = done.pop(emitted)
+                    yield emitted, await self._settled(names[emitted], outcome)
+                    emitted += 1
+        finally:
+            for task in running:
+                task.cancel()
+
+    async def _settled(self, step_name: str, outcome: Any) -> Any:
+        """A finished step's event, and its value (or its :class:`WorkflowStepError`)."""
+        if isinstance(outcome, WorkflowStepError):
+            await self.emit(
+                "run.step",
+                name=step_name,
+                status="failed",
+                attempts=outcome.attempts,
+                error=outcome.message,
+            )
+            return outcome
+        self._took(outcome)
+        await self.emit("run.step", **self._step_event(step_name, outcome))
+        return outcome["v"]
 
     async def emit(self, type: str, **data: Any) -> None:
         await DBOS.write_stream_async(EVENTS, {"type": type, "data": data, "at": _now()})

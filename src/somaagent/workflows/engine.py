@@ -89,6 +89,23 @@ class RunContext(abc.ABC):
         that failed after its retries is its :class:`WorkflowStepError` (the run goes on)."""
 
     @abc.abstractmethod
+    def pool(
+        self,
+        name: Callable[[int], str],
+        fns: Sequence[Callable[[], Awaitable[T]]],
+        *,
+        concurrency: int,
+        policy: StepPolicy = DEFAULT_POLICY,
+        summary: Callable[[T], str] | None = None,
+        cost: Callable[[T], float | None] | None = None,
+    ) -> AsyncIterator[tuple[int, T | WorkflowStepError]]:
+        """Run ``fns`` as a sliding pool, at most ``concurrency`` at once (the next starts as
+        soon as one ends), each its own checkpointed step keyed by its index; yields
+        ``(index, result)`` in index order as the finished prefix grows, so what the caller
+        does between yields (events, totals) happens in the same order on every replay. A step
+        that failed after its retries is its :class:`WorkflowStepError`."""
+
+    @abc.abstractmethod
     async def emit(self, type: str, **data: Any) -> None:
         """Append an event to the run's durable event stream (written once, even on replay)."""
 

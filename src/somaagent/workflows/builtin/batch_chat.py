@@ -1,6 +1,9 @@
 """``batch_chat``: many prompts through the router, a few at a time, each item its own step.
 
-Items run in windows of ``concurrency``; an item's step retries transient failures, and an item
+Items run as a sliding pool of ``concurrency`` (the next item starts as soon as any one ends, so
+one slow answer holds up no window); each item is its own step keyed by its index, and results
+are taken in index order, so a replay after a crash reads every finished item's checkpoint and
+writes the same events. An item's step retries transient failures, and an item
 whose input the router refuses (an unknown model, a policy no model meets) is recorded as a
 failed item rather than failing the run. The run's output counts items and cost; the per-item
 results are a JSONL file at ``GET /v1/workflow-runs/{id}/result``.
@@ -8,7 +11,6 @@ results are a JSONL file at ``GET /v1/workflow-runs/{id}/result``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -103,29 +105,31 @@ async def run(ctx: RunContext, body: BatchChatInput) -> dict[str, Any]:
 
     succeeded = failed = 0
     cost = 0.0
-    for start in range(0, len(items), body.concurrency):
-        window = items[start : start + body.concurrency]
-        results = await ctx.steps(
-            _namer(start),
-            [call(start + i, item) for i, item in enumerate(window)],
-            policy=POLICY,
-            summary=_summary,
-            cost=lambda r: r.get("cost_usd"),
-        )
-        for result in results:
-            if isinstance(result, WorkflowStepError) or "error" in result:
-                failed += 1
-            else:
-                succeeded += 1
-                cost += float(result.get("cost_usd") or 0.0)
-        await ctx.emit(
-            "run.progress",
-            done=start + len(window),
-            total=len(items),
-            unit="items",
-            succeeded=succeeded,
-            failed=failed,
-        )
+    results = ctx.pool(
+        lambda i: f"{ITEM_STEP}{i + 1}",
+        [call(i, item) for i, item in enumerate(items)],
+        concurrency=body.concurrency,
+        policy=POLICY,
+        summary=_summary,
+        cost=lambda r: r.get("cost_usd"),
+    )
+    async for index, result in results:
+        if isinstance(result, WorkflowStepError) or "error" in result:
+            failed += 1
+        else:
+            succeeded += 1
+            cost += float(result.get("cost_usd") or 0.0)
+        done = index + 1
+        # Progress every `concurrency` items of the finished prefix: the same events on replay.
+        if done % body.concurrency == 0 or done == len(items):
+            await ctx.emit(
+                "run.progress",
+                done=done,
+                total=len(items),
+                unit="items",
+                succeeded=succeeded,
+                failed=failed,
+            )
     return {
         "items": len(items),
         "succeeded": succeeded,
@@ -133,10 +137,6 @@ async def run(ctx: RunContext, body: BatchChatInput) -> dict[str, Any]:
         "cost_usd": round(cost, 10),
         "result": f"/v1/workflow-runs/{ctx.run_id}/result",
     }
-
-
-def _namer(start: int) -> Callable[[int], str]:
-    return lambda i: f"{ITEM_STEP}{start + i + 1}"
 
 
 def _summary(result: dict[str, Any]) -> str:
