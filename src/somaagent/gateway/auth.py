@@ -1,10 +1,13 @@
 """Authentication: the ``Authorization: Bearer soma_sk_...`` header (or ``x-api-key``) to
 a :class:`~somaagent.accounts.keys.Principal`, with the per-key rate limit.
 
-Verified keys are cached for a few seconds by their hash, so the hot path does no database
-read; a revoked key stops working within that time. When a cached entry expires under load,
-one database read refreshes it and the requests that arrive meanwhile wait for that read
-instead of each making their own.
+Verified keys are cached for ``CACHE_SECONDS`` (1 s) by their hash, so the hot path does no
+database read. A key revoked in this process (:func:`~somaagent.accounts.keys.revoke_key`)
+stops working on the next request: the cache is dropped when the process's revocation count
+moves. A key revoked elsewhere (``soma admin keys revoke`` on the database, another replica)
+stops working within ``CACHE_SECONDS``, the documented bound. When a cached entry expires
+under load, one database read refreshes it and the requests that arrive meanwhile wait for
+that read instead of each making their own.
 
 Every dependency here is an ``async def``: FastAPI runs a plain ``def`` dependency in a worker
 thread, which on the hot path cost more than the work it does.
@@ -18,12 +21,18 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from somaagent.accounts.keys import Principal, authenticate, hash_key
+from somaagent.accounts.keys import Principal, authenticate, hash_key, revocations
 from somaagent.errors import AuthenticationError, PermissionDeniedError
 from somaagent.gateway.state import GatewayState
 
-CACHE_SECONDS = 5.0
+CACHE_SECONDS = 1.0
+"""How long a verified key is trusted without a database read: the most a revocation made
+outside this process (another process, another replica) takes to be seen. At one read per
+key per second, a busy key costs the database next to nothing."""
 _CACHE_MAX = 10_000
+
+# The process's revocation count each gateway state's cache was filled under, by id(state).
+_generations: dict[int, int] = {}
 
 # Database lookups in flight, by (gateway state, key hash): concurrent requests with the same
 # uncached key share one. Entries leave when their lookup ends.
@@ -77,6 +86,10 @@ async def authenticate_request(request: Request) -> Principal:
             "missing API key: send 'Authorization: Bearer <key>'",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    generation = revocations()
+    if _generations.get(id(state)) != generation:  # a key was revoked in this process
+        state.key_cache.clear()
+        _generations[id(state)] = generation
     digest = hash_key(key)
     cached = state.key_cache.get(digest)
     if cached is not None and cached[1] > time.monotonic():
