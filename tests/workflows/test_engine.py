@@ -121,10 +121,13 @@ async def test_runs_of_another_version_are_listed_stranded_not_resumed(tmp_path:
     await old.open()
     try:
         await old.start("t", "flaky", {"block": True}, id="left")
-        for _ in range(200):
-            if (await old.get("t", "left")).status == "running":
+        # wait until the run is blocked in its last step: "running" alone can be seen before
+        # its first steps are recorded, and the fork below starts after the last of them
+        for _ in range(500):
+            if len(await old.steps("t", "left")) >= 5:  # flaky and the four squares
                 break
             await asyncio.sleep(0.02)
+        assert len(await old.steps("t", "left")) >= 5
     finally:
         await old.aclose()  # the "upgrade": the run stays PENDING on version 0.0.1
     prom = CollectorRegistry()
