@@ -130,3 +130,24 @@ __all__ = [
     "WorkflowStep",
     "WorkflowType",
 ]
+
+
+UPLOAD_ID_PATTERN = r"^up_[0-9a-f]{20}$"
+"""An upload's id: ``up_`` and 20 hex digits."""
+
+
+class UploadedFile(_Response):
+    """One file of an upload: its name (no folders), size and SHA-256."""
+
+    name: str
+    size: int
+    sha256: str
+
+
+class WorkflowUpload(_Response):
+    """Files stored for a later ``document_ingest`` run (``input.uploads: [id]``)."""
+
+    id: str
+    files: list[UploadedFile]
+    bytes: int
+    created_at: datetime

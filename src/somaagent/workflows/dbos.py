@@ -321,7 +321,7 @@ class DBOSEngine(WorkflowEngine):
         spec = self.registry.get(type)
         body = spec.validate_input(input)
         if spec.accept is not None:
-            spec.accept(body, self.services)
+            await spec.accept(body, self.services, tenant)
         data = body.model_dump(mode="json")
         await self.ensure_open()
         run_id = id or "wr_" + uuid.uuid4().hex[:20]

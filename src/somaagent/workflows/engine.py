@@ -125,9 +125,10 @@ class WorkflowTypeSpec(Generic[InputT]):
     """Set for a reserved type: why it cannot run yet (starting it is a 422 saying so)."""
     result_steps: str | None = None
     """Steps named with this prefix make the run's JSONL result file, one line each."""
-    accept: Callable[[InputT, Mapping[str, Any]], None] | None = None
-    """Checks of a valid input against this gateway (its services and the operator's
-    settings), made before a run is accepted; raises :class:`ValidationError` naming the field
+    accept: Callable[[InputT, Mapping[str, Any], str], Awaitable[None]] | None = None
+    """Checks of a valid input against this gateway (its services, the operator's settings
+    and the tenant's stored objects: ``accept(input, services, tenant)``), made before a run
+    is accepted; raises :class:`ValidationError` naming the field
     under ``input``."""
 
     def info(self) -> WorkflowType:

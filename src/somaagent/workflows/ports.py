@@ -21,6 +21,8 @@ MEMORY = "memory"
 CHAT = "chat"
 INGEST_ROOT = "ingest_root"
 """The folder ``document_ingest`` may read listed paths under (a ``Path``, or ``None``: off)."""
+UPLOADS = "uploads"
+"""The :class:`~somaagent.workflows.uploads.UploadStore` of files uploaded for later runs."""
 
 
 class MemoryIndex(Protocol):

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Query, Request, Response, status
+from fastapi import APIRouter, File, Header, Path, Query, Request, Response, UploadFile, status
 from fastapi.responses import StreamingResponse
 
 from somaagent import types
@@ -31,9 +31,11 @@ from somaagent.types.workflows import (
     WorkflowRunCreate,
     WorkflowStep,
     WorkflowType,
+    WorkflowUpload,
 )
 from somaagent.workflows.options import WorkflowOptions
-from somaagent.workflows.ports import CHAT, MEMORY, RoutedChat
+from somaagent.workflows.ports import CHAT, MEMORY, UPLOADS, RoutedChat
+from somaagent.workflows.uploads import UploadStore
 
 if TYPE_CHECKING:
     from somaagent.workflows.dbos import DBOSEngine
@@ -61,7 +63,7 @@ async def open_workflows(state: GatewayState) -> DBOSEngine | None:
         state.settings.resolved_database_url,
         state.settings.data_dir,
         # memory is looked up per call: the app (and tests) may swap the service
-        services={MEMORY: lambda: state.memory, CHAT: chat},
+        services={MEMORY: lambda: state.memory, CHAT: chat, UPLOADS: UploadStore(state.sessions)},
         metrics_registry=state.metrics.registry,
         options=workflow_options(state.settings),
     )
@@ -97,6 +99,23 @@ def _run_id(body: WorkflowRunCreate, idempotency_key: str | None) -> str | None:
 @router.get("/workflows", summary="The registered workflow types and their input schemas")
 async def list_types(request: Request, who: CurrentPrincipal) -> dict[str, list[WorkflowType]]:
     return {"data": engine_of(request).registry.infos()}
+
+
+@router.post(
+    "/workflows/document_ingest/uploads",
+    status_code=status.HTTP_201_CREATED,
+    summary="Store files for a later document_ingest run (input.uploads: [id])",
+)
+async def upload_documents(
+    request: Request,
+    who: CurrentPrincipal,
+    files: Annotated[list[UploadFile], File(description="one or more UTF-8 text files")],
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> WorkflowUpload:
+    # The whole body is already bounded by the gateway's request size limit.
+    store: UploadStore = engine_of(request).services[UPLOADS]
+    contents = [(file.filename, await file.read()) for file in files]
+    return await store.save(who.tenant, contents, key=idempotency_key)
 
 
 @router.post(

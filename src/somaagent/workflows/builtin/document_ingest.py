@@ -10,7 +10,10 @@ Documents come inline (``documents``, durable with the run's input) or listed (`
 or folders under the operator's ingest root, ``SOMA_WORKFLOW_INGEST_ROOT``). Listed paths are
 checked when the run is started (a path outside the root or missing is a 422 naming
 ``input.paths.N``); the first step lists their files (checkpointed, so a resumed run indexes the
-same files in the same batches), and each batch reads its files when it runs.
+same files in the same batches), and each batch reads its files when it runs. Uploaded files
+(``uploads``: ids from ``POST /v1/workflows/document_ingest/uploads``, stored in the database)
+work the same way: checked to be the tenant's when the run is started (a 422 naming
+``input.uploads.N``), listed in an ``uploads`` step, read batch by batch.
 """
 
 from __future__ import annotations
@@ -23,9 +26,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from somaagent.errors import ConflictError, NotFoundError
 from somaagent.types.memory import COLLECTION_NAME_PATTERN, CollectionCreate, DocumentIn
+from somaagent.types.workflows import UPLOAD_ID_PATTERN
 from somaagent.workflows.builtin import _files
 from somaagent.workflows.engine import RunContext, StepPolicy, WorkflowTypeSpec
-from somaagent.workflows.ports import INGEST_ROOT, MEMORY, MemoryIndex, transient
+from somaagent.workflows.ports import INGEST_ROOT, MEMORY, UPLOADS, MemoryIndex, transient
+from somaagent.workflows.uploads import UploadRef, UploadStore
 
 MAX_DOCUMENTS = 10_000
 MAX_PATHS = 1_000
@@ -46,6 +51,11 @@ class DocumentIngestInput(BaseModel):
         description="files or folders under the gateway's ingest root (SOMA_WORKFLOW_INGEST_ROOT), "
         "relative to it; a folder adds its .md, .markdown, .mdx and .txt files",
     )
+    uploads: list[Annotated[str, Field(pattern=UPLOAD_ID_PATTERN)]] = Field(
+        default_factory=list,
+        max_length=MAX_PATHS,
+        description="ids of uploads (POST /v1/workflows/document_ingest/uploads) to index",
+    )
     documents: list[DocumentIn] = Field(
         default_factory=list, max_length=MAX_DOCUMENTS, validate_default=True
     )
@@ -58,14 +68,24 @@ class DocumentIngestInput(BaseModel):
     def _something_to_index(
         cls, documents: list[DocumentIn], info: ValidationInfo
     ) -> list[DocumentIn]:
-        if not documents and "paths" in info.data and not info.data["paths"]:
-            raise ValueError("give at least one document, or paths under the ingest root")
+        if not documents and not info.data.get("paths", [0]) and not info.data.get("uploads", [0]):
+            raise ValueError("give at least one document, uploads, or paths under the ingest root")
         return documents
 
 
-def accept(body: DocumentIngestInput, services: Mapping[str, Any]) -> None:
-    """Refuse listed paths that are missing or outside the ingest root before the run exists."""
+async def accept(body: DocumentIngestInput, services: Mapping[str, Any], tenant: str) -> None:
+    """Refuse listed paths that are missing or outside the ingest root, and uploads that are
+    not the tenant's, before the run exists."""
     _files.check_paths(services.get(INGEST_ROOT), body.paths)
+    if body.uploads:
+        await _uploads(services).check(tenant, body.uploads)
+
+
+def _uploads(services: Mapping[str, Any]) -> UploadStore:
+    store: UploadStore | None = services.get(UPLOADS)
+    if store is None:
+        raise RuntimeError("this engine was opened without an upload store")
+    return store
 
 
 def _memory(ctx: RunContext) -> MemoryIndex:
@@ -104,14 +124,33 @@ async def run(ctx: RunContext, body: DocumentIngestInput) -> dict[str, Any]:
         listed = await ctx.step(
             "list", list_paths, policy=POLICY, summary=lambda files: f"{len(files)} files"
         )
-    # An inline document is itself; a listed one is its path, read when its batch runs.
-    docs: list[DocumentIn | str] = [*body.documents, *listed]
+    uploaded: list[UploadRef] = []
+    if body.uploads:  # a step of its own: runs without uploads replay their old steps
+
+        async def list_uploads() -> list[UploadRef]:
+            return await _uploads(ctx.services).list_files(tenant, body.uploads)
+
+        uploaded = await ctx.step(
+            "uploads", list_uploads, policy=POLICY, summary=lambda refs: f"{len(refs)} files"
+        )
+    # An inline document is itself; a listed one is its path and an uploaded one its
+    # [upload id, position], both read when their batch runs.
+    docs: list[DocumentIn | str | UploadRef] = [*body.documents, *listed, *uploaded]
     batches = [docs[i : i + body.batch_size] for i in range(0, len(docs), body.batch_size)]
     totals = {"indexed": 0, "unchanged": 0, "failed": 0, "chunks": 0}
     for number, batch in enumerate(batches, start=1):
 
-        async def index(batch: list[DocumentIn | str] = batch) -> dict[str, int]:
-            documents = [d if isinstance(d, DocumentIn) else _files.read(root, d) for d in batch]
+        async def index(batch: list[DocumentIn | str | UploadRef] = batch) -> dict[str, int]:
+            refs = [d for d in batch if isinstance(d, list)]
+            from_uploads = iter(await _uploads(ctx.services).read(tenant, refs) if refs else [])
+            documents = [
+                d
+                if isinstance(d, DocumentIn)
+                else _files.read(root, d)
+                if isinstance(d, str)
+                else next(from_uploads)
+                for d in batch
+            ]
             result = await _memory(ctx).index(tenant, name, documents, force=body.force)
             return {
                 "indexed": len(result.indexed),
@@ -144,7 +183,8 @@ SPEC = WorkflowTypeSpec(
     name="document_ingest",
     input_model=DocumentIngestInput,
     run=run,
-    description="Index documents (inline, or files listed under the gateway's ingest root) "
+    description="Index documents (inline, uploaded, or files listed under the gateway's ingest "
+    "root) "
     "into a memory collection in checkpointed batches.",
     accept=accept,
 )

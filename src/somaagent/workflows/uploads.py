@@ -1,0 +1,203 @@
+"""Files uploaded for later ``document_ingest`` runs, stored in the gateway's database.
+
+An upload is stored in one transaction before its id is answered, so it survives a crash and
+is seen by every gateway process on the same database. A run names uploads in
+``input.uploads``; they are checked (the tenant's own, existing) before the run is accepted, a
+checkpointed step lists their files, and each batch reads only its own files when it runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Sequence
+from pathlib import PurePosixPath, PureWindowsPath
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from somaagent.errors import ValidationError
+from somaagent.types.memory import DocumentIn
+from somaagent.types.workflows import UploadedFile, WorkflowUpload
+from somaagent.workflows.tables import WorkflowUploadFile
+
+MAX_FILES = 1_000
+"""Files in one upload (their bytes are bounded by the gateway's request size limit)."""
+UploadRef = list[str | int]
+"""A listed file of an upload: ``[upload id, position]`` (JSON-like, for checkpoints)."""
+_MARKDOWN = (".md", ".markdown", ".mdx")
+
+
+def _error(loc: Sequence[str | int], message: str, kind: str) -> ValidationError:
+    return ValidationError(message, errors=[{"loc": list(loc), "msg": message, "type": kind}])
+
+
+def file_name(raw: str | None, position: int) -> str:
+    """The file's own name, folders dropped (either slash), at most 255 characters."""
+    name = PureWindowsPath(PurePosixPath(raw or "").name).name
+    name = "".join(c for c in name if c.isprintable()).strip()
+    return (name or f"file-{position}")[:255]
+
+
+def upload_id_for(tenant: str, key: str | None) -> str:
+    """A fresh id, or one derived from the request's ``Idempotency-Key`` (a retried upload
+    then answers the upload already stored)."""
+    if not key:
+        return "up_" + secrets.token_hex(10)
+    return "up_" + hashlib.sha256(f"{tenant}\n{key}".encode()).hexdigest()[:20]
+
+
+def _decode(name: str, data: bytes) -> str | None:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return None
+    return None if "\x00" in text else text
+
+
+class UploadStore:
+    """The tenant-scoped store of uploads on the gateway's sessions."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def save(
+        self, tenant: str, files: Sequence[tuple[str | None, bytes]], *, key: str | None = None
+    ) -> WorkflowUpload:
+        """Store ``files`` (name, bytes) as one upload, committed before this returns.
+
+        Raises:
+            ValidationError: no files, too many, or one that is not UTF-8 text (a 422 naming
+                ``files.N``).
+        """
+        if not files:
+            raise _error(["body", "files"], "upload at least one file", "missing")
+        if len(files) > MAX_FILES:
+            raise _error(["body", "files"], f"at most {MAX_FILES} files per upload", "too_many")
+        upload_id = upload_id_for(tenant, key)
+        existing = await self.get(tenant, upload_id)
+        if existing is not None:
+            return existing
+        rows = []
+        for position, (raw, data) in enumerate(files):
+            name = file_name(raw, position)
+            if _decode(name, data) is None:
+                raise _error(
+                    ["body", "files", position], f"{name!r} is not UTF-8 text", "binary_file"
+                )
+            digest = hashlib.sha256(data).hexdigest()
+            rows.append(
+                WorkflowUploadFile(
+                    tenant_id=tenant,
+                    upload_id=upload_id,
+                    position=position,
+                    name=name,
+                    size=len(data),
+                    sha256=digest,
+                    content=data,
+                )
+            )
+        try:
+            async with self._sessions.begin() as session:
+                session.add_all(rows)
+        except IntegrityError:  # the same key, stored meanwhile by a concurrent retry
+            stored = await self.get(tenant, upload_id)
+            if stored is None:
+                raise
+            return stored
+        stored = await self.get(tenant, upload_id)
+        assert stored is not None
+        return stored
+
+    async def get(self, tenant: str, upload_id: str) -> WorkflowUpload | None:
+        """The tenant's upload, or ``None`` (another tenant's is ``None`` too)."""
+        query = (
+            select(
+                WorkflowUploadFile.name,
+                WorkflowUploadFile.size,
+                WorkflowUploadFile.sha256,
+                WorkflowUploadFile.created_at,
+            )
+            .where(
+                WorkflowUploadFile.tenant_id == tenant, WorkflowUploadFile.upload_id == upload_id
+            )
+            .order_by(WorkflowUploadFile.position)
+        )
+        async with self._sessions() as session:
+            rows = (await session.execute(query)).all()
+        if not rows:
+            return None
+        return WorkflowUpload(
+            id=upload_id,
+            files=[UploadedFile(name=r.name, size=r.size, sha256=r.sha256) for r in rows],
+            bytes=sum(r.size for r in rows),
+            created_at=rows[0].created_at,
+        )
+
+    async def check(self, tenant: str, upload_ids: Sequence[str]) -> None:
+        """Refuse the first upload id that is not one of the tenant's (a 422 naming
+        ``input.uploads.N``)."""
+        if not upload_ids:
+            return
+        query = (
+            select(WorkflowUploadFile.upload_id)
+            .where(
+                WorkflowUploadFile.tenant_id == tenant,
+                WorkflowUploadFile.upload_id.in_(set(upload_ids)),
+            )
+            .group_by(WorkflowUploadFile.upload_id)
+        )
+        async with self._sessions() as session:
+            found = set((await session.execute(query)).scalars())
+        for index, upload_id in enumerate(upload_ids):
+            if upload_id not in found:
+                raise _error(
+                    ["body", "input", "uploads", index],
+                    f"no upload {upload_id!r} for this tenant",
+                    "not_found",
+                )
+
+    async def list_files(self, tenant: str, upload_ids: Sequence[str]) -> list[UploadRef]:
+        """The uploads' files as ``[upload id, position]``, in the order named, each once."""
+        refs: list[UploadRef] = []
+        async with self._sessions() as session:
+            for upload_id in dict.fromkeys(upload_ids):
+                query = (
+                    select(WorkflowUploadFile.position)
+                    .where(
+                        WorkflowUploadFile.tenant_id == tenant,
+                        WorkflowUploadFile.upload_id == upload_id,
+                    )
+                    .order_by(WorkflowUploadFile.position)
+                )
+                refs.extend([upload_id, p] for p in (await session.execute(query)).scalars())
+        return refs
+
+    async def count(self, tenant: str) -> int:
+        """How many files the tenant has uploaded (for tests and metrics)."""
+        query = select(func.count()).where(WorkflowUploadFile.tenant_id == tenant)
+        async with self._sessions() as session:
+            return int((await session.execute(query)).scalar_one())
+
+    async def read(self, tenant: str, refs: Sequence[UploadRef]) -> list[DocumentIn]:
+        """The documents in these listed files; each one's id and source are its file name,
+        so a later run over the same files replaces them instead of adding copies.
+
+        Raises:
+            ValidationError: a file is gone (its upload was removed after the run started).
+        """
+        documents = []
+        async with self._sessions() as session:
+            for upload_id, position in refs:
+                row = await session.get(WorkflowUploadFile, (tenant, upload_id, position))
+                if row is None:
+                    raise _error(
+                        ["body", "input", "uploads"],
+                        f"upload {upload_id!r} has no file {position}",
+                        "not_found",
+                    )
+                text = _decode(row.name, row.content) or ""
+                fmt = "markdown" if row.name.lower().endswith(_MARKDOWN) else "text"
+                documents.append(DocumentIn(id=row.name, text=text, source=row.name, format=fmt))
+        return documents
