@@ -188,3 +188,52 @@ def test_cli_follow_shows_a_rich_progress_display_on_a_terminal(
     assert "step batch-4/4 succeeded" in shown.output
     assert "4/4" in shown.output.replace("batch-4/4", "") and "progress 4/4" not in shown.output
     assert "status:" in shown.output and "succeeded (SUCCESS)" in shown.output
+
+
+def test_upload_then_ingest_through_both_clients_and_a_refusal(
+    served: Served, tmp_path: Path
+) -> None:
+    (tmp_path / "one.md").write_text("# One\n\nThe first uploaded fact.")
+    (tmp_path / "two.txt").write_text("The second uploaded fact.")
+    (tmp_path / "blob.bin").write_bytes(b"\x00\x01\x02")
+    with served.client() as client:
+        upload = client.workflows.upload([tmp_path / "one.md", str(tmp_path / "two.txt")])
+        assert [f.name for f in upload.files] == ["one.md", "two.txt"]
+        assert upload.created_at.tzinfo is not None
+        body = {"collection": "sdk-up", "uploads": [upload.id], "batch_size": 1}
+        run = client.workflows.start("document_ingest", body, wait=True)
+        assert run.status == "succeeded" and run.output["indexed"] == 2
+        with pytest.raises(errors.ValidationError) as bad:
+            client.workflows.upload([tmp_path / "blob.bin"])
+        assert bad.value.errors[0]["loc"] == ["body", "files", 0]
+        with pytest.raises(errors.ValidationError) as unknown:
+            client.workflows.start(
+                "document_ingest", {"collection": "x", "uploads": ["up_" + "1" * 20]}
+            )
+        assert unknown.value.errors[0]["loc"] == ["body", "input", "uploads", 0]
+
+    async def use_async() -> None:
+        async with AsyncClient(api_key=served.key, base_url=served.url) as client:
+            upload = await client.workflows.upload([tmp_path / "one.md"])
+            run = await client.workflows.start(
+                "document_ingest", {"collection": "async-up", "uploads": [upload.id]}, wait=True
+            )
+            assert run.status == "succeeded" and run.output["documents"] == 1
+
+    import anyio
+
+    anyio.run(use_async)
+
+
+def test_cli_start_with_files_uploads_then_starts(invoke: Any, tmp_path: Path) -> None:
+    a, b = tmp_path / "a.md", tmp_path / "b.md"
+    a.write_text("# A\n\nThe a fact.")
+    b.write_text("# B\n\nThe b fact.")
+    args = ("workflow", "start", "document_ingest", "--set", "collection=cli-up")
+    done = invoke(*args, "--file", str(a), "--file", str(b), "--wait", "--json")
+    assert done.exit_code == 0, done.output
+    run = json.loads(done.output)
+    assert run["status"] == "succeeded" and run["output"]["indexed"] == 2
+    assert run["input"]["uploads"][0].startswith("up_")
+    wrong = invoke("workflow", "start", "batch_chat", "--file", str(a))
+    assert wrong.exit_code != 0 and "document_ingest" in wrong.output

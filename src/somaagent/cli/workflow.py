@@ -199,6 +199,14 @@ def types_(state: CliState, as_json: bool) -> None:
 @click.argument("type_name", metavar="TYPE")
 @click.option("--input", "source", metavar="FILE", help="Input JSON (or JSONL) file; - for stdin.")
 @click.option("--set", "pairs", multiple=True, metavar="KEY=VALUE", help="Set an input field.")
+@click.option(
+    "--file",
+    "files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, readable=True),
+    metavar="FILE",
+    help="document_ingest: upload this file first and index it (repeatable).",
+)
 @click.option("--id", "run_id", help="The run's id; starting the same id again returns it.")
 @click.option("--wait", is_flag=True, help="Wait for the run to finish.")
 @click.option("--follow", is_flag=True, help="Show the run's progress until it finishes.")
@@ -209,6 +217,7 @@ def start(
     type_name: str,
     source: str | None,
     pairs: tuple[str, ...],
+    files: tuple[str, ...],
     run_id: str | None,
     wait: bool,
     follow: bool,
@@ -216,8 +225,18 @@ def start(
 ) -> None:
     """Start a run of TYPE."""
     data = read_input(source, pairs)
+    if files and type_name != "document_ingest":
+        raise click.UsageError("--file is for document_ingest runs")
     with state.resolve().client() as client:
         workflows = _workflows(client)
+        if files:
+            # stored durably on the gateway before the run starts, which reads them by id
+            upload = workflows.upload(files)
+            data["uploads"] = [*data.get("uploads", []), upload.id]
+            if not as_json:
+                _render.note(
+                    f"uploaded {len(upload.files)} files ({upload.bytes} bytes) as {upload.id}"
+                )
         run = workflows.start(type_name, data, id=run_id)
         if not (wait or follow):
             if as_json:

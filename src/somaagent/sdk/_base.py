@@ -106,6 +106,7 @@ class APICall(Generic[T]):
         json: the JSON body, if any.
         idempotency_key: the ``Idempotency-Key`` for a POST; a fresh one when not given.
         stream: whether the answer is a Server-Sent Events stream.
+        files: multipart files, as httpx takes them (``[(field, (name, bytes, type))]``).
     """
 
     method: str
@@ -115,6 +116,7 @@ class APICall(Generic[T]):
     json: Any = None
     idempotency_key: str | None = None
     stream: bool = False
+    files: Any = None
 
 
 class RequestArgs(TypedDict):
@@ -124,6 +126,7 @@ class RequestArgs(TypedDict):
     url: str
     params: dict[str, str | int] | None
     json: Any
+    files: Any
     headers: dict[str, str]
     timeout: httpx.Timeout
 
@@ -341,6 +344,7 @@ class BaseClient:
             url=self.base_url + call.path,
             params=params or None,
             json=call.json,
+            files=call.files,
             headers=headers,
             timeout=self.timeout,
         )

@@ -7,6 +7,9 @@
         print(event.seq, event.type, event.data)
     print(client.workflows.get(run.id).status)
 
+    upload = client.workflows.upload(["notes/a.md", "notes/b.md"])   # stored before the answer
+    client.workflows.start("document_ingest", {"collection": "kb", "uploads": [upload.id]})
+
 The calls are built here once, with no I/O. A ``start`` POST carries an ``Idempotency-Key``
 (a fresh one unless ``id`` is given), so a retried start never makes a second run. Event
 streams carry sequence ids: when the connection drops, :meth:`Workflows.stream_events`
@@ -18,9 +21,12 @@ from __future__ import annotations
 import asyncio
 import builtins
 import json
+import mimetypes
+import os
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
 
@@ -36,6 +42,7 @@ from somaagent.types.workflows import (
     WorkflowRun,
     WorkflowStep,
     WorkflowType,
+    WorkflowUpload,
 )
 
 __all__ = ["AsyncWorkflows", "Workflows"]
@@ -82,6 +89,19 @@ def start_call(
     body = drop_none(input=dict(input or {}), id=id)
     # With an id the run id is the idempotency; the key then only names this request.
     return APICall("POST", path, model_parser(WorkflowRun), json=body)
+
+
+def upload_call(paths: Iterable[str | os.PathLike[str]]) -> APICall[WorkflowUpload]:
+    """The upload of these files (read now; the request carries their bytes)."""
+    files = []
+    for path in map(Path, paths):
+        kind = mimetypes.guess_type(path.name)[0] or "text/plain"
+        files.append(("files", (path.name, path.read_bytes(), kind)))
+    if not files:
+        raise ValueError("upload at least one file")
+    return APICall(
+        "POST", "/v1/workflows/document_ingest/uploads", model_parser(WorkflowUpload), files=files
+    )
 
 
 def get_call(run_id: str) -> APICall[WorkflowRun]:
@@ -167,6 +187,16 @@ class Workflows:
             time.sleep(0.05)
             run = self.get(run_id)
         return run
+
+    def upload(self, paths: Iterable[str | os.PathLike[str]]) -> WorkflowUpload:
+        """Store files on the gateway for a later ``document_ingest`` run; pass the answer's
+        ``id`` in ``input["uploads"]``. The files are stored durably before this returns.
+
+        Raises:
+            ValidationError: a file is not UTF-8 text (``errors`` names ``files.N``).
+            APIError: 413 when the files together exceed the gateway's request size limit.
+        """
+        return self._client._call(upload_call(paths))
 
     def get(self, run_id: str) -> WorkflowRun:
         return self._client._call(get_call(run_id))
@@ -294,6 +324,10 @@ class AsyncWorkflows:
             await asyncio.sleep(0.05)
             run = await self.get(run_id)
         return run
+
+    async def upload(self, paths: Iterable[str | os.PathLike[str]]) -> WorkflowUpload:
+        """Store files for a later ``document_ingest`` run; see :meth:`Workflows.upload`."""
+        return await self._client._call(upload_call(paths))
 
     async def get(self, run_id: str) -> WorkflowRun:
         return await self._client._call(get_call(run_id))
