@@ -99,3 +99,19 @@ async def test_an_upload_of_nothing_or_of_binary_is_refused(client: httpx.AsyncC
         transport=client._transport, base_url=str(client.base_url)
     ).post(UPLOADS, files=[("files", ("a.md", b"x", "text/plain"))])
     assert anonymous.status_code == 401
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("settings_overrides", [{"max_request_bytes": 4096}])
+async def test_an_upload_over_the_request_limit_is_a_413_and_stores_nothing(
+    gateway: Gateway,
+) -> None:
+    client = gateway.client
+    response = await upload(client, ("a.md", b"x" * 3000), ("b.md", b"y" * 3000))
+    assert response.status_code == 413, response.text
+    from somaagent.workflows.uploads import UploadStore
+
+    store = UploadStore(gateway.state.sessions)
+    assert await store.count("default") == 0
+    assert (await upload(client, ("a.md", b"x" * 3000))).status_code == 201
+    assert await store.count("default") == 1  # the tenant counted is the one uploading
