@@ -18,7 +18,9 @@ Usage::
 
     .venv/bin/python bench/workflows.py [--only overhead,batch,crash] [--trials 20]
 
-Writes ``bench/results/workflows.{json,md}`` with the machine, load average and settings.
+Writes ``bench/results/workflows.{json,md}`` with the machine, load average and settings. A
+run of some parts (``--only batch``) keeps the other parts' last results from the JSON, and
+each part records when, under what load and with which settings it was measured.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -148,9 +151,11 @@ def batch(items: int) -> dict[str, Any]:
             prompts = [f"question number {i}" for i in range(items)]
             with httpx.Client(base_url=url, headers=headers, timeout=60) as http:
                 body = {"input": {"items": [{"prompt": p} for p in prompts], "concurrency": 4}}
-                http.post(
+                warm = http.post(
                     "/v1/workflows/batch_chat/runs", json={"input": {"items": [{"prompt": "warm"}]}}
-                )
+                ).json()["id"]
+                while http.get(f"/v1/workflow-runs/{warm}").json()["status"] != "succeeded":
+                    time.sleep(0.01)  # the engine launched and the model warm, not overlapping
                 started = time.perf_counter()
                 run_id = http.post("/v1/workflows/batch_chat/runs", json=body).json()["id"]
                 while http.get(f"/v1/workflow-runs/{run_id}").json()["status"] != "succeeded":
@@ -185,6 +190,7 @@ def batch(items: int) -> dict[str, Any]:
         "plain_loop_s": round(plain_s, 3),
         "plain_items_per_s": round(items / plain_s, 1),
         "ratio": round(workflow_s / plain_s, 2),
+        "scheduler": "sliding pool (RunContext.pool)",
     }
 
 
@@ -280,6 +286,9 @@ def crash(trials: int, seed: int) -> dict[str, Any]:
     }
 
 
+SETTINGS_OF = {"overhead": ("steps", "runs"), "batch": ("items",), "crash": ("trials", "seed")}
+
+
 def machine() -> dict[str, Any]:
     return {
         "platform": platform.platform(),
@@ -294,14 +303,28 @@ def render(report: dict[str, Any]) -> str:
     lines = [
         "# Durable workflows (bench/workflows.py)",
         "",
-        f"{report['date']}, {m['platform']}, Python {m['python']}, {m['cpus']} CPUs, "
-        f"load average before {report['load_before']} after {m['load_average']}.",
+        f"Last written {report['date']}, {m['platform']}, Python {m['python']}, "
+        f"{m['cpus']} CPUs, load average before {report['load_before']} after "
+        f"{m['load_average']}; each part below says when it was measured.",
         "",
     ]
+    measured = report.get("measured", {})
+
+    def when(part: str) -> list[str]:
+        m = measured.get(part)
+        if not m:
+            return []
+        return [
+            f"Measured {m['date']}, load average before {m['load_before']} after "
+            f"{m['load_after']}, settings {m['settings']}.",
+            "",
+        ]
+
     if "overhead" in report:
         lines += [
             "## Per-step overhead",
             "",
+            *when("overhead"),
             "| database | engine ms/step | plain ms/step | overhead ms/step |",
             "|---|---|---|---|",
         ]
@@ -321,6 +344,7 @@ def render(report: dict[str, Any]) -> str:
         lines += [
             "## batch_chat against a plain loop",
             "",
+            *when("batch"),
             f"{b['items']} prompts, 4 at a time, OpenAI-wire fake upstream: batch_chat "
             f"{b['batch_chat_s']} s ({b['batch_chat_items_per_s']} items/s), plain loop "
             f"{b['plain_loop_s']} s ({b['plain_items_per_s']} items/s), ratio {b['ratio']}.",
@@ -331,6 +355,7 @@ def render(report: dict[str, Any]) -> str:
         lines += [
             "## Crash trials (kill -9 at a random batch, restart)",
             "",
+            *when("crash"),
             f"{c['trials']} trials (seed {c['seed']}): runs lost **{c['runs_lost']}** (target 0); "
             f"finished steps re-executed **{c['finished_steps_re_executed']}** (target 0); "
             f"trials whose cut-short step ran again: {c['cut_short_steps_re_run']}; "
@@ -354,17 +379,40 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
     parts = set(args.only.split(","))
-    report: dict[str, Any] = {
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "load_before": [round(x, 2) for x in os.getloadavg()],
-        "settings": vars(args),
+    previous = RESULTS / "workflows.json"
+    report: dict[str, Any] = {}
+    if parts != {"overhead", "batch", "crash"} and previous.exists():
+        report = json.loads(previous.read_text())  # keep the parts not measured now
+        for part in ("overhead", "batch", "crash"):
+            if part in report and part not in report.get("measured", {}):
+                # written before parts were dated: they were all measured in that one run
+                report.setdefault("measured", {})[part] = {
+                    "date": report["date"],
+                    "load_before": report["load_before"],
+                    "load_after": report["machine"]["load_average"],
+                    "settings": {k: report["settings"][k] for k in SETTINGS_OF[part]},
+                }
+    report.update(
+        date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        load_before=[round(x, 2) for x in os.getloadavg()],
+        settings=vars(args),
+    )
+    measured = report.setdefault("measured", {})
+    runners: dict[str, Callable[[], dict[str, Any]]] = {
+        "overhead": lambda: overhead(args.steps, args.runs),
+        "batch": lambda: batch(args.items),
+        "crash": lambda: crash(args.trials, args.seed),
     }
-    if "overhead" in parts:
-        report["overhead"] = overhead(args.steps, args.runs)
-    if "batch" in parts:
-        report["batch"] = batch(args.items)
-    if "crash" in parts:
-        report["crash"] = crash(args.trials, args.seed)
+    for part, run in runners.items():
+        if part in parts:
+            load_before = [round(x, 2) for x in os.getloadavg()]
+            report[part] = run()
+            measured[part] = {
+                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                "load_before": load_before,
+                "load_after": [round(x, 2) for x in os.getloadavg()],
+                "settings": {k: vars(args)[k] for k in SETTINGS_OF[part]},
+            }
     report["machine"] = machine()
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "workflows.json").write_text(json.dumps(report, indent=2) + "\n")
