@@ -7,33 +7,33 @@ fallback chain behind its choice); a named model is called as named, retried on 
 errors behind its circuit breaker. Grounding: a ``collection`` retrieves context from the
 tenant's memory and sends the ``rag_context`` prompt in place of the user's words (the stored
 message stays as written); the reply carries the sources.
+
+This module prepares and runs the turn; :mod:`~somaagent.chat.settle` settles it (stores the
+reply, charges the key, counts the calls) and :mod:`~somaagent.chat.streaming` turns a model
+stream into the turn's events.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Awaitable, Mapping
-from contextlib import aclosing
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from somaagent import types
 from somaagent.accounts.keys import Principal
 from somaagent.accounts.usage import UsageLedger
-from somaagent.chat import idempotency
+from somaagent.chat import idempotency, settle
 from somaagent.chat.context import as_chat_message, check_max_tokens, fit_context
 from somaagent.chat.conversations import ConversationService, message_public, retry_on_seq_race
 from somaagent.chat.events import Route, TurnEvent
 from somaagent.chat.grounding import Grounding
 from somaagent.chat.providers import ProviderPool
-from somaagent.chat.tables import Message
-from somaagent.errors import APIError, ProviderError, ValidationError
-from somaagent.llm import cost, tokens
-from somaagent.llm.base import ChatMessage, ChatRequest, Completion, StreamChunk
+from somaagent.chat.settle import CallRecorder, Turn
+from somaagent.chat.streaming import replay, turn_events
+from somaagent.errors import ProviderError, ValidationError
+from somaagent.llm.base import ChatMessage, ChatRequest, Completion
 from somaagent.llm.fallback import (
     Attempt,
     FallbackConfig,
-    FallbackStream,
     complete_with_fallback,
     stream_with_fallback,
 )
@@ -43,21 +43,6 @@ from somaagent.llm.router import Router
 from somaagent.llm.specs import ModelSpec
 
 __all__ = ["CallRecorder", "ChatTurns", "Grounder", "Turn"]
-
-
-class CallRecorder(Protocol):
-    """Records each model call (the gateway's metrics)."""
-
-    def record_model_call(
-        self,
-        *,
-        provider: str,
-        model: str,
-        seconds: float,
-        input_tokens: int | None = None,
-        output_tokens: int | None = None,
-        error_type: str = "",
-    ) -> None: ...
 
 
 class Grounder(Protocol):
@@ -73,18 +58,6 @@ class Grounder(Protocol):
         spec: ModelSpec | None = None,
         filter: Mapping[str, Any] | None = None,
     ) -> Awaitable[Grounding]: ...
-
-
-@dataclass(slots=True)
-class Turn:
-    """A prepared chat turn: the stored user message, the decision and the request."""
-
-    user_message: Message
-    decision: RoutingDecision
-    request: ChatRequest
-    idempotency_id: str | None
-    sources: list[dict[str, Any]] | None = None
-    started: float = field(default_factory=time.perf_counter)
 
 
 class ChatTurns:
@@ -205,7 +178,7 @@ class ChatTurns:
         cost, unknown until the end; ``None`` for a replay)."""
         prepared = await retry_on_seq_race(self._prepare, who, conv_id, body, idempotency_key)
         if isinstance(prepared, types.MessageExchange):
-            return _replay(prepared), None
+            return replay(prepared), None
         try:
             opened = await stream_with_fallback(
                 prepared.decision.chain,
@@ -217,47 +190,15 @@ class ChatTurns:
         except ProviderError as exc:
             await self._fail(who, prepared, exc)
             raise
-        return self._events(who, prepared, opened), Route.of(prepared.decision, opened.spec, None)
-
-    async def _events(
-        self, who: Principal, turn: Turn, opened: FallbackStream
-    ) -> AsyncIterator[TurnEvent]:
-        yield TurnEvent("message.created", {"message": _dump(message_public(turn.user_message))})
-        parts: list[str] = []
-        usage: types.Usage | None = None
-        finish_reason: str | None = None
-        try:
-            async with aclosing(opened.__aiter__()) as chunks:
-                chunk: StreamChunk
-                async for chunk in chunks:
-                    if chunk.delta:
-                        parts.append(chunk.delta)
-                        yield TurnEvent("message.delta", {"delta": chunk.delta})
-                    usage = chunk.usage or usage
-                    finish_reason = chunk.finish_reason or finish_reason
-        except (ProviderError, APIError) as exc:
-            await self._fail(who, turn, exc, attempts=opened.attempts)
-            yield TurnEvent("error", error=exc)
-            return
-        spec = opened.spec
-        content = "".join(parts)
-        if usage is None:
-            prompt = tokens.count_messages(turn.request.messages, spec)
-            completion_tokens = tokens.count_text(content, spec)
-            usage = types.Usage(
-                prompt_tokens=prompt,
-                completion_tokens=completion_tokens,
-                total_tokens=prompt + completion_tokens,
-            )
-        completion = Completion(
-            content=content,
-            model=spec.provider_model_id,
-            provider=spec.provider,
-            usage=usage,
-            finish_reason=finish_reason,
+        events = turn_events(
+            prepared,
+            opened,
+            finish=lambda turn, spec, completion, attempts: self._finish(
+                who, turn, spec, completion, attempts
+            ),
+            fail=lambda turn, exc, attempts: self._fail(who, turn, exc, attempts=attempts),
         )
-        exchange = await self._finish(who, turn, spec, completion, opened.attempts)
-        yield TurnEvent("message.completed", {"message": _dump(exchange.reply)})
+        return events, Route.of(prepared.decision, opened.spec, None)
 
     async def _prepare(
         self, who: Principal, conv_id: str, body: types.MessageCreate, idempotency_key: str | None
@@ -337,127 +278,21 @@ class ChatTurns:
         completion: Completion,
         attempts: tuple[Attempt, ...],
     ) -> types.MessageExchange:
-        usage = completion.usage
-        price = cost.cost_usd(spec, usage)
-        seconds = time.perf_counter() - turn.started
-        self._record_attempts(attempts, spec, seconds, usage)
-        self.usage.record(
+        return await settle.finish(
             who,
-            endpoint="conversations",
-            model=spec.name,
-            provider=spec.provider,
-            usage=usage,
-            cost_usd=price,
+            turn,
+            spec,
+            completion,
+            attempts,
+            conversations=self.conversations,
+            usage=self.usage,
+            calls=self.calls,
+            outcomes=self.outcomes,
         )
-        extra: dict[str, Any] = {"route": _route_summary(turn.decision, spec, attempts)}
-        if turn.sources is not None:
-            extra["sources"] = turn.sources
-
-        async def store() -> types.MessageExchange:
-            conversations = self.conversations
-            async with conversations.sessions() as session:
-                conversation = await conversations.load(
-                    session, who, turn.user_message.conversation_id
-                )
-                reply = await conversations.append(
-                    session,
-                    who,
-                    conversation,
-                    role="assistant",
-                    content=completion.content,
-                    model=spec.name,
-                    provider=spec.provider,
-                    prompt_tokens=usage.prompt_tokens,
-                    completion_tokens=usage.completion_tokens,
-                    cost_usd=price,
-                    latency_ms=round(seconds * 1000, 3),
-                    extra=extra,
-                )
-                exchange = types.MessageExchange(
-                    message=message_public(turn.user_message), reply=message_public(reply)
-                )
-                if turn.idempotency_id is not None:
-                    await idempotency.complete(session, turn.idempotency_id, exchange)
-                await session.commit()
-            return exchange
-
-        exchange = await retry_on_seq_race(store)
-        self.conversations.memory.message_stored(who.tenant, exchange.reply)
-        if self.outcomes is not None and turn.decision.candidates:  # routed, not a named model
-            await self.outcomes.record(
-                who.tenant,
-                exchange.reply.id,
-                turn.decision,
-                spec,
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                cost_usd=float(price),
-            )
-        return exchange
-
-    def _record_attempts(
-        self,
-        attempts: tuple[Attempt, ...],
-        spec: ModelSpec | None,
-        seconds: float,
-        usage: types.Usage | None,
-    ) -> None:
-        for attempt in attempts:
-            if attempt.outcome == "failed":
-                self.calls.record_model_call(
-                    provider=attempt.provider,
-                    model=attempt.model,
-                    seconds=attempt.latency_ms / 1000,
-                    error_type=attempt.error_type or "error",
-                )
-        if spec is not None and usage is not None:
-            self.calls.record_model_call(
-                provider=spec.provider,
-                model=spec.name,
-                seconds=seconds,
-                input_tokens=usage.prompt_tokens,
-                output_tokens=usage.completion_tokens,
-            )
 
     async def _fail(
         self, who: Principal, turn: Turn, exc: Exception, *, attempts: tuple[Attempt, ...] = ()
     ) -> None:
-        attempts = attempts or tuple(getattr(exc, "attempts", ()))
-        if attempts:
-            self._record_attempts(attempts, None, 0.0, None)
-        else:
-            spec = turn.decision.spec
-            self.calls.record_model_call(
-                provider=spec.provider,
-                model=spec.name,
-                seconds=time.perf_counter() - turn.started,
-                error_type=type(exc).__name__,
-            )
-        if turn.idempotency_id is None:
-            return
-        async with self.conversations.sessions() as session:
-            await idempotency.fail(session, turn.idempotency_id, who.tenant)
-            await session.commit()
-
-
-def _route_summary(
-    decision: RoutingDecision, spec: ModelSpec, attempts: tuple[Attempt, ...]
-) -> dict[str, Any]:
-    return {
-        "model": spec.name,
-        "chosen": decision.spec.name,
-        "reason": decision.reason,
-        "estimated_cost_usd": decision.estimated_cost_usd,
-        "fallbacks": [s.name for s in decision.fallbacks],
-        "attempts": [a.describe() for a in attempts],
-    }
-
-
-def _dump(model: types.Message) -> dict[str, Any]:
-    return model.model_dump(mode="json")
-
-
-async def _replay(exchange: types.MessageExchange) -> AsyncIterator[TurnEvent]:
-    yield TurnEvent("message.created", {"message": _dump(exchange.message)})
-    yield TurnEvent("message.delta", {"delta": exchange.reply.content})
-    yield TurnEvent("message.completed", {"message": _dump(exchange.reply)})
+        await settle.fail(
+            who, turn, exc, conversations=self.conversations, calls=self.calls, attempts=attempts
+        )
