@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from somaagent._version import __version__
 from somaagent.errors import (
     APIConnectionError,
     APIError,
@@ -87,8 +88,6 @@ if TYPE_CHECKING:
         MessageStream,
         RetryEvent,
     )
-
-__version__ = "0.1.0"
 
 _SDK = frozenset(
     {"AsyncClient", "AsyncMessageStream", "Client", "Identity", "MessageStream", "RetryEvent"}

@@ -38,7 +38,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 ALLOWED = ("httpx", "pydantic", "click", "rich", "platformdirs", "pyyaml")
 SDK_PACKAGES = ("somaagent.sdk", "somaagent.cli", "somaagent.types")
-SDK_MODULES = ("somaagent", "somaagent.errors")
+SDK_MODULES = ("somaagent", "somaagent._version", "somaagent.errors")
 
 # Run in the fresh environment: the modules the imports add, each with its distribution, and
 # the distributions that the allowed ones pull in (their requirements, extras left out).

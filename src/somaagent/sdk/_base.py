@@ -21,6 +21,7 @@ from typing import Any, Generic, TypedDict, TypeVar
 import httpx
 import pydantic
 
+from somaagent._version import __version__
 from somaagent.errors import (
     APIConnectionError,
     APIError,
@@ -78,8 +79,6 @@ def resolve_base_url(base_url: str | None) -> str:
 
 def user_agent() -> str:
     """The ``User-Agent`` the SDK sends."""
-    from somaagent import __version__  # imported late: somaagent/__init__.py imports this module
-
     return f"somaagent-python/{__version__}"
 
 
