@@ -115,3 +115,19 @@ async def test_an_upload_over_the_request_limit_is_a_413_and_stores_nothing(
     assert await store.count("default") == 0
     assert (await upload(client, ("a.md", b"x" * 3000))).status_code == 201
     assert await store.count("default") == 1  # the tenant counted is the one uploading
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_more_uploaded_files_than_a_run_may_index_is_a_422(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from somaagent.workflows.builtin import document_ingest
+
+    monkeypatch.setattr(document_ingest, "MAX_DOCUMENTS", 2)
+    up = (await upload(client, ("a.md", b"a"), ("b.md", b"b"))).json()["id"]
+    ok = await client.post(RUNS, json={"input": {"collection": "kb", "uploads": [up, up]}})
+    assert ok.status_code == 202, ok.text  # an upload named twice counts once
+    inline = {"collection": "kb", "uploads": [up], "documents": [{"text": "c"}]}
+    response = await client.post(RUNS, json={"input": inline})
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["loc"] == ["body", "input", "uploads"]

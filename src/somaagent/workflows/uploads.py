@@ -135,13 +135,13 @@ class UploadStore:
             created_at=rows[0].created_at,
         )
 
-    async def check(self, tenant: str, upload_ids: Sequence[str]) -> None:
-        """Refuse the first upload id that is not one of the tenant's (a 422 naming
-        ``input.uploads.N``)."""
+    async def check(self, tenant: str, upload_ids: Sequence[str]) -> int:
+        """How many files the uploads hold (each upload counted once); refuses the first
+        upload id that is not one of the tenant's (a 422 naming ``input.uploads.N``)."""
         if not upload_ids:
-            return
+            return 0
         query = (
-            select(WorkflowUploadFile.upload_id)
+            select(WorkflowUploadFile.upload_id, func.count())
             .where(
                 WorkflowUploadFile.tenant_id == tenant,
                 WorkflowUploadFile.upload_id.in_(set(upload_ids)),
@@ -149,7 +149,7 @@ class UploadStore:
             .group_by(WorkflowUploadFile.upload_id)
         )
         async with self._sessions() as session:
-            found = set((await session.execute(query)).scalars())
+            found = {row[0]: int(row[1]) for row in await session.execute(query)}
         for index, upload_id in enumerate(upload_ids):
             if upload_id not in found:
                 raise _error(
@@ -157,6 +157,7 @@ class UploadStore:
                     f"no upload {upload_id!r} for this tenant",
                     "not_found",
                 )
+        return sum(found.values())
 
     async def list_files(self, tenant: str, upload_ids: Sequence[str]) -> list[UploadRef]:
         """The uploads' files as ``[upload id, position]``, in the order named, each once."""

@@ -24,7 +24,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from somaagent.errors import ConflictError, NotFoundError
+from somaagent.errors import ConflictError, NotFoundError, ValidationError
 from somaagent.types.memory import COLLECTION_NAME_PATTERN, CollectionCreate, DocumentIn
 from somaagent.types.workflows import UPLOAD_ID_PATTERN
 from somaagent.workflows.builtin import _files
@@ -78,7 +78,13 @@ async def accept(body: DocumentIngestInput, services: Mapping[str, Any], tenant:
     not the tenant's, before the run exists."""
     _files.check_paths(services.get(INGEST_ROOT), body.paths)
     if body.uploads:
-        await _uploads(services).check(tenant, body.uploads)
+        files = await _uploads(services).check(tenant, body.uploads)
+        if files + len(body.documents) > MAX_DOCUMENTS:
+            message = f"the uploads and documents hold more than {MAX_DOCUMENTS} files"
+            raise ValidationError(
+                message,
+                errors=[{"loc": ["body", "input", "uploads"], "msg": message, "type": "too_many"}],
+            )
 
 
 def _uploads(services: Mapping[str, Any]) -> UploadStore:
