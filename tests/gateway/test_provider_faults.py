@@ -1,5 +1,8 @@
 """Provider faults through every chat path (issue 14).
 
+Runs on SQLite and PostgreSQL (the gateway fixtures' ``database_url``), since a failed turn
+writes to the database too (the user message, the idempotency record, the usage ledger).
+
 An upstream whose faults are set per model (:mod:`tests.gateway._fault_upstream`: 429 with
 Retry-After, 500, stall, mid-stream cut, invalid JSON, flapping, slow first token) answers for
 ``gpt-4o-mini``; ``gpt-4o`` stays healthy. Every chat path is driven against each fault:
@@ -52,12 +55,6 @@ def settings_overrides(upstream: tuple[FaultUpstream, str]) -> dict[str, Any]:
         "openai_api_key": API_KEY,
         "provider_timeout_s": 1.0,
     }
-
-
-@pytest.fixture(params=["sqlite"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
-    # the chat paths' fault handling does not depend on the database: SQLite only here
-    return f"sqlite+aiosqlite:///{tmp_path / 'soma.db'}"
 
 
 @dataclass
