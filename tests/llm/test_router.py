@@ -246,6 +246,26 @@ def test_an_open_breaker_excludes_the_model_until_it_cools_down() -> None:
     assert router.decide(user(EASY)).spec.name == "cheap"
 
 
+def test_an_explicit_fallback_answers_when_the_policys_models_are_all_open() -> None:
+    health = HealthTracker(HealthConfig(failure_threshold=2, cooldown_s=30.0), clock=lambda: 0.0)
+    router = Router(
+        ModelRegistry([spec("cheap"), spec("dear", input_cost_per_mtok=4.0)]),
+        learned=None,
+        health=health,
+        fallback_chain=(),
+    )
+    health.record("cheap", 10.0, False)
+    health.record("cheap", 10.0, False)
+    with pytest.raises(ServiceUnavailableError):  # no fallback named: nothing else may answer
+        router.decide(user(EASY), policy={"models": ["cheap"]})
+    decision = router.decide(user(EASY), policy={"models": ["cheap"], "fallbacks": ["dear"]})
+    assert decision.spec.name == "dear"
+    health.record("dear", 10.0, False)
+    health.record("dear", 10.0, False)
+    with pytest.raises(ServiceUnavailableError):  # the fallback's breaker is open too
+        router.decide(user(EASY), policy={"models": ["cheap"], "fallbacks": ["dear"]})
+
+
 def test_the_local_model_is_a_last_resort(registry: ModelRegistry) -> None:
     router = Router(registry)
     decision = router.decide(user(EASY))

@@ -56,6 +56,7 @@ from typing import Any, Literal
 
 from somaagent.errors import (
     ConfigurationError,
+    ServiceUnavailableError,
     SomaAgentError,
     ValidationError,
 )
@@ -265,7 +266,15 @@ class Router:
             today=self._today(),
         )
         candidates = [self._candidate(spec, request) for spec in self.registry.all()]
-        chosen, bar, best = self._choose(candidates, policy)
+        try:
+            chosen, bar, best = self._choose(candidates, policy)
+        except ServiceUnavailableError:
+            # Every model the policy allows has an open breaker: the caller's explicit
+            # fallbacks are there for exactly this, so the first that can take it answers.
+            rescue = self._usable_fallback(policy, request)
+            if rescue is None:
+                raise
+            chosen, bar, best = rescue, rescue.predicted_quality, rescue
         confidence = decision_confidence(candidates, chosen, bar, best, estimate.error_sd)
         safer = False
         if (
@@ -473,6 +482,20 @@ class Router:
             tied, key=lambda c: (c.estimated_latency_ms, -c.predicted_quality, c.spec.name)
         )
         return chosen, bar, best
+
+    def _usable_fallback(self, policy: RoutingPolicy, request: _Request) -> Candidate | None:
+        """The first explicit fallback that can take the request (judged as `_fallbacks` does:
+        outside the policy's models and providers), or None."""
+        if not policy.fallbacks:
+            return None
+        open_request = dataclasses.replace(
+            request, allowed=None, policy=policy.model_copy(update={"providers": None})
+        )
+        for spec in self._chain_specs(policy.fallbacks):
+            candidate = self._candidate(spec, open_request)
+            if candidate.eligible:
+                return candidate
+        return None
 
     def _fallbacks(
         self,
