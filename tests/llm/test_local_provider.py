@@ -293,3 +293,25 @@ def test_the_runtime_setting_picks_the_engine(monkeypatch: pytest.MonkeyPatch) -
         assert LocalModel().runtime == "llama-cpp"
     monkeypatch.delenv("SOMA_LOCAL_RUNTIME")
     assert LocalModel().runtime == "xllamacpp"
+
+
+async def test_the_token_counter_uses_the_loaded_models_tokenizer(local_model: LocalModel) -> None:
+    # Context fitting and streamed usage count with somaagent.llm.tokens; for provider local
+    # that is the model's own tokenizer once the model is loaded (counting never loads it).
+    from somaagent.llm import tokens
+    from somaagent.llm.registry import ModelRegistry
+
+    spec = next(s for s in ModelRegistry.load() if s.provider == "local")
+    fresh = LocalModel(n_ctx=2048, n_threads=1, runtime=local_model.runtime)
+    try:
+        assert not fresh.is_loaded
+        approximate = tokens.count_messages(FRANCE, spec)  # nothing loaded yet: cl100k_base
+        assert not fresh.is_loaded
+        await fresh.complete(ask(FRANCE, max_tokens=2))
+        assert fresh.is_loaded
+        assert tokens.count_messages(FRANCE, spec) == fresh.count_chat_tokens(FRANCE)
+        assert tokens.count_messages(FRANCE, spec) != approximate
+        text = "Paris is the capital and most populous city of France."
+        assert tokens.count_text(text, spec) == fresh.count_tokens(text)
+    finally:
+        await fresh.aclose()

@@ -302,8 +302,9 @@ def count_text(text: str, spec: ModelSpec) -> int:
     """How many tokens ``text`` is for ``spec`` (no chat-format overhead).
 
     For provider ``local`` the local model's own tokenizer counts
-    (``somaagent.llm.providers.local.count_tokens``); if that module cannot be imported, or its
-    model cannot be loaded (a :class:`~somaagent.errors.ConfigurationError`), ``cl100k_base``
+    (``somaagent.llm.providers.local.count_tokens``) once the process has loaded the model; if
+    that module cannot be imported, or no local model is loaded yet (a
+    :class:`~somaagent.errors.ConfigurationError`: counting never loads it), ``cl100k_base``
     approximates it. Special-token markers such as ``<|endoftext|>`` in ``text`` count as plain
     text.
     """

@@ -58,6 +58,11 @@ class Engine(Protocol):
     from any thread.
     """
 
+    @property
+    def is_loaded(self) -> bool:
+        """Whether the model is in memory now (so a call would not load it first)."""
+        ...
+
     def tokenize(self, text: str, *, special: bool) -> list[int]:
         """Token ids of ``text``; ``special`` parses control tokens (``<|im_start|>``) and
         adds BOS if the model wants one, as for a rendered prompt."""

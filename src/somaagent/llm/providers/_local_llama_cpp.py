@@ -164,6 +164,11 @@ class LlamaCppEngine:
         self._vocab: _Vocab | None = None
         self._llama: Any = None
 
+    @property
+    def is_loaded(self) -> bool:
+        """Whether the vocabulary is loaded (all that tokenizing and rendering need)."""
+        return self._vocab is not None
+
     def _tokenizer(self) -> _Vocab:
         with self._vocab_lock:
             if self._vocab is None:

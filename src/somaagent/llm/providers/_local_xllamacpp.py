@@ -68,6 +68,11 @@ class XllamacppEngine:
 
     # -- loading ---------------------------------------------------------------------------
 
+    @property
+    def is_loaded(self) -> bool:
+        """Whether the server (and so the model) is up."""
+        return self._server is not None
+
     def _loaded(self) -> tuple[Any, str]:
         with self._lock:
             if self._server is None:

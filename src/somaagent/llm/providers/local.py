@@ -31,6 +31,7 @@ import importlib.util
 import os
 import threading
 import time
+import weakref
 from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -51,6 +52,8 @@ __all__ = [
     "DEFAULT_SAMPLING",
     "RUNTIMES",
     "LocalModel",
+    "count_chat_tokens",
+    "count_tokens",
     "default_model_path",
 ]
 
@@ -133,6 +136,38 @@ def _engine(runtime: str, path: Path, *, n_ctx: int, n_threads: int) -> Engine:
     return XllamacppEngine(path, n_ctx=n_ctx, n_threads=n_threads)
 
 
+_counting: weakref.ref[LocalModel] | None = None
+"""The most recently created local model: what the module-level counters below count with."""
+
+
+def _counting_model() -> LocalModel:
+    model = _counting() if _counting is not None else None
+    if model is None or not model.is_loaded:
+        # Loading takes seconds and counting runs on the event loop: never load just to count.
+        raise ConfigurationError("no local model is loaded in this process yet")
+    return model
+
+
+def count_tokens(text: str) -> int:
+    """Tokens in ``text`` by the loaded local model's tokenizer (what
+    :func:`somaagent.llm.tokens.count_text` uses for provider ``local``).
+
+    Raises:
+        ConfigurationError: no local model is loaded yet (the caller approximates instead).
+    """
+    return _counting_model().count_tokens(text)
+
+
+def count_chat_tokens(messages: Sequence[ChatMessage]) -> int:
+    """Prompt tokens of ``messages`` through the loaded local model's chat template (what
+    :func:`somaagent.llm.tokens.count_messages` uses for provider ``local``).
+
+    Raises:
+        ConfigurationError: no local model is loaded yet (the caller approximates instead).
+    """
+    return _counting_model().count_chat_tokens(messages)
+
+
 class LocalModel(Model):
     """SmolLM2-135M-Instruct (or another chat GGUF) run in process by llama.cpp.
 
@@ -186,6 +221,13 @@ class LocalModel(Model):
             self.runtime, self.model_path, n_ctx=self.n_ctx, n_threads=self.n_threads
         )
         self._generate_lock = threading.Lock()
+        global _counting
+        _counting = weakref.ref(self)
+
+    @property
+    def is_loaded(self) -> bool:
+        """Whether the model is in memory (its first answer or count loads it)."""
+        return self._engine.is_loaded
 
     # -- tokens ----------------------------------------------------------------------------
 
