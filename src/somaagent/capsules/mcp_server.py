@@ -17,7 +17,7 @@ from mcp.server.lowlevel import Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 
-from somaagent import __version__
+from somaagent._version import __version__
 from somaagent.accounts.keys import Principal
 from somaagent.capsules.service import CapsuleService
 from somaagent.errors import APIError

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from somaagent import __version__
+from somaagent._version import __version__
 from somaagent.cli import _render
 from somaagent.cli._config import CliState
 from somaagent.cli._extras import install_hint, missing_extra

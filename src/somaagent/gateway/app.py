@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from somaagent import __version__
+from somaagent._version import __version__
 from somaagent.accounts import keys
 from somaagent.accounts.usage import UsageLedger
 from somaagent.chat.conversations import ConversationService

@@ -37,7 +37,8 @@ import sqlalchemy as sa
 from dbos import DBOS, DBOSConfig, DBOSContextSetAuth, SetWorkflowAttributes, SetWorkflowID
 from dbos._error import DBOSConflictingWorkflowError, DBOSStreamTimeoutError
 
-from somaagent import __version__, types
+from somaagent import types
+from somaagent._version import __version__
 from somaagent.errors import ConfigurationError, ConflictError, NotFoundError
 from somaagent.types.workflows import FINISHED, RunStatus, WorkflowEvent, WorkflowRun, WorkflowStep
 from somaagent.workflows import _convert as conv
