@@ -60,6 +60,24 @@ def connect(host, port):
 
 def resolve(host):
     return socket.getaddrinfo(host, 80)[0][4][0]
+
+
+def size(url):
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return {"status": response.status, "bytes": len(response.read())}
+
+
+def quiet_size(url):
+    try:
+        return size(url)
+    except Exception as exc:  # a capsule that hides the cut: the call still fails
+        return {"status": 0, "bytes": -1, "hidden": type(exc).__name__}
+
+
+def post(url, kib):
+    request = urllib.request.Request(url, data=b"u" * (kib * 1024), method="POST")
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return {"status": response.status, "bytes": len(response.read())}
 """
 
 
@@ -68,7 +86,31 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.seen.append(f"{self.path} host={self.headers.get('Host')}")
+        if self.path.startswith("/big/"):  # /big/<KiB>: that many KiB, in 64 KiB writes
+            kib = int(self.path.removeprefix("/big/"))
+            self.send_response(200)
+            self.send_header("Content-Length", str(kib * 1024))
+            self.end_headers()
+            try:
+                for _ in range(0, kib, 64):
+                    self.wfile.write(b"x" * 1024 * min(64, kib))
+            except OSError:  # the proxy cut the connection at the cap
+                pass
+            return
         body = f"hello {self.path}".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        try:
+            got = len(self.rfile.read(length))
+        except OSError:
+            return
+        self.seen.append(f"POST {self.path} {got}")
+        body = str(got).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -90,7 +132,7 @@ def http_server() -> Iterator[tuple[int, list[str]]]:
     server.server_close()
 
 
-def _capsule(folder: Path, hosts: list[str]) -> Path:
+def _capsule(folder: Path, hosts: list[str], extra: str = "") -> Path:
     folder.mkdir()
     (folder / "tools.py").write_text(TOOLS)
     tool = "input_schema: {type: object, properties: {%s}}"
@@ -101,7 +143,10 @@ def _capsule(folder: Path, hosts: list[str]) -> Path:
         f"  - name: tunnel\n    {tool % 'host: {type: string}, port: {type: integer}'}\n"
         f"  - name: connect\n    {tool % 'host: {type: string}, port: {type: integer}'}\n"
         f"  - name: resolve\n    {tool % 'host: {type: string}'}\n"
-        f"permissions: {{network: [{', '.join(hosts)}], timeout_s: 8}}\n"
+        f"  - name: size\n    {tool % 'url: {type: string}'}\n"
+        f"  - name: quiet_size\n    {tool % 'url: {type: string}'}\n"
+        f"  - name: post\n    {tool % 'url: {type: string}, kib: {type: integer}'}\n"
+        f"permissions: {{network: [{', '.join(hosts)}], timeout_s: 8{extra}}}\n"
     )
     return folder
 
@@ -201,6 +246,85 @@ async def test_names_resolving_to_private_addresses_need_the_operators_allowance
     )
     assert not ok.is_error, ok.error
     assert ok.structured == {"status": 200, "text": "hello /x"}
+
+
+async def test_traffic_over_the_byte_cap_is_cut_and_the_call_fails_saying_why(
+    service: CapsuleService, tmp_path: Path, http_server: tuple[int, list[str]]
+) -> None:
+    _bwrap(service)
+    port, seen = http_server
+    allowing = CapsuleService(
+        service.sessions,
+        SandboxPolicy(root=SANDBOX_ROOT),
+        HostServices(allow_private_networks=True),
+    )
+    folder = _capsule(tmp_path / "c", [f"127.0.0.1:{port}"], extra=", egress_mb: 1")
+    await allowing.install_package("acme", from_folder(folder))
+    base = f"http://127.0.0.1:{port}"
+
+    under = await allowing.execute(
+        "acme", "netcap", tool="size", arguments={"url": f"{base}/big/512"}
+    )
+    assert not under.is_error, under.error
+    assert under.structured == {"status": 200, "bytes": 512 * 1024}
+    up = await allowing.execute(
+        "acme", "netcap", tool="post", arguments={"url": f"{base}/up", "kib": 256}
+    )
+    assert not up.is_error and up.structured == {"status": 200, "bytes": 6}, up.error
+
+    over = await allowing.execute(
+        "acme", "netcap", tool="size", arguments={"url": f"{base}/big/3072"}
+    )
+    assert over.is_error and over.sandbox_tier == "bwrap"
+    assert "went over its 1 MiB cap (permissions.egress_mb" in (over.error or ""), over.error
+    assert over.duration_ms < 8000  # cut, not left to the timeout
+    # A capsule that swallows the cut and answers normally still fails, with the reason.
+    hidden = await allowing.execute(
+        "acme", "netcap", tool="quiet_size", arguments={"url": f"{base}/big/3072"}
+    )
+    assert hidden.is_error and hidden.structured is None
+    assert "went over its 1 MiB cap" in (hidden.error or ""), hidden.error
+    # Towards the host counts too: a 2 MiB request body is cut before the server has it all.
+    sent = await allowing.execute(
+        "acme", "netcap", tool="post", arguments={"url": f"{base}/up", "kib": 2048}
+    )
+    assert sent.is_error and "went over its 1 MiB cap" in (sent.error or ""), sent.error
+    assert f"POST /up {2048 * 1024}" not in seen and f"POST /up {256 * 1024}" in seen
+
+    # Without egress_mb in the manifest, the operator's cap applies.
+    strict = CapsuleService(
+        service.sessions,
+        SandboxPolicy(root=SANDBOX_ROOT, egress_mb=1),
+        HostServices(allow_private_networks=True),
+    )
+    plain = _capsule(tmp_path / "d", [f"127.0.0.1:{port}"])
+    await strict.install_package("globex", from_folder(plain))
+    capped = await strict.execute(
+        "globex", "netcap", tool="size", arguments={"url": f"{base}/big/2048"}
+    )
+    assert capped.is_error and "went over its 1 MiB cap" in (capped.error or ""), capped.error
+    fine = await allowing.execute(
+        "globex", "netcap", tool="size", arguments={"url": f"{base}/big/2048"}
+    )
+    assert not fine.is_error and fine.structured == {"status": 200, "bytes": 2048 * 1024}
+
+
+def test_an_unset_byte_cap_leaves_content_hashes_as_they_were(tmp_path: Path) -> None:
+    from somaagent.capsules.catalog import catalog_package
+    from somaagent.capsules.package import content_sha256
+
+    # The calculator's content hash before permissions.egress_mb existed (installed versions
+    # and published pins stay valid); setting the cap is a change of content.
+    calculator = catalog_package("calculator")
+    assert calculator is not None
+    before = "406d12ec05f3b5778a3f7e3ac57a701507f654413ea60bb5d1667dab0c4ecac3"
+    assert calculator.manifest.sha256 == before
+    package = from_folder(_capsule(tmp_path / "c", ["example.com"]))
+    perms = package.manifest.permissions
+    capped = package.manifest.model_copy(
+        update={"permissions": perms.model_copy(update={"egress_mb": 5})}
+    )
+    assert content_sha256(capped, package.files) != content_sha256(package.manifest, package.files)
 
 
 async def test_the_landlock_tier_still_refuses_allow_lists(

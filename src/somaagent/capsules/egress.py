@@ -17,6 +17,13 @@ DNS cannot answer differently in between. A refusal is an HTTP 403 whose reason 
 why (HTTP clients put it in their error), and is kept in :attr:`EgressProxy.refused` so the
 runner can add it to a failed call's reason.
 
+Every execution has a byte cap on what the proxy relays (both directions, all its connections
+together: ``permissions.egress_mb``, else the operator's ``SOMA_CAPSULES_EGRESS_MB``). The chunk
+that would cross it is not relayed: the connection is closed at once (the capsule's client sees a
+truncated response or a reset, never a hang), later requests are answered 403, and
+:attr:`EgressProxy.exceeded` says why, so the runner fails the call with that reason even when
+the capsule swallows the error.
+
 Simpler designs were rejected: ``--share-net`` plus a seccomp or Landlock filter cannot see
 host names (and Landlock's TCP rules are per port, not per address); an nftables rule set in
 the namespace needs privileges and resolves names once, at set-up.
@@ -33,16 +40,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
-from anyio.abc import ByteReceiveStream, ByteSendStream, ByteStream, SocketStream
+from anyio.abc import ByteReceiveStream, ByteStream, SocketStream
 
 from somaagent.capsules.netguard import NetworkRefused, endpoint_allowed, resolve_allowed
 
-__all__ = ["EgressProxy", "egress_proxy"]
+__all__ = ["DEFAULT_EGRESS_BYTES", "EgressProxy", "egress_proxy"]
 
 _HEAD_LIMIT = 16 * 1024
 _HEAD_TIMEOUT_S = 10.0
 _CONNECT_TIMEOUT_S = 10.0
 _MAX_CONNECTIONS = 32
+DEFAULT_EGRESS_BYTES = 64 * 1024 * 1024
+"""The cap when neither the manifest nor the operator sets one."""
 _HOP_HEADERS = {b"connection", b"keep-alive", b"proxy-connection", b"proxy-authorization"}
 
 
@@ -50,20 +59,33 @@ class _BadRequest(Exception):
     """A request the proxy cannot parse (answered 400)."""
 
 
+class _CapReached(Exception):
+    """The execution's byte cap would be crossed: the connection ends."""
+
+
 @dataclass(slots=True)
 class EgressProxy:
-    """One execution's proxy: its allow-list, its socket, what it refused and allowed."""
+    """One execution's proxy: its allow-list, its socket, its byte cap, what it refused and
+    allowed, and how many bytes it relayed."""
 
     allowed: Sequence[str]
     allow_private: bool
     socket_path: Path
+    max_bytes: int = DEFAULT_EGRESS_BYTES
+    """Bytes relayed (both directions, every connection) before connections are cut."""
     refused: list[str] = field(default_factory=list)
     connected: list[str] = field(default_factory=list)
+    relayed: int = 0
+    exceeded: str | None = None
+    """Why connections were cut (the byte cap was reached), or ``None``."""
     _slots: anyio.Semaphore = field(default_factory=lambda: anyio.Semaphore(_MAX_CONNECTIONS))
 
     async def handle(self, client: SocketStream) -> None:
         """Serve one connection from the sandbox: one request, then a tunnel or a forward."""
         async with client:
+            if self.exceeded is not None:
+                await _answer(client, 403, self.exceeded)
+                return
             if self._slots.value == 0:
                 await _answer(client, 503, "too many connections from this capsule")
                 return
@@ -93,15 +115,48 @@ class EgressProxy:
             return
         self.connected.append(f"{host}:{port}")
         async with upstream:
-            if method == b"CONNECT":
-                await client.send(b"HTTP/1.1 200 Connection established\r\n\r\n")
-            else:
-                await upstream.send(forward)
-            if rest:
-                await upstream.send(rest)
-            async with anyio.create_task_group() as group:
-                group.start_soon(_pump, client, upstream)
-                group.start_soon(_pump, upstream, client)
+            try:
+                if method == b"CONNECT":
+                    await client.send(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                else:
+                    await self._relay(upstream, forward)
+                if rest:
+                    await self._relay(upstream, rest)
+                async with anyio.create_task_group() as group:
+                    group.start_soon(self._pump, client, upstream)
+                    group.start_soon(self._pump, upstream, client)
+            except* _CapReached:
+                pass  # both ends close as the blocks exit: the capsule sees the cut at once
+
+    def _take(self, size: int) -> None:
+        """Count ``size`` bytes against the cap; :class:`_CapReached` when they would cross it."""
+        if self.exceeded is None and self.relayed + size > self.max_bytes:
+            self.exceeded = (
+                f"the capsule's network traffic through the egress proxy went over its "
+                f"{_size(self.max_bytes)} cap (permissions.egress_mb; the operator's default: "
+                "SOMA_CAPSULES_EGRESS_MB), so its connections were closed"
+            )
+        if self.exceeded is not None:
+            raise _CapReached
+        self.relayed += size
+
+    async def _relay(self, sink: SocketStream, data: bytes) -> None:
+        self._take(len(data))
+        await sink.send(data)
+
+    async def _pump(self, source: ByteReceiveStream, sink: SocketStream) -> None:
+        """Copy until end of stream, then half-close (the other direction may still be busy);
+        past the byte cap, :class:`_CapReached` ends both directions."""
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            async for chunk in source:
+                self._take(len(chunk))
+                await sink.send(chunk)
+            await sink.send_eof()
+
+
+def _size(count: int) -> str:
+    mib = count / (1024 * 1024)
+    return f"{mib:g} MiB" if mib >= 1 else f"{count // 1024} KiB"
 
 
 async def _connect(addresses: list[str], port: int) -> SocketStream | str:
@@ -116,15 +171,6 @@ async def _connect(addresses: list[str], port: int) -> SocketStream | str:
         except OSError as exc:
             problem = f"{address}: {exc.strerror or exc}"
     return problem
-
-
-async def _pump(source: ByteReceiveStream, sink: ByteSendStream | SocketStream) -> None:
-    """Copy until end of stream, then half-close (the other direction may still be busy)."""
-    with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-        async for chunk in source:
-            await sink.send(chunk)
-        if isinstance(sink, SocketStream):
-            await sink.send_eof()
 
 
 async def _read_head(client: ByteStream) -> tuple[bytes, bytes]:
@@ -205,14 +251,21 @@ def _socket_path(root: Path) -> Path:
 
 @contextlib.asynccontextmanager
 async def egress_proxy(
-    root: Path, allowed: Sequence[str], *, allow_private: bool, uid: int | None
+    root: Path,
+    allowed: Sequence[str],
+    *,
+    allow_private: bool,
+    uid: int | None,
+    max_bytes: int = DEFAULT_EGRESS_BYTES,
 ) -> AsyncIterator[EgressProxy]:
     """A proxy on a fresh Unix socket for one execution, closed (connections too) on exit.
 
     The socket belongs to the execution's uid (mode 0600): no other sandbox can connect to it.
     """
     path = _socket_path(root)
-    proxy = EgressProxy(allowed=list(allowed), allow_private=allow_private, socket_path=path)
+    proxy = EgressProxy(
+        allowed=list(allowed), allow_private=allow_private, socket_path=path, max_bytes=max_bytes
+    )
     listener = await anyio.create_unix_listener(path)
     try:
         os.chmod(path, 0o600)

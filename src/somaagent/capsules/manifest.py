@@ -154,6 +154,10 @@ class Permissions(_Strict):
     cpu_s: int = Field(default=5, ge=1, le=600)
     processes: int = Field(default=16, ge=1, le=256)
     output_kb: int = Field(default=1024, ge=1, le=65536)
+    egress_mb: int | None = Field(default=None, ge=1, le=4096)
+    """Bytes (MiB) the egress proxy relays for one execution, both directions together;
+    ``None``: the operator's ``SOMA_CAPSULES_EGRESS_MB``. Hashed only when set, so manifests
+    written before it existed keep their content hash."""
 
     @field_validator("network")
     @classmethod

@@ -72,7 +72,11 @@ def content_sha256(manifest: Manifest, files: dict[str, bytes]) -> str:
         }
     )
     listing = {path: hashlib.sha256(data).hexdigest() for path, data in sorted(files.items())}
-    document = {"manifest": bare.model_dump(mode="json"), "files": listing}
+    dumped = bare.model_dump(mode="json")
+    if dumped["permissions"].get("egress_mb") is None:
+        # added after hashes were first published: unset, it leaves every hash as it was
+        dumped["permissions"].pop("egress_mb", None)
+    document = {"manifest": dumped, "files": listing}
     return hashlib.sha256(canonical_json(document)).hexdigest()
 
 

@@ -4,7 +4,8 @@ Each call gets a private working directory and (as root) its own uid; the capsul
 unpacked once per content hash into a read-only cache. The official ``mcp`` client does the
 handshake and the call; the result is checked against the tool's pinned output schema
 (``results.py``), so a capsule cannot return what its manifest does not promise. A capsule with
-a network allow-list gets an egress proxy for the call (``egress.py``, bwrap tier); with a warm
+a network allow-list gets an egress proxy for the call (``egress.py``, bwrap tier), with a byte
+cap (a call over it fails with that reason, whatever the capsule returned); with a warm
 pool (``warm.py``) a call may be served by a process started before it, used for that call only.
 """
 
@@ -29,7 +30,7 @@ import anyio
 import mcp_types
 from mcp import ClientSession
 
-from somaagent.capsules.egress import egress_proxy
+from somaagent.capsules.egress import DEFAULT_EGRESS_BYTES, egress_proxy
 from somaagent.capsules.manifest import Manifest, ToolSpec, tool_sha256
 from somaagent.capsules.results import Outcome, finish, schema_problem, tool_from_mcp
 from somaagent.capsules.sandbox import (
@@ -85,8 +86,11 @@ class Runner:
         max_concurrent: int = 16,
         allow_private: bool = False,
         warm: WarmPool | None = None,
+        egress_bytes: int = DEFAULT_EGRESS_BYTES,
     ) -> None:
         self.root = root
+        self.egress_bytes = egress_bytes
+        """The egress proxy's byte cap per execution when the manifest sets none."""
         self.tier = tier
         self.warm = warm
         """Pre-started single-use sandboxes (``warm.py``); ``None``: every call is cold."""
@@ -179,8 +183,15 @@ class Runner:
                 # bwrap: allowed hosts through the egress proxy; its network namespace stays shut.
                 proxy = None
                 if hosts and self.tier == "bwrap":
+                    cap = perms.egress_mb * 1024 * 1024 if perms.egress_mb else self.egress_bytes
                     proxy = await stack.enter_async_context(
-                        egress_proxy(self.root, hosts, allow_private=self.allow_private, uid=uid)
+                        egress_proxy(
+                            self.root,
+                            hosts,
+                            allow_private=self.allow_private,
+                            uid=uid,
+                            max_bytes=cap,
+                        )
                     )
                 spec = SandboxSpec(
                     argv=argv,
@@ -210,6 +221,14 @@ class Runner:
                     check_pins,
                     _client_session(process),
                 )
+                if proxy is not None and proxy.exceeded is not None:
+                    # over the cap is a failed call, even if the capsule swallowed the cut
+                    said = f" ({outcome.error})" if outcome.is_error and outcome.error else ""
+                    return Outcome.failed(
+                        f"capsule {manifest.name}: {proxy.exceeded}{said}"[:2000],
+                        tier=self.tier,
+                        started=started,
+                    )
                 if proxy is not None and outcome.is_error:
                     outcome.error = _with_refusals(outcome.error, proxy.refused)
                 return outcome

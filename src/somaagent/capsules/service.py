@@ -62,6 +62,7 @@ class CapsuleService:
             max_concurrent=policy.max_concurrent,
             allow_private=self.hosted.services.allow_private_networks,
             warm=self.warm,
+            egress_bytes=policy.egress_mb * 1024 * 1024,
         )
         self.remote = RemoteCaller(allow_private=self.hosted.services.allow_private_networks)
 

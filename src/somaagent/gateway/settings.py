@@ -108,6 +108,14 @@ class Settings(BaseSettings):
         description="let http_fetch, remote MCP capsules and the sandbox's egress proxy reach "
         "loopback, link-local and private addresses",
     )
+    capsules_egress_mb: int = Field(
+        default=64,
+        ge=1,
+        le=4096,
+        description="bytes (MiB) the egress proxy relays for one capsule execution, both "
+        "directions, when the manifest sets no permissions.egress_mb; over it the connections "
+        "are cut and the call fails",
+    )
     capsules_warm_pool: int = Field(
         default=0,
         ge=0,

@@ -108,6 +108,7 @@ def make_service(app: FastAPI) -> CapsuleService:
         tier=getattr(settings, "capsules_sandbox", "auto"),
         allow_unconfined=bool(getattr(settings, "capsules_allow_unconfined", False)),
         warm_pool=int(getattr(settings, "capsules_warm_pool", 0) or 0),
+        egress_mb=int(getattr(settings, "capsules_egress_mb", 64) or 64),
     )
     return CapsuleService(gateway.sessions, policy, _host_services(app, gateway))
 
