@@ -237,3 +237,31 @@ def test_cli_start_with_files_uploads_then_starts(invoke: Any, tmp_path: Path) -
     assert run["input"]["uploads"][0].startswith("up_")
     wrong = invoke("workflow", "start", "batch_chat", "--file", str(a))
     assert wrong.exit_code != 0 and "document_ingest" in wrong.output
+
+
+def test_cli_a_failed_run_is_not_resumed_but_forked_from_the_step_named(
+    invoke: Any, served: Served
+) -> None:
+    body = {"collection": "later", "documents": documents(1), "create_collection": False}
+    with served.client() as client:
+        run = client.workflows.start("document_ingest", body, wait=True)
+        assert run.status == "failed" and run.error is not None and run.error.step == "prepare"
+        (failed,) = [s for s in client.workflows.steps(run.id) if s.status == "failed"]
+    refused = invoke("workflow", "resume", run.id)
+    assert refused.exit_code != 0
+    assert f"fork it from step {failed.step_id} instead" in " ".join(refused.output.split())
+    import httpx
+
+    made = httpx.post(
+        f"{served.url}/v1/memory/collections",
+        json={"name": "later"},
+        headers={"Authorization": f"Bearer {served.key}"},
+    )
+    assert made.status_code == 201, made.text
+    forked = invoke("workflow", "fork", run.id, "--from-step", str(failed.step_id), "--json")
+    assert forked.exit_code == 0, forked.output
+    fork = json.loads(forked.output)
+    assert fork["forked_from"] == run.id
+    with served.client() as client:
+        done = client.workflows.wait(fork["id"])
+    assert done.status == "succeeded" and done.output["indexed"] == 1

@@ -338,6 +338,28 @@ def resume(state: CliState, run_id: str, as_json: bool) -> None:
         _render.success(f"{run.id} {run.status}")
 
 
+@workflow.command("fork")
+@click.argument("run_id", metavar="ID")
+@click.option(
+    "--from-step",
+    "from_step",
+    type=click.IntRange(min=1),
+    required=True,
+    help="The step to run again (a step_id; the steps before it are reused).",
+)
+@json_option
+@pass_state
+def fork(state: CliState, run_id: str, from_step: int, as_json: bool) -> None:
+    """Start a new run that reuses a run's steps before --from-step (how a failed run is
+    run again: its 409 on resume names the step)."""
+    with state.resolve().client() as client:
+        run = _workflows(client).fork(run_id, from_step)
+    if as_json:
+        _render.as_json(run)
+    else:
+        _render.success(f"{run.id} {run.status} (forked from {run_id} at step {from_step})")
+
+
 @workflow.command("logs")
 @click.argument("run_id", metavar="ID")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing until the run ends.")

@@ -439,15 +439,31 @@ class DBOSEngine(WorkflowEngine):
         return await self.get(tenant, run_id)
 
     async def resume(self, tenant: str, run_id: str) -> WorkflowRun:
+        """Resume a cancelled run, or one given up after too many recoveries.
+
+        A failed run (engine status ``ERROR``) cannot be: DBOS 3.4's ``resume_workflow``
+        leaves ``SUCCESS`` and ``ERROR`` runs as they are, and the failed step's error is
+        checkpointed, so running the run again would replay the failure. The 409 names the
+        step to fork from instead.
+        """
         status = await self._status(tenant, run_id)
         run = self._run(status, tenant)
         if status.status not in ("CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"):
             reason = {
                 "succeeded": "it has succeeded",
-                "failed": "a failed run is not resumed; fork it from the step that failed",
+                "failed": "",
                 "queued": "it is queued already",
                 "running": "it is running",
             }[run.status]
+            if run.status == "failed":
+                step = _fork_point(await self.steps(tenant, run_id))
+                reason = (
+                    "it failed, and a failed run's error is recorded with its step, so the "
+                    f"engine does not run it again; fork it from step {step} instead (POST "
+                    f'/v1/workflow-runs/{run_id}/fork {{"from_step": {step}}}, or `soma '
+                    f"workflow fork {run_id} --from-step {step}`): the steps before it are "
+                    "reused, and it and the rest run again"
+                )
             if run.stranded:
                 reason = (
                     f"it was started by SomaAgent {run.app_version}; a gateway of that version "
@@ -542,6 +558,15 @@ def _schema_exists(url: str) -> bool:
     except psycopg.Error:
         return True
     return bool(row and row[0])
+
+
+def _fork_point(steps: builtins.list[WorkflowStep]) -> int:
+    """The step a failed run is best forked from: its failed step, else the one after the
+    last recorded step (the run failed between steps)."""
+    for step in steps:
+        if step.status == "failed":
+            return step.step_id
+    return max((s.step_id for s in steps), default=0) + 1
 
 
 def _sum_costs(steps: builtins.list[WorkflowStep]) -> float | None:
