@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -52,3 +53,66 @@ def test_rate_train_and_report(gateway: RoutedGateway, invoke: Invoke) -> None:
     assert code == 0 and "savings realised" in out and "none yet" in out
     code, out = soma("route", "What is 2 + 2?", "--json")  # the explanation is still the default
     assert code == 0 and json.loads(out)["evidence"]
+
+
+def test_report_shows_cost_and_quality_before_and_after_the_heads(
+    tmp_path: Path, fake_openai: FakeVendor, invoke: Invoke
+) -> None:
+    """A streamed routed completion is rated with ``soma feedback``; the report splits the
+    answers at the tenant heads' promotion. The heads row is written straight into the served
+    gateway's database (what a promoting ``soma route train`` leaves there: training itself
+    is tested in tests/gateway/test_route_shadow.py); the report reads only its date."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    from somaagent.db.base import utcnow
+    from somaagent.llm.tables import TenantRouteHeads
+
+    with serve_routed_gateway(tmp_path, fake_openai) as gateway:
+
+        def soma(*args: str) -> tuple[int, str]:
+            result = invoke("--base-url", gateway.base_url, "--api-key", gateway.admin_key, *args)
+            return result.exit_code, result.output
+
+        headers = {"Authorization": f"Bearer {gateway.admin_key}"}
+        body = {"model": "auto", "messages": [{"role": "user", "content": "Say hi"}]}
+        with httpx.Client(base_url=gateway.base_url, headers=headers) as http:
+            streamed = http.post("/v1/chat/completions", json={**body, "stream": True})
+            assert streamed.status_code == 200 and "data: [DONE]" in streamed.text
+            first = json.loads(streamed.text.split("data: ", 2)[1])["id"]
+            code, out = soma("feedback", first, "up")
+            assert code == 0 and f"rated {first}" in out, out
+
+            code, out = soma("route", "report")
+            assert code == 0 and "before heads" in out and "no heads yet" in out, out
+            assert "shadow evaluation" in out and "off" in out
+
+            engine = create_engine(f"sqlite:///{tmp_path / 'soma.db'}")
+            with Session(engine) as session:
+                session.add(
+                    TenantRouteHeads(
+                        tenant_id="default",
+                        heads={},
+                        report={
+                            "promoted": True,
+                            "before": {"brier": 0.3},
+                            "after": {"brier": 0.2},
+                        },
+                        outcomes=30,
+                        trained_at=utcnow(),
+                    )
+                )
+                session.commit()
+            engine.dispose()
+            later = http.post("/v1/chat/completions", json=body)
+            assert later.status_code == 200, later.text
+
+        code, out = soma("route", "report", "--json")
+        assert code == 0, out
+        periods = json.loads(out)["periods"]
+        assert periods["before_heads"]["routed"] == 1 and periods["after_heads"]["routed"] == 1
+        assert periods["before_heads"]["explicit"] == {"rated": 1, "mean_score": 1.0}
+        assert periods["after_heads"]["rated"] == 0
+        assert periods["comparison"]["cost_per_answer_change"] is not None
+        code, out = soma("route", "report")
+        assert code == 0 and "heads trained" in out and "cost per answer" in out, out

@@ -137,6 +137,8 @@ async def finish(
             prompt_tokens=tokens.prompt_tokens,
             completion_tokens=tokens.completion_tokens,
             cost_usd=float(price),
+            messages=turn.request.messages,
+            answer=completion.content,
         )
     return exchange
 

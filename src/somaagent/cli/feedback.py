@@ -14,6 +14,7 @@ from rich.table import Table
 from somaagent.cli import _render
 from somaagent.cli._config import CliState, pass_state
 from somaagent.cli.route import route as explain
+from somaagent.sdk._feedback import RouteReport
 
 __all__ = ["RouteGroup", "feedback", "route"]
 
@@ -91,11 +92,85 @@ def _pct(value: Any) -> str:
     return "-" if value is None else f"{value:.0%}"
 
 
+def _score(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _scores(rated: int, mean: float | None) -> str:
+    return "-" if not rated else f"{mean:.2f} ({rated})"
+
+
+def _periods_table(result: RouteReport) -> Table:
+    """Cost and quality before and after the tenant's heads: did its own traffic pay off?"""
+    periods = result.periods
+    split = (
+        f"heads trained {periods.split_at[:16].replace('T', ' ')} UTC"
+        if periods.split_at
+        else "no heads yet: soma route train"
+    )
+    table = Table(
+        "period",
+        "routed",
+        "cost",
+        "per answer",
+        "reference",
+        "savings",
+        "score (n)",
+        "explicit",
+        "shadow",
+        title=f"before / after your router heads ({split})",
+    )
+    for label, p in (("before heads", periods.before_heads), ("after heads", periods.after_heads)):
+        table.add_row(
+            label,
+            str(p.routed),
+            f"${p.cost_usd:.6f}",
+            "-" if p.cost_per_answer_usd is None else f"${p.cost_per_answer_usd:.6f}",
+            f"${p.reference_cost_usd:.6f}",
+            _pct(p.savings_realised),
+            _scores(p.rated, p.mean_score),
+            _scores(p.explicit.rated, p.explicit.mean_score),
+            _scores(p.shadow.rated, p.shadow.mean_score),
+        )
+    return table
+
+
+def _comparison(result: RouteReport) -> str:
+    change = result.periods.comparison
+    if not change:
+        return "not yet: it needs answers routed both before and after your heads"
+    cost_change, score_change = (
+        change.get("cost_per_answer_change"),
+        change.get("mean_score_change"),
+    )
+    cost_text = "-" if cost_change is None else f"{cost_change:+.0%} cost per answer"
+    score_text = (
+        "no rated answers on both sides"
+        if score_change is None
+        else f"{score_change:+.2f} mean score"
+    )
+    return f"{cost_text}, {score_text}"
+
+
+def _shadow(result: RouteReport) -> str:
+    shadow = result.shadow
+    if shadow is None:
+        return f"off (judge spend so far ${result.judge_cost_usd:.6f})"
+    return (
+        f"{shadow['rate']:.0%} of cheaper answers judged by {shadow['judge']}; "
+        f"${shadow['spent_today_usd']:.6f} of ${shadow['budget_usd']:.2f} today, "
+        f"${result.judge_cost_usd:.6f} in all; {shadow['judged']} judged, "
+        f"{shadow['unparseable']} unreadable, {shadow['failed']} failed, "
+        f"{shadow['over_budget']} over budget"
+    )
+
+
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @pass_state
 def report(state: CliState, as_json: bool) -> None:
-    """Your routing: per-model win rates, savings realised, and your router heads."""
+    """Your routing: per-model win rates, savings realised, cost and quality before and after
+    your router heads (explicit ratings and shadow-judge scores apart), and your heads."""
     with state.resolve().client() as client:
         result = client.route_report()
     if as_json:
@@ -108,15 +183,22 @@ def report(state: CliState, as_json: bool) -> None:
             str(m["calls"]),
             str(m["rated"]),
             _pct(m.get("win_rate")),
-            "-" if m.get("mean_score") is None else f"{m['mean_score']:.2f}",
+            _score(m.get("mean_score")),
             f"${m['cost_usd']:.6f}",
             f"${m['reference_cost_usd']:.6f}",
         )
     _render.print_table(table)
+    _render.print_table(_periods_table(result))
     heads = result.heads
     _render.key_value(
         [
-            ("routed / rated", f"{result.routed} / {result.rated}"),
+            (
+                "routed / rated",
+                f"{result.routed} / {result.rated} "
+                f"({result.rated_explicit} by you, {result.rated_shadow} by the shadow judge)",
+            ),
+            ("after vs before your heads", _comparison(result)),
+            ("shadow evaluation", _shadow(result)),
             ("savings realised", _pct(result.savings_realised) + " (vs the best-predicted model)"),
             ("win rate (score >= 0.5)", _pct(result.win_rate)),
             (

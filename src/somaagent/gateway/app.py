@@ -89,7 +89,9 @@ def create_app(
         if settings.fault_points_enabled:
             fault_points = faults.fault_points_for(metrics)
             faults.install(fault_points, memory=memory, pool=pool)
-        router, route_feedback = await routing_services(settings, registry, sessions)
+        router, route_feedback = await routing_services(
+            settings, registry, sessions, adapter_for=pool.adapter
+        )
         usage = UsageLedger(sessions)
         usage.start()
         conversation_store = ConversationService(
@@ -139,6 +141,7 @@ def create_app(
             gc.unfreeze()
             if app.state.gateway.workflows is not None:
                 await app.state.gateway.workflows.aclose()
+            await route_feedback.aclose()  # shadow judgements in flight
             await usage.aclose()
             await app.state.gateway.memory.aclose()
             await pool.aclose()

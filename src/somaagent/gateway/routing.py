@@ -1,4 +1,6 @@
-"""Wiring for the router: its prompt embedder and the route-feedback service.
+"""Wiring for the router: its prompt embedder, the route-feedback service and, when the
+operator turns it on, the sampled shadow evaluation (its judge is called through the gateway's
+provider pool).
 
 The router (``llm``) may not import ``memory``; the app factory hands it the product's local
 all-MiniLM-L6-v2 (what its quality heads were trained on) as a plain function, when the
@@ -8,16 +10,19 @@ cached as an ONNX file in the user's data directory, shared by every gateway on 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from somaagent.gateway.settings import Settings
+from somaagent.llm.base import Model
 from somaagent.llm.feedback import RouteFeedback
 from somaagent.llm.learned.embedding import EMBED_TOKENS
 from somaagent.llm.registry import ModelRegistry
 from somaagent.llm.router import Router
+from somaagent.llm.shadow import ShadowConfig, ShadowJudge
+from somaagent.llm.specs import ModelSpec
 
 __all__ = ["routing_services"]
 
@@ -35,13 +40,36 @@ def _local_embedder() -> Any:
     return embed
 
 
+def _shadow(
+    settings: Settings,
+    registry: ModelRegistry,
+    sessions: async_sessionmaker[AsyncSession],
+    adapter_for: Callable[[ModelSpec], Awaitable[Model]] | None,
+) -> ShadowJudge | None:
+    if settings.route_shadow_rate <= 0 or adapter_for is None:
+        return None
+    judge = settings.route_shadow_judge or ""
+    if registry.find(judge) is None:
+        raise ValueError(
+            f"SOMA_ROUTE_SHADOW_JUDGE={judge!r} is not a model of the registry; see GET /v1/models"
+        )
+    config = ShadowConfig(
+        rate=settings.route_shadow_rate, judge=judge, budget_usd=settings.route_shadow_budget_usd
+    )
+    return ShadowJudge(sessions, registry, adapter_for, config)
+
+
 async def routing_services(
-    settings: Settings, registry: ModelRegistry, sessions: async_sessionmaker[AsyncSession]
+    settings: Settings,
+    registry: ModelRegistry,
+    sessions: async_sessionmaker[AsyncSession],
+    adapter_for: Callable[[ModelSpec], Awaitable[Model]] | None = None,
 ) -> tuple[Router, RouteFeedback]:
-    """The gateway's router (warmed up) and its feedback service (tenant heads loaded)."""
+    """The gateway's router (warmed up) and its feedback service (tenant heads loaded; with
+    the shadow evaluation when it is on and ``adapter_for`` can reach the judge)."""
     embedder = _local_embedder() if settings.embedding_model == "local" else None
     router = Router(registry, fallback_chain=settings.fallback_chain or None, embedder=embedder)
-    feedback = RouteFeedback(sessions, router)
+    feedback = RouteFeedback(sessions, router, _shadow(settings, registry, sessions, adapter_for))
     await feedback.load()
     router.quality.tenant_heads = feedback.heads_for
     router.warm_up()

@@ -86,6 +86,21 @@ class Settings(BaseSettings):
     max_history_messages: int = Field(default=50, ge=1)
     default_max_tokens: int = Field(default=512, ge=1)
 
+    # Router: the sampled shadow evaluation (somaagent.llm.shadow); off by default.
+    route_shadow_rate: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="share of routed answers from models cheaper than the judge to have judged "
+        "(0 turns it off)",
+    )
+    route_shadow_judge: str | None = Field(
+        default=None, description="the registry name of the judging model (needed when on)"
+    )
+    route_shadow_budget_usd: float = Field(
+        default=1.0, ge=0.0, description="the most judging may cost per tenant per UTC day"
+    )
+
     # SRE.
     prometheus_url: str | None = None
     slo_file: Path | None = None
@@ -180,6 +195,15 @@ class Settings(BaseSettings):
                     raise ValueError(f"SOMA_{name.upper()} is a placeholder; set a real key")
             if self.database_url is None:
                 raise ValueError("SOMA_DATABASE_URL must be set in production mode")
+        return self
+
+    @model_validator(mode="after")
+    def _shadow_needs_a_judge(self) -> Settings:
+        if self.route_shadow_rate > 0 and not self.route_shadow_judge:
+            raise ValueError(
+                "SOMA_ROUTE_SHADOW_RATE is above 0 but SOMA_ROUTE_SHADOW_JUDGE names no judge "
+                "model; set it to a registry model name (e.g. gpt-4o)"
+            )
         return self
 
     @property

@@ -13,10 +13,12 @@ fitted on four fifths of the rated outcomes (by a hash of the id) and judged on 
 against the predictions the router made at the time (Brier score: mean squared error of the
 predicted quality). The heads are promoted only when they do better there; the router then
 uses them for that tenant (evidence "learned from tenant data"). :meth:`RouteFeedback.report`
-gives per-model win rates, the savings realised against the reference, and the quality held.
+gives per-model win rates, the savings realised against the reference, and the quality held,
+before and after the tenant's heads (:mod:`.route_report`).
 
-Not here: the sampled shadow evaluation (a stronger model judging a share of cheaper answers)
-that the issue describes as optional.
+When the operator turns it on, the sampled shadow evaluation (:mod:`.shadow`: a stronger model
+judging a share of cheaper models' answers, under a budget) scores recorded answers too; its
+scores train the heads like ratings do, and a tenant's rating always replaces them.
 """
 
 from __future__ import annotations
@@ -33,11 +35,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from somaagent.db.base import utcnow
 from somaagent.errors import NotFoundError, ValidationError
+from somaagent.llm.base import ChatMessage
 from somaagent.llm.learned.heads import Head, QualityHeads, pack_f16, unpack_f16
 from somaagent.llm.learned.quality import EVIDENCE_TENANT
 from somaagent.llm.policy import RoutingDecision
 from somaagent.llm.registry import ModelSpec
+from somaagent.llm.route_report import build_report
 from somaagent.llm.router import Router
+from somaagent.llm.shadow import ShadowJudge
 from somaagent.llm.tables import RouteOutcome, TenantRouteHeads
 
 __all__ = [
@@ -104,11 +109,18 @@ class RouteFeedback:
         sessions: the database's session factory.
         router: the gateway's router (its public heads are the tenant heads' prior; it asks
             :meth:`heads_for` for a tenant's promoted heads).
+        shadow: the sampled shadow evaluation, when the operator turned it on.
     """
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], router: Router) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        router: Router,
+        shadow: ShadowJudge | None = None,
+    ) -> None:
         self.sessions = sessions
         self.router = router
+        self.shadow = shadow
         self._heads: dict[str, QualityHeads] = {}
 
     # -- tenant heads for the router --------------------------------------------------------
@@ -143,8 +155,14 @@ class RouteFeedback:
         prompt_tokens: int,
         completion_tokens: int,
         cost_usd: float,
+        messages: Sequence[ChatMessage] | None = None,
+        answer: str | None = None,
     ) -> None:
-        """Keep a routed answer's outcome record; never raises (a failure is logged)."""
+        """Keep a routed answer's outcome record; never raises (a failure is logged).
+
+        With the prompt's ``messages`` and the ``answer`` given, a kept record is offered to
+        the shadow evaluation (which judges it in the background, if sampled).
+        """
         try:
             eligible = [c for c in decision.candidates if c.eligible]
             reference = max(eligible, key=lambda c: c.predicted_quality).spec if eligible else spec
@@ -171,6 +189,9 @@ class RouteFeedback:
                 await session.commit()
         except Exception as exc:
             logger.warning("route outcome %s not recorded: %s", outcome_id, exc)
+            return
+        if self.shadow is not None and messages is not None and answer is not None:
+            self.shadow.consider(tenant, outcome_id, spec, messages, answer)
 
     async def known(self, tenant: str, outcome_id: str) -> bool:
         """Whether the tenant has an outcome record with this id."""
@@ -364,60 +385,20 @@ class RouteFeedback:
     # -- the report -------------------------------------------------------------------------
 
     async def report(self, tenant: str) -> dict[str, Any]:
-        """Per-model calls, ratings and win rates; savings realised; the tenant's heads."""
+        """Per-model calls, ratings and win rates; savings realised; quality and cost before
+        and after the tenant's heads; the shadow evaluation's status; the tenant's heads."""
         async with self.sessions() as session:
             rows = (
                 await session.scalars(select(RouteOutcome).where(RouteOutcome.tenant_id == tenant))
             ).all()
             heads_row = await session.get(TenantRouteHeads, tenant)
-        models: dict[str, dict[str, Any]] = {}
-        for r in rows:
-            m = models.setdefault(
-                r.model,
-                {
-                    "calls": 0,
-                    "rated": 0,
-                    "wins": 0,
-                    "score_sum": 0.0,
-                    "cost_usd": 0.0,
-                    "reference_cost_usd": 0.0,
-                },
-            )
-            m["calls"] += 1
-            m["cost_usd"] += r.cost_usd
-            m["reference_cost_usd"] += r.reference_cost_usd
-            if r.score is not None:
-                m["rated"] += 1
-                m["score_sum"] += r.score
-                m["wins"] += int(r.score >= 0.5)
-        for m in models.values():
-            rated = m.pop("rated")
-            total = m.pop("score_sum")
-            wins = m.pop("wins")
-            m["rated"] = rated
-            m["win_rate"] = round(wins / rated, 4) if rated else None
-            m["mean_score"] = round(total / rated, 4) if rated else None
-            m["cost_usd"] = round(m["cost_usd"], 6)
-            m["reference_cost_usd"] = round(m["reference_cost_usd"], 6)
-        cost = sum(r.cost_usd for r in rows)
-        reference = sum(r.reference_cost_usd for r in rows)
-        scored = [r.score for r in rows if r.score is not None]
-        return {
-            "tenant": tenant,
-            "routed": len(rows),
-            "rated": len(scored),
-            "models": models,
-            "cost_usd": round(cost, 6),
-            "reference_cost_usd": round(reference, 6),
-            "savings_realised": round(1.0 - cost / reference, 4) if reference > 0 else None,
-            "mean_score": round(sum(scored) / len(scored), 4) if scored else None,
-            "win_rate": round(sum(1 for s in scored if s >= 0.5) / len(scored), 4)
-            if scored
-            else None,
-            "heads": None
-            if heads_row is None
-            else {"trained_at": heads_row.trained_at.isoformat(), **heads_row.report},
-        }
+        shadow = None if self.shadow is None else await self.shadow.status(tenant)
+        return build_report(tenant, rows, heads_row, shadow)
+
+    async def aclose(self) -> None:
+        """Stop: cancel the shadow judgements in flight."""
+        if self.shadow is not None:
+            await self.shadow.aclose()
 
 
 def _brier(pairs: Sequence[tuple[float, float]]) -> float:

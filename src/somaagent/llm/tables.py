@@ -2,7 +2,9 @@
 
 ``route_outcomes`` holds one row per routed answer (keyed by the tenant and the message or
 completion id it produced): the model, the prompt's features (so training needs no embedder),
-the prediction, the cost and a reference cost, and the feedback score once given.
+the prediction, the cost and a reference cost, and the feedback score once given (``score``:
+the explicit rating, or the shadow judge's while there is none; ``shadow_score`` and
+``judge_cost_usd`` keep the judge's verdict and what it cost, whatever the tenant said).
 ``route_tenant_heads`` holds at most one row per tenant: its promoted quality heads and the
 before/after figures of the training run that promoted them.
 """
@@ -37,6 +39,8 @@ class RouteOutcome(Base):
     score: Mapped[float | None] = mapped_column(Float, nullable=True)
     feedback_source: Mapped[str | None] = mapped_column(String(20), nullable=True)
     comment: Mapped[str | None] = mapped_column(Text, nullable=True)
+    shadow_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    judge_cost_usd: Mapped[float | None] = mapped_column(Float, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     feedback_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 

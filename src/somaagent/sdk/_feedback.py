@@ -13,6 +13,9 @@ from somaagent.sdk._calls import drop_none, model_parser
 
 __all__ = [
     "FeedbackResult",
+    "RatedScores",
+    "RoutePeriod",
+    "RoutePeriods",
     "RouteReport",
     "RouteTrainResult",
     "feedback_call",
@@ -47,12 +50,51 @@ class RouteTrainResult(_Wire):
     after: dict[str, Any] = Field(default_factory=dict)
 
 
+class RatedScores(_Wire):
+    """How many answers of a period have a score of one kind, and their mean (0-1)."""
+
+    rated: int = 0
+    mean_score: float | None = None
+
+
+class RoutePeriod(_Wire):
+    """The tenant's routed answers in one period: how many, what they cost against the
+    reference, and the quality held (explicit ratings and shadow-judge scores apart)."""
+
+    routed: int = 0
+    cost_usd: float = 0.0
+    cost_per_answer_usd: float | None = None
+    reference_cost_usd: float = 0.0
+    savings_realised: float | None = None
+    rated: int = 0
+    mean_score: float | None = None
+    explicit: RatedScores = Field(default_factory=RatedScores)
+    shadow: RatedScores = Field(default_factory=RatedScores)
+
+
+class RoutePeriods(_Wire):
+    """Before and after the tenant's heads (split at their ``trained_at``; everything is
+    ``before_heads`` until heads are promoted), and the change in cost per answer and in mean
+    score between them."""
+
+    split_at: str | None = None
+    before_heads: RoutePeriod = Field(default_factory=RoutePeriod)
+    after_heads: RoutePeriod = Field(default_factory=RoutePeriod)
+    comparison: dict[str, float | None] | None = None
+
+
 class RouteReport(_Wire):
     """The tenant's routing: per-model calls, ratings and win rates; savings realised against
-    the best-predicted model's cost for the same tokens; its promoted heads, if any."""
+    the best-predicted model's cost for the same tokens; cost and quality before and after its
+    heads; the shadow evaluation (judge spend, status); its promoted heads, if any."""
 
     routed: int
     rated: int
+    rated_explicit: int = 0
+    rated_shadow: int = 0
+    judge_cost_usd: float = 0.0
+    periods: RoutePeriods = Field(default_factory=RoutePeriods)
+    shadow: dict[str, Any] | None = None
     models: dict[str, dict[str, Any]] = Field(default_factory=dict)
     cost_usd: float = 0.0
     reference_cost_usd: float = 0.0

@@ -44,6 +44,7 @@ from somaagent.gateway.streaming import SSE_HEADERS, SSE_MEDIA_TYPE, sse_data
 from somaagent.llm import cost, tokens
 from somaagent.llm.base import ChatMessage, ChatRequest
 from somaagent.llm.fallback import FallbackStream, complete_with_fallback, stream_with_fallback
+from somaagent.llm.policy import RoutingDecision
 from somaagent.llm.specs import ModelSpec
 from somaagent.types import Usage
 
@@ -167,7 +168,15 @@ async def _routed(
         opened = await _open_stream(state, decision.chain, request)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         chunks = _stream(
-            state, who, opened.spec, request, completion_id, created, include_usage, opened=opened
+            state,
+            who,
+            opened.spec,
+            request,
+            completion_id,
+            created,
+            include_usage,
+            opened=opened,
+            decision=decision,
         )
         headers = {**SSE_HEADERS, **route_headers(Route.of(decision, opened.spec, None))}
         return StreamingResponse(chunks, media_type=SSE_MEDIA_TYPE, headers=headers)
@@ -202,6 +211,8 @@ async def _routed(
             prompt_tokens=completion.usage.prompt_tokens,
             completion_tokens=completion.usage.completion_tokens,
             cost_usd=float(cost.cost_usd(spec, completion.usage)),
+            messages=messages,
+            answer=completion.content,
         )
     payload["soma_route"] = {
         "model": spec.name,
@@ -264,7 +275,11 @@ async def _stream(
     include_usage: bool,
     *,
     opened: FallbackStream | None = None,
+    decision: RoutingDecision | None = None,
 ) -> AsyncIterator[bytes]:
+    """The answer as OpenAI's chunks; a routed one (``decision``) that completes leaves its
+    outcome record before the finishing chunk, so its id can be rated once ``[DONE]`` is in."""
+
     def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
         return {
             "id": completion_id,
@@ -327,6 +342,18 @@ async def _stream(
         output_tokens=usage.completion_tokens,
     )
     _charge(state, who, spec, usage)
+    if decision is not None and state.route_feedback is not None:
+        await state.route_feedback.record(
+            who.tenant,
+            completion_id,
+            decision,
+            spec,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cost_usd=float(cost.cost_usd(spec, usage)),
+            messages=request.messages,
+            answer="".join(parts),
+        )
     yield sse_data(chunk({}, finish_reason))
     if include_usage:
         final = chunk({})
