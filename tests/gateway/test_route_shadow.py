@@ -16,9 +16,11 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import select
 
 from somaagent.errors import ProviderError
+from somaagent.gateway.settings import Settings
 from somaagent.llm.base import ChatMessage
 from somaagent.llm.feedback import RouteFeedback
 from somaagent.llm.learned.features import dense_features
@@ -301,3 +303,17 @@ async def test_training_on_shadow_scores_and_the_report_before_and_after(
             ).all()
         )
     assert sources == {"shadow", "explicit"}
+
+
+@pytest.mark.parametrize(
+    "settings_overrides", [{**SHADOW_ON, "route_shadow_judge": "no-such-model"}]
+)
+async def test_a_shadow_rate_needs_a_judge_the_registry_knows(gateway: Gateway) -> None:
+    with pytest.raises(PydanticValidationError, match="SOMA_ROUTE_SHADOW_JUDGE"):
+        Settings(route_shadow_rate=0.1)
+    # an unknown judge: the gateway runs, judges nothing, and says so in the report
+    await complete(gateway.client, "What is 2 + 2? [[9]]")
+    await shadow_of(gateway).drain()
+    report = (await gateway.client.get("/v1/route/report")).json()
+    assert report["rated"] == 0 and report["shadow"]["sampled"] == 0
+    assert report["shadow"]["judge_in_registry"] is False

@@ -10,6 +10,7 @@ cached as an ONNX file in the user's data directory, shared by every gateway on 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -25,6 +26,8 @@ from somaagent.llm.shadow import ShadowConfig, ShadowJudge
 from somaagent.llm.specs import ModelSpec
 
 __all__ = ["routing_services"]
+
+logger = logging.getLogger(__name__)
 
 
 def _local_embedder() -> Any:
@@ -49,9 +52,11 @@ def _shadow(
     if settings.route_shadow_rate <= 0 or adapter_for is None:
         return None
     judge = settings.route_shadow_judge or ""
-    if registry.find(judge) is None:
-        raise ValueError(
-            f"SOMA_ROUTE_SHADOW_JUDGE={judge!r} is not a model of the registry; see GET /v1/models"
+    if registry.find(judge) is None:  # judges nothing until a registry reload brings it
+        logger.error(
+            "SOMA_ROUTE_SHADOW_JUDGE=%r is not a model of the registry (see GET /v1/models): "
+            "no answer is judged",
+            judge,
         )
     config = ShadowConfig(
         rate=settings.route_shadow_rate, judge=judge, budget_usd=settings.route_shadow_budget_usd

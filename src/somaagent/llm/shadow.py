@@ -301,6 +301,7 @@ class ShadowJudge:
         return {
             "rate": self.config.rate,
             "judge": self.config.judge,
+            "judge_in_registry": self.judge_spec() is not None,
             "budget_usd": self.config.budget_usd,
             "spent_today_usd": round(await self.spent_today(tenant), 6),
             **{k: counts[k] for k in ("sampled", "judged", "unparseable", "failed", "over_budget")},
