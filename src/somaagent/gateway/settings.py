@@ -169,6 +169,13 @@ class Settings(BaseSettings):
     workflow_max_recovery_attempts: int = Field(
         default=20, ge=1, description="recoveries of one run before it is given up as failed"
     )
+    workflow_upload_ttl_hours: float = Field(
+        default=168.0,
+        ge=0,
+        description="hours an upload for document_ingest is kept; after that new runs refuse "
+        "it and a sweep removes it, never while a queued or running run names it (0: kept "
+        "until deleted)",
+    )
     workflow_ingest_root: Path | None = Field(
         default=None,
         description="the folder whose files document_ingest may read by path (input.paths); "
