@@ -48,7 +48,7 @@ def test_uploads_survive_kill_9_and_a_run_over_them_resumes(tmp_path: Path) -> N
         assert run["status"] == "succeeded", run
         assert run["output"]["documents"] == FILES and run["output"]["batches"] == FILES
         listed = http.get("/v1/memory/collections/kb/documents").json()["data"]
-        assert {d["id"] for d in listed} == {f"f{i}.md" for i in range(FILES)}
+        assert {d["id"] for d in listed} == {f"{upload_id}/{i}/f{i}.md" for i in range(FILES)}
     counts = Counter(entry["text"].split(" ", 1)[0] for entry in embedded(data))
     assert set(counts) == {f"f{i}" for i in range(FILES)}
     for i in range(done_before):  # batch i+1 finished before the kill: embedded once

@@ -265,3 +265,36 @@ def test_cli_a_failed_run_is_not_resumed_but_forked_from_the_step_named(
     with served.client() as client:
         done = client.workflows.wait(fork["id"])
     assert done.status == "succeeded" and done.output["indexed"] == 1
+
+
+def test_uploads_are_shown_and_deleted_through_both_clients_and_the_cli(
+    served: Served, invoke: Any, tmp_path: Path
+) -> None:
+    (tmp_path / "one.md").write_text("# One\n\nAn uploaded fact.")
+    with served.client() as client:
+        upload = client.workflows.upload([tmp_path / "one.md"])
+        shown = client.workflows.get_upload(upload.id)
+        assert shown.id == upload.id and shown.expires_at is not None
+        assert shown.expires_at > shown.created_at
+        client.workflows.delete_upload(upload.id)
+        with pytest.raises(errors.NotFoundError):
+            client.workflows.get_upload(upload.id)
+        with pytest.raises(errors.NotFoundError):
+            client.workflows.delete_upload(upload.id)
+        for_cli = client.workflows.upload([tmp_path / "one.md"])
+
+    async def use_async() -> None:
+        async with AsyncClient(api_key=served.key, base_url=served.url) as client:
+            upload = await client.workflows.upload([tmp_path / "one.md"])
+            assert (await client.workflows.get_upload(upload.id)).files[0].name == "one.md"
+            await client.workflows.delete_upload(upload.id)
+            with pytest.raises(errors.NotFoundError):
+                await client.workflows.get_upload(upload.id)
+
+    import anyio
+
+    anyio.run(use_async)
+    deleted = invoke("workflow", "delete-upload", for_cli.id)
+    assert deleted.exit_code == 0 and f"deleted upload {for_cli.id}" in deleted.output
+    again = invoke("workflow", "delete-upload", for_cli.id, "--json")
+    assert again.exit_code != 0 and "no upload" in again.output

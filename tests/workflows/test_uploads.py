@@ -55,7 +55,14 @@ async def test_uploaded_files_are_indexed_batch_by_batch(client: httpx.AsyncClie
     assert [s["name"] for s in steps] == ["prepare", "uploads", "batch-1/2", "batch-2/2"]
     assert steps[1]["output_summary"] == "3 files"
     listed = (await client.get("/v1/memory/collections/kb/documents")).json()["data"]
-    assert {d["id"] for d in listed} == {"inline-0", "alpha.md", "beta.txt", "gamma.md"}
+    # an uploaded file's document id is <upload id>/<position>/<name>; its source the name
+    assert {d["id"] for d in listed} == {
+        "inline-0",
+        f"{body['id']}/0/alpha.md",
+        f"{body['id']}/1/beta.txt",
+        f"{second['id']}/0/gamma.md",
+    }
+    assert {d["source"] for d in listed} == {None, "alpha.md", "beta.txt", "gamma.md"}
     hits = await client.post("/v1/memory/collections/kb/search", json={"query": "gamma fact"})
     assert "gamma" in str(hits.json()["data"])
 

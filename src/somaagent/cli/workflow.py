@@ -360,6 +360,20 @@ def fork(state: CliState, run_id: str, from_step: int, as_json: bool) -> None:
         _render.success(f"{run.id} {run.status} (forked from {run_id} at step {from_step})")
 
 
+@workflow.command("delete-upload")
+@click.argument("upload_id", metavar="UPLOAD_ID")
+@json_option
+@pass_state
+def delete_upload(state: CliState, upload_id: str, as_json: bool) -> None:
+    """Delete an upload now (refused while a queued or running run names it)."""
+    with state.resolve().client() as client:
+        _workflows(client).delete_upload(upload_id)
+    if as_json:
+        _render.as_json({"id": upload_id, "deleted": True})
+    else:
+        _render.success(f"deleted upload {upload_id}")
+
+
 @workflow.command("logs")
 @click.argument("run_id", metavar="ID")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing until the run ends.")

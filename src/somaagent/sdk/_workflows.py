@@ -9,6 +9,7 @@
 
     upload = client.workflows.upload(["notes/a.md", "notes/b.md"])   # stored before the answer
     client.workflows.start("document_ingest", {"collection": "kb", "uploads": [upload.id]})
+    client.workflows.delete_upload(upload.id)   # 409 while a queued or running run names it
 
 The calls are built here once, with no I/O. A ``start`` POST carries an ``Idempotency-Key``
 (a fresh one unless ``id`` is given), so a retried start never makes a second run. Event
@@ -34,7 +35,7 @@ import httpx
 
 from somaagent.errors import APIConnectionError
 from somaagent.sdk._base import APICall, SSEDecoder
-from somaagent.sdk._calls import drop_none, model_parser
+from somaagent.sdk._calls import drop_none, model_parser, no_content
 from somaagent.types import Page
 from somaagent.types.workflows import (
     FINISHED,
@@ -102,6 +103,18 @@ def upload_call(paths: Iterable[str | os.PathLike[str]]) -> APICall[WorkflowUplo
     return APICall(
         "POST", "/v1/workflows/document_ingest/uploads", model_parser(WorkflowUpload), files=files
     )
+
+
+def _upload(upload_id: str) -> str:
+    return f"/v1/workflows/document_ingest/uploads/{quote(upload_id, safe='')}"
+
+
+def get_upload_call(upload_id: str) -> APICall[WorkflowUpload]:
+    return APICall("GET", _upload(upload_id), model_parser(WorkflowUpload))
+
+
+def delete_upload_call(upload_id: str) -> APICall[None]:
+    return APICall("DELETE", _upload(upload_id), no_content)
 
 
 def get_call(run_id: str) -> APICall[WorkflowRun]:
@@ -197,6 +210,19 @@ class Workflows:
             APIError: 413 when the files together exceed the gateway's request size limit.
         """
         return self._client._call(upload_call(paths))
+
+    def get_upload(self, upload_id: str) -> WorkflowUpload:
+        """A stored upload: its files and ``expires_at`` (``NotFoundError`` once it is gone)."""
+        return self._client._call(get_upload_call(upload_id))
+
+    def delete_upload(self, upload_id: str) -> None:
+        """Delete an upload now (documents already indexed from it stay).
+
+        Raises:
+            NotFoundError: no such upload (or another tenant's).
+            ConflictError: a queued or running run names it; the message names the run.
+        """
+        self._client._call(delete_upload_call(upload_id))
 
     def get(self, run_id: str) -> WorkflowRun:
         return self._client._call(get_call(run_id))
@@ -328,6 +354,14 @@ class AsyncWorkflows:
     async def upload(self, paths: Iterable[str | os.PathLike[str]]) -> WorkflowUpload:
         """Store files for a later ``document_ingest`` run; see :meth:`Workflows.upload`."""
         return await self._client._call(upload_call(paths))
+
+    async def get_upload(self, upload_id: str) -> WorkflowUpload:
+        """A stored upload; see :meth:`Workflows.get_upload`."""
+        return await self._client._call(get_upload_call(upload_id))
+
+    async def delete_upload(self, upload_id: str) -> None:
+        """Delete an upload now; see :meth:`Workflows.delete_upload`."""
+        await self._client._call(delete_upload_call(upload_id))
 
     async def get(self, run_id: str) -> WorkflowRun:
         return await self._client._call(get_call(run_id))

@@ -151,3 +151,8 @@ class WorkflowUpload(_Response):
     files: list[UploadedFile]
     bytes: int
     created_at: datetime
+    expires_at: datetime | None = Field(
+        default=None,
+        description="when it may be removed (SOMA_WORKFLOW_UPLOAD_TTL_HOURS after created_at; "
+        "never while a queued or running run names it); null: kept until deleted",
+    )

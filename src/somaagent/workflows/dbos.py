@@ -25,12 +25,12 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dbos._dbos as dbos_core
 import sqlalchemy as sa
@@ -46,6 +46,9 @@ from somaagent.workflows import _runtime
 from somaagent.workflows.engine import WorkflowEngine, WorkflowRegistry
 from somaagent.workflows.metrics import WorkflowMetrics
 from somaagent.workflows.takeover import ExecutorLiveness
+
+if TYPE_CHECKING:
+    from somaagent.workflows.retention import UploadRetention
 
 log = logging.getLogger("somaagent.workflows")
 
@@ -130,6 +133,9 @@ class DBOSEngine(WorkflowEngine):
         self._opening = asyncio.Lock()
         self._watch: asyncio.Task[None] | None = None
         self._sqlite_engine: sa.Engine | None = None
+        self.upload_retention: UploadRetention | None = None
+        """Deletes uploads and sweeps expired ones (set by ``open_engine``)."""
+        self._background: builtins.list[asyncio.Task[None]] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -222,8 +228,17 @@ class DBOSEngine(WorkflowEngine):
             self.metrics.type_seen(name)
         self._maintenance = asyncio.create_task(self._maintain(), name="workflow-maintenance")
 
+    def start_background(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """Run housekeeping (the upload sweep) on this loop until :meth:`aclose`."""
+        self._background.append(asyncio.create_task(work, name=name))
+
     async def aclose(self) -> None:
         """Stop this process's part; unfinished runs stay PENDING for the next start."""
+        for task in self._background:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._background.clear()
         if self._watch is not None and self._watch is not asyncio.current_task():
             self._watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):

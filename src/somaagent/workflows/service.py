@@ -1,4 +1,5 @@
-"""The gateway's one entry point: :func:`open_engine` builds and launches the engine."""
+"""The gateway's one entry point: :func:`open_engine` builds and launches the engine, with
+the upload retention (:mod:`.retention`) when an upload store is among its services."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from somaagent.workflows.dbos import DBOSEngine, EngineConfig, system_database_u
 from somaagent.workflows.engine import WorkflowRegistry
 from somaagent.workflows.metrics import WorkflowMetrics
 from somaagent.workflows.options import WorkflowOptions
-from somaagent.workflows.ports import INGEST_ROOT
+from somaagent.workflows.ports import INGEST_ROOT, UPLOADS
+from somaagent.workflows.retention import UploadRetention
+from somaagent.workflows.uploads import UploadStore
 
 
 async def open_engine(
@@ -50,4 +53,10 @@ async def open_engine(
         metrics=WorkflowMetrics(metrics_registry),
     )
     await engine.open_if_needed()
+    store = services.get(UPLOADS)
+    if isinstance(store, UploadStore):
+        # deletes on request; with a time to live, sweeps expired uploads now and then on
+        retention = UploadRetention(engine, store)
+        engine.upload_retention = retention
+        engine.start_background(retention.run_forever(), "workflow-upload-sweep")
     return engine

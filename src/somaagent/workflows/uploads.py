@@ -4,6 +4,14 @@ An upload is stored in one transaction before its id is answered, so it survives
 is seen by every gateway process on the same database. A run names uploads in
 ``input.uploads``; they are checked (the tenant's own, existing) before the run is accepted, a
 checkpointed step lists their files, and each batch reads only its own files when it runs.
+
+Retention: with a time to live (``SOMA_WORKFLOW_UPLOAD_TTL_HOURS``), an upload older than it
+is refused by new runs (a 422 ``expired`` naming ``input.uploads.N``) and removed by the sweep
+of :mod:`.retention` a grace period later, unless a queued or running run names it; it can
+also be deleted at once (``DELETE``). A document indexed from an upload has the id
+``<upload id>/<position>/<name>``: two files of the same name (in one upload or two) are two
+documents, and indexing the same upload again replaces its documents (unchanged ones are not
+embedded again).
 """
 
 from __future__ import annotations
@@ -11,13 +19,15 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import PurePosixPath, PureWindowsPath
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from somaagent.errors import ValidationError
+from somaagent.db import utcnow
+from somaagent.errors import ConflictError, ValidationError
 from somaagent.types.memory import DocumentIn
 from somaagent.types.workflows import UploadedFile, WorkflowUpload
 from somaagent.workflows.tables import WorkflowUploadFile
@@ -48,6 +58,12 @@ def upload_id_for(tenant: str, key: str | None) -> str:
     return "up_" + hashlib.sha256(f"{tenant}\n{key}".encode()).hexdigest()[:20]
 
 
+def document_id(upload_id: str, position: int, name: str) -> str:
+    """The memory document id of an uploaded file: unique per file (the upload and the
+    file's position), stable across runs over the same upload, readable (its name)."""
+    return f"{upload_id}/{position}/{name}"[:256]
+
+
 def _decode(name: str, data: bytes) -> str | None:
     try:
         text = data.decode("utf-8-sig")
@@ -59,8 +75,19 @@ def _decode(name: str, data: bytes) -> str | None:
 class UploadStore:
     """The tenant-scoped store of uploads on the gateway's sessions."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], *, ttl_hours: float = 0.0
+    ) -> None:
         self._sessions = sessions
+        self.ttl: timedelta | None = timedelta(hours=ttl_hours) if ttl_hours > 0 else None
+        """How long an upload is kept; ``None``: until it is deleted."""
+
+    def expires_at(self, created_at: datetime) -> datetime | None:
+        return None if self.ttl is None else created_at + self.ttl
+
+    def _expired(self, created_at: datetime, now: datetime | None = None) -> bool:
+        expires = self.expires_at(created_at)
+        return expires is not None and expires <= (now or utcnow())
 
     async def save(
         self, tenant: str, files: Sequence[tuple[str | None, bytes]], *, key: str | None = None
@@ -78,6 +105,11 @@ class UploadStore:
         upload_id = upload_id_for(tenant, key)
         existing = await self.get(tenant, upload_id)
         if existing is not None:
+            if self._expired(existing.created_at):
+                raise ConflictError(
+                    f"the upload stored under this Idempotency-Key ({upload_id}) has expired; "
+                    "upload again with a new key"
+                )
             return existing
         rows = []
         for position, (raw, data) in enumerate(files):
@@ -133,15 +165,43 @@ class UploadStore:
             files=[UploadedFile(name=r.name, size=r.size, sha256=r.sha256) for r in rows],
             bytes=sum(r.size for r in rows),
             created_at=rows[0].created_at,
+            expires_at=self.expires_at(rows[0].created_at),
         )
+
+    async def delete(self, tenant: str, upload_id: str) -> bool:
+        """Remove the tenant's upload (its files); whether there was one. Whether a run still
+        needs it is :mod:`.retention`'s to check first."""
+        query = delete(WorkflowUploadFile).where(
+            WorkflowUploadFile.tenant_id == tenant, WorkflowUploadFile.upload_id == upload_id
+        )
+        async with self._sessions.begin() as session:
+            result = await session.execute(query)
+        return bool(getattr(result, "rowcount", 0))
+
+    async def older_than(self, cutoff: datetime, limit: int = 1000) -> list[tuple[str, str]]:
+        """``(tenant, upload id)`` of uploads created before ``cutoff``, oldest first."""
+        cutoff = cutoff.astimezone(UTC)  # SQLite compares the stored UTC text
+        query = (
+            select(WorkflowUploadFile.tenant_id, WorkflowUploadFile.upload_id)
+            .where(WorkflowUploadFile.position == 0, WorkflowUploadFile.created_at < cutoff)
+            .order_by(WorkflowUploadFile.created_at)
+            .limit(limit)
+        )
+        async with self._sessions() as session:
+            return [(row[0], row[1]) for row in await session.execute(query)]
 
     async def check(self, tenant: str, upload_ids: Sequence[str]) -> int:
         """How many files the uploads hold (each upload counted once); refuses the first
-        upload id that is not one of the tenant's (a 422 naming ``input.uploads.N``)."""
+        upload id that is not one of the tenant's, or has expired (a 422 naming
+        ``input.uploads.N``)."""
         if not upload_ids:
             return 0
         query = (
-            select(WorkflowUploadFile.upload_id, func.count())
+            select(
+                WorkflowUploadFile.upload_id,
+                func.count(),
+                func.min(WorkflowUploadFile.created_at),
+            )
             .where(
                 WorkflowUploadFile.tenant_id == tenant,
                 WorkflowUploadFile.upload_id.in_(set(upload_ids)),
@@ -149,7 +209,7 @@ class UploadStore:
             .group_by(WorkflowUploadFile.upload_id)
         )
         async with self._sessions() as session:
-            found = {row[0]: int(row[1]) for row in await session.execute(query)}
+            found = {row[0]: (int(row[1]), row[2]) for row in await session.execute(query)}
         for index, upload_id in enumerate(upload_ids):
             if upload_id not in found:
                 raise _error(
@@ -157,7 +217,19 @@ class UploadStore:
                     f"no upload {upload_id!r} for this tenant",
                     "not_found",
                 )
-        return sum(found.values())
+            if self._expired(_aware(found[upload_id][1])):
+                raise _error(
+                    ["body", "input", "uploads", index],
+                    f"upload {upload_id!r} has expired (uploads are kept "
+                    f"{self._hours()} hours: SOMA_WORKFLOW_UPLOAD_TTL_HOURS); upload the files "
+                    "again",
+                    "expired",
+                )
+        return sum(count for count, _ in found.values())
+
+    def _hours(self) -> str:
+        assert self.ttl is not None
+        return f"{self.ttl.total_seconds() / 3600:g}"
 
     async def list_files(self, tenant: str, upload_ids: Sequence[str]) -> list[UploadRef]:
         """The uploads' files as ``[upload id, position]``, in the order named, each once."""
@@ -182,8 +254,9 @@ class UploadStore:
             return int((await session.execute(query)).scalar_one())
 
     async def read(self, tenant: str, refs: Sequence[UploadRef]) -> list[DocumentIn]:
-        """The documents in these listed files; each one's id and source are its file name,
-        so a later run over the same files replaces them instead of adding copies.
+        """The documents in these listed files; each one's id is :func:`document_id` (so a
+        later run over the same upload replaces them instead of adding copies, and two files
+        of the same name stay two documents) and its source the file's name.
 
         Raises:
             ValidationError: a file is gone (its upload was removed after the run started).
@@ -195,10 +268,23 @@ class UploadStore:
                 if row is None:
                     raise _error(
                         ["body", "input", "uploads"],
-                        f"upload {upload_id!r} has no file {position}",
+                        f"upload {upload_id!r} has no file {position} (was the upload "
+                        "deleted or did it expire after the run started?)",
                         "not_found",
                     )
                 text = _decode(row.name, row.content) or ""
                 fmt = "markdown" if row.name.lower().endswith(_MARKDOWN) else "text"
-                documents.append(DocumentIn(id=row.name, text=text, source=row.name, format=fmt))
+                documents.append(
+                    DocumentIn(
+                        id=document_id(row.upload_id, row.position, row.name),
+                        text=text,
+                        source=row.name,
+                        format=fmt,
+                    )
+                )
         return documents
+
+
+def _aware(value: datetime) -> datetime:
+    """An aggregate's datetime (SQLite may give it back naive, in UTC) as an aware one."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

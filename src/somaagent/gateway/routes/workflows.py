@@ -25,6 +25,7 @@ from somaagent.gateway.streaming import SSE_HEADERS, SSE_MEDIA_TYPE, sse_event
 from somaagent.types.workflows import (
     FINISHED,
     RUN_ID_PATTERN,
+    UPLOAD_ID_PATTERN,
     RunStatus,
     WorkflowFork,
     WorkflowRun,
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 router = APIRouter(prefix="/v1", tags=["workflows"])
 
 RunId = Annotated[str, Path(pattern=RUN_ID_PATTERN, description="the run's id")]
+UploadId = Annotated[str, Path(pattern=UPLOAD_ID_PATTERN, description="the upload's id")]
 TypeName = Annotated[str, Path(max_length=100, description="a registered workflow type")]
 JSONL = "application/x-ndjson"
 
@@ -63,7 +65,13 @@ async def open_workflows(state: GatewayState) -> DBOSEngine | None:
         state.settings.resolved_database_url,
         state.settings.data_dir,
         # memory is looked up per call: the app (and tests) may swap the service
-        services={MEMORY: lambda: state.memory, CHAT: chat, UPLOADS: UploadStore(state.sessions)},
+        services={
+            MEMORY: lambda: state.memory,
+            CHAT: chat,
+            UPLOADS: UploadStore(
+                state.sessions, ttl_hours=state.settings.workflow_upload_ttl_hours
+            ),
+        },
         metrics_registry=state.metrics.registry,
         options=workflow_options(state.settings),
     )
@@ -116,6 +124,33 @@ async def upload_documents(
     store: UploadStore = engine_of(request).services[UPLOADS]
     contents = [(file.filename, await file.read()) for file in files]
     return await store.save(who.tenant, contents, key=idempotency_key)
+
+
+@router.get(
+    "/workflows/document_ingest/uploads/{upload_id}",
+    summary="One stored upload: its files and when it expires",
+)
+async def get_upload(
+    request: Request, who: CurrentPrincipal, upload_id: UploadId
+) -> WorkflowUpload:
+    store: UploadStore = engine_of(request).services[UPLOADS]
+    found = await store.get(who.tenant, upload_id)
+    if found is None:
+        raise NotFoundError(f"no upload {upload_id!r}")
+    return found
+
+
+@router.delete(
+    "/workflows/document_ingest/uploads/{upload_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete an upload now (409 while a queued or running run names it)",
+)
+async def delete_upload(request: Request, who: CurrentPrincipal, upload_id: UploadId) -> Response:
+    retention = engine_of(request).upload_retention
+    if retention is None:
+        raise ServiceUnavailableError("uploads are not served by this gateway's workflow engine")
+    await retention.delete(who.tenant, upload_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post(
