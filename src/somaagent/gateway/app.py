@@ -3,6 +3,7 @@ database and, on the very first start, creates an admin API key and shows it onc
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -63,7 +64,29 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # Each resource's close is registered as it is made, so a start-up that fails half-way
+        # (a bad setting, an unreachable database) still closes what it opened, newest first.
+        cleanup = contextlib.AsyncExitStack()
+        try:
+            await _start(app, cleanup)
+        except BaseException:
+            await cleanup.aclose()
+            raise
+        # Everything made at start lives as long as the app: move it out of the collector's
+        # way. Full collections otherwise took ~25% of the CPU at 32 connections and made the
+        # p95 tail (bench/results/gateway_overhead.md).
+        gc.collect()
+        gc.freeze()
+        try:
+            yield
+        finally:
+            gc.unfreeze()
+            await cleanup.aclose()
+
+    async def _start(app: FastAPI, cleanup: contextlib.AsyncExitStack) -> None:
         engine = make_engine(settings.resolved_database_url)
+        cleanup.push_async_callback(engine.dispose)
+        cleanup.push_async_callback(aclose_client)
         await migrate(engine)
         sessions = make_sessionmaker(engine)
         prompts = PromptService(sessions)
@@ -71,6 +94,7 @@ def create_app(
         memory = (
             factory(settings, sessions) if callable(factory) else memory_service(settings, sessions)
         )
+        cleanup.push_async_callback(memory.aclose)
         # chunks an interrupted indexing run left behind must not be served (issue 14)
         await memory.repair()
         if settings.bootstrap_admin_key:
@@ -85,6 +109,7 @@ def create_app(
                     (on_admin_key or _show_admin_key)(secret)
         registry = ModelRegistry.load(settings.models_file)
         pool = ProviderPool(provider_config(settings), registry)
+        cleanup.push_async_callback(pool.aclose)
         fault_points = None
         if settings.fault_points_enabled:
             fault_points = faults.fault_points_for(metrics)
@@ -92,8 +117,10 @@ def create_app(
         router, route_feedback = await routing_services(
             settings, registry, sessions, adapter_for=pool.adapter
         )
+        cleanup.push_async_callback(route_feedback.aclose)  # shadow judgements in flight
         usage = UsageLedger(sessions)
         usage.start()
+        cleanup.push_async_callback(usage.aclose)
         conversation_store = ConversationService(
             sessions,
             pool,
@@ -130,23 +157,8 @@ def create_app(
         )
         app.state.gateway.route_feedback = route_feedback
         app.state.gateway.workflows = await workflow_routes.open_workflows(app.state.gateway)
-        # Everything made at start lives as long as the app: move it out of the collector's
-        # way. Full collections otherwise took ~25% of the CPU at 32 connections and made the
-        # p95 tail (bench/results/gateway_overhead.md).
-        gc.collect()
-        gc.freeze()
-        try:
-            yield
-        finally:
-            gc.unfreeze()
-            if app.state.gateway.workflows is not None:
-                await app.state.gateway.workflows.aclose()
-            await route_feedback.aclose()  # shadow judgements in flight
-            await usage.aclose()
-            await app.state.gateway.memory.aclose()
-            await pool.aclose()
-            await aclose_client()
-            await engine.dispose()
+        if app.state.gateway.workflows is not None:
+            cleanup.push_async_callback(app.state.gateway.workflows.aclose)
 
     app = FastAPI(
         title="SomaAgent",
