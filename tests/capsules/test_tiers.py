@@ -12,7 +12,7 @@ import tarfile
 
 import pytest
 
-from tests.capsules.conftest import Gateway
+from tests.gateway.conftest import Gateway
 
 pytestmark = pytest.mark.anyio
 
