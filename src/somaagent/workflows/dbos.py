@@ -139,6 +139,11 @@ class DBOSEngine(WorkflowEngine):
 
     # -- lifecycle ---------------------------------------------------------------------------
 
+    @property
+    def is_open(self) -> bool:
+        """Whether DBOS runs in this process (launched now or on first use)."""
+        return self._opened
+
     async def may_hold_runs(self) -> bool:
         """Whether the system database may hold runs (so DBOS must launch to recover them).
 

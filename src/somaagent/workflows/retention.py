@@ -57,7 +57,7 @@ class UploadRetention:
 
     async def live_uploads(self, tenant: str | None = None) -> dict[tuple[str, str], str]:
         """``(tenant, upload id)`` named by a queued or running run, each with one such run."""
-        if not self.engine._opened:
+        if not self.engine.is_open:
             if not await self.engine.may_hold_runs():
                 return {}  # no workflow database yet: no run at all
             await self.engine.ensure_open()
