@@ -310,6 +310,14 @@ def list_runs(
         )
 
 
+def _changed(run: WorkflowRun, as_json: bool, detail: str = "") -> None:
+    """Print a run that a command just changed: as JSON, or its id and new status."""
+    if as_json:
+        _render.as_json(run)
+    else:
+        _render.success(f"{run.id} {run.status}{detail}")
+
+
 @workflow.command("cancel")
 @click.argument("run_id", metavar="ID")
 @json_option
@@ -318,10 +326,7 @@ def cancel(state: CliState, run_id: str, as_json: bool) -> None:
     """Cancel a queued or running run."""
     with state.resolve().client() as client:
         run = _workflows(client).cancel(run_id)
-    if as_json:
-        _render.as_json(run)
-    else:
-        _render.success(f"{run.id} {run.status}")
+    _changed(run, as_json)
 
 
 @workflow.command("resume")
@@ -332,10 +337,7 @@ def resume(state: CliState, run_id: str, as_json: bool) -> None:
     """Resume a cancelled run from its last finished step."""
     with state.resolve().client() as client:
         run = _workflows(client).resume(run_id)
-    if as_json:
-        _render.as_json(run)
-    else:
-        _render.success(f"{run.id} {run.status}")
+    _changed(run, as_json)
 
 
 @workflow.command("fork")
@@ -354,10 +356,7 @@ def fork(state: CliState, run_id: str, from_step: int, as_json: bool) -> None:
     run again: its 409 on resume names the step)."""
     with state.resolve().client() as client:
         run = _workflows(client).fork(run_id, from_step)
-    if as_json:
-        _render.as_json(run)
-    else:
-        _render.success(f"{run.id} {run.status} (forked from {run_id} at step {from_step})")
+    _changed(run, as_json, f" (forked from {run_id} at step {from_step})")
 
 
 @workflow.command("delete-upload")
