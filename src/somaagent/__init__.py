@@ -3,9 +3,10 @@
 This package's top level is the Python SDK: :class:`Client` and :class:`AsyncClient`, the
 exceptions they raise and the models they return. Importing it loads no server code.
 
-The exceptions and models load with the package; the clients (and httpx under them, whose own
-import is most of the SDK's start-up time) load when one of their names is first used, so a
-program that only catches SomaAgent's errors or validates its models does not pay for them.
+The exceptions load with the package; the models (pydantic, whose model building was most of
+``import somaagent``'s time: ``bench/results/import_time.md``) and the clients (and httpx under
+them) load when one of their names is first used, so a program that only catches SomaAgent's
+errors pays for neither.
 """
 
 from __future__ import annotations
@@ -57,27 +58,6 @@ from somaagent.errors import (
     WorkflowStepError,
     WorkflowTypeUnavailableError,
 )
-from somaagent.types import (
-    ApiKeyInfo,
-    Conversation,
-    ConversationCreate,
-    FaultCreate,
-    FaultPoint,
-    Message,
-    MessageCreate,
-    MessageExchange,
-    ModelInfo,
-    Page,
-    Problem,
-    PromptInvocation,
-    Role,
-    RouteCandidate,
-    RouteDecision,
-    RoutingPolicy,
-    Scope,
-    StreamEvent,
-    Usage,
-)
 
 if TYPE_CHECKING:
     from somaagent.sdk import (
@@ -88,7 +68,51 @@ if TYPE_CHECKING:
         MessageStream,
         RetryEvent,
     )
+    from somaagent.types import (
+        ApiKeyInfo,
+        Conversation,
+        ConversationCreate,
+        FaultCreate,
+        FaultPoint,
+        Message,
+        MessageCreate,
+        MessageExchange,
+        ModelInfo,
+        Page,
+        Problem,
+        PromptInvocation,
+        Role,
+        RouteCandidate,
+        RouteDecision,
+        RoutingPolicy,
+        Scope,
+        StreamEvent,
+        Usage,
+    )
 
+_TYPES = frozenset(
+    {
+        "ApiKeyInfo",
+        "Conversation",
+        "ConversationCreate",
+        "FaultCreate",
+        "FaultPoint",
+        "Message",
+        "MessageCreate",
+        "MessageExchange",
+        "ModelInfo",
+        "Page",
+        "Problem",
+        "PromptInvocation",
+        "Role",
+        "RouteCandidate",
+        "RouteDecision",
+        "RoutingPolicy",
+        "Scope",
+        "StreamEvent",
+        "Usage",
+    }
+)
 _SDK = frozenset(
     {"AsyncClient", "AsyncMessageStream", "Client", "Identity", "MessageStream", "RetryEvent"}
 )
@@ -165,12 +189,13 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    if name in _SDK:
-        value = getattr(importlib.import_module("somaagent.sdk"), name)
+    if name in _SDK or name in _TYPES:
+        module = "somaagent.sdk" if name in _SDK else "somaagent.types"
+        value = getattr(importlib.import_module(module), name)
         globals()[name] = value  # once: later lookups find it directly
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_SDK})
+    return sorted({*globals(), *_SDK, *_TYPES})
