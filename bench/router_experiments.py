@@ -1,0 +1,269 @@
+"""Quick leave-one-dataset-out (LODO) experiments for the router's quality heads.
+
+Not a benchmark of record (``bench/router.py`` is): a scratch harness to try ideas that might
+carry over to datasets the router was not trained on, on the same data and protocol. Every
+setting is chosen by LODO *inside* the training datasets (mean APGR), never on the held-out one.
+
+Usage::
+
+    nice -n 10 .venv/bin/python bench/router_experiments.py [--embeddings PATH] [--only a,b]
+
+Prints, per variant, the held-out APGR on each dataset (and its bootstrap 95% interval with
+``--bootstrap``) and the settings chosen for each fold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _router_data as rd
+import _router_methods as rm
+
+from somaagent.llm.learned.fitting import STRONG, WEAK, public_prompts
+
+DATASETS = ("gsm8k", "mmlu", "mt_bench", "arena")
+Fit = Callable[[np.ndarray, np.ndarray, "Data", dict[str, Any]], np.ndarray]
+
+
+class Data:
+    """The two-model prompts: features, labels, dataset names."""
+
+    def __init__(self, emb_path: Path) -> None:
+        prompts = public_prompts()
+        rows = [i for i, p in enumerate(prompts) if WEAK in p.scores and STRONG in p.scores]
+        pair = [prompts[i] for i in rows]
+        if emb_path == rd.DEFAULT_CACHE:
+            emb = rd.embeddings(prompts, emb_path)[rows]
+        else:
+            saved = np.load(emb_path)
+            stored = dict(zip(saved["keys"].tolist(), saved["vectors"], strict=True))
+            emb = np.stack([stored[rd.key(p.prompt)] for p in pair]).astype(np.float64)
+        self.inp = rm.Inputs.build([p.prompt for p in pair], rd.dense(pair), emb)
+        self.ds = np.array([p.dataset for p in pair])
+        self.weak = np.array([p.scores[WEAK] for p in pair])
+        self.strong = np.array([p.scores[STRONG] for p in pair])
+        self.inp.weak, self.inp.strong = self.weak, self.strong
+        self.gain = self.strong - self.weak
+        self.x = self.inp.x
+        self.n_dense = self.inp.dense.shape[1]
+        rm._DS["ds"] = self.ds
+
+
+def _ridge(x: np.ndarray, y: np.ndarray, w: np.ndarray, alpha: float) -> np.ndarray:
+    w = w / w.sum()
+    a = x.T @ (x * w[:, None])
+    a[np.diag_indices_from(a)] += alpha
+    return np.linalg.solve(a, x.T @ (w * y))  # type: ignore[no-any-return]
+
+
+def _target(d: Data, rows: np.ndarray, how: str) -> np.ndarray:
+    """The gain on ``rows``, centred within each dataset and rescaled as ``how`` says."""
+    y = d.gain[rows].copy()
+    for name in set(d.ds[rows].tolist()):
+        m = d.ds[rows] == name
+        v = y[m]
+        if how == "rank":
+            r = np.argsort(np.argsort(v, kind="stable"), kind="stable").astype(float)
+            # ties share their mean rank
+            _, inv = np.unique(v, return_inverse=True)
+            r = np.bincount(inv, r) / np.bincount(inv)
+            v = r[inv] / max(len(v) - 1, 1) - 0.5
+        else:
+            v = v - v.mean()
+            if how == "std":
+                v = v / (v.std() or 1.0)
+        y[m] = v
+    return y
+
+
+def _centred(d: Data, x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    out = x[rows].copy()
+    for name in set(d.ds[rows].tolist()):
+        m = d.ds[rows] == name
+        out[m] -= out[m].mean(0)
+    return out
+
+
+def fe(train: np.ndarray, test: np.ndarray, d: Data, s: dict[str, Any]) -> np.ndarray:
+    """Within-dataset ("fixed effects") ridge on the gain: features and target centred per
+    training dataset, so only within-dataset differences are learned (a held-out dataset is
+    ranked within itself, so its own offset does not matter)."""
+    x = _features(d, train, s)
+    rows = np.nonzero(train)[0]
+    xc = _centred(d, x, rows) if s.get("centre_x", True) else x[rows]
+    y = _target(d, rows, s.get("y", "raw"))
+    beta = _ridge(xc, y, rm.balanced(d.ds[rows]), s["alpha"])
+    return x[test] @ beta  # type: ignore[no-any-return]
+
+
+def _features(d: Data, train: np.ndarray, s: dict[str, Any]) -> np.ndarray:
+    k = s.get("pca")
+    if k is None:
+        return d.x
+    emb = d.x[:, d.n_dense :]
+    mu = emb[train].mean(0)
+    _, _, vt = np.linalg.svd(emb[train] - mu, full_matrices=False)
+    proj = (emb - mu) @ vt[:k].T
+    proj /= proj[train].std(0)
+    return np.hstack([d.x[:, : d.n_dense], s.get("pca_scale", 1.0) * proj])
+
+
+def heads(train: np.ndarray, test: np.ndarray, d: Data, s: dict[str, Any]) -> np.ndarray:
+    return rm._heads(train, test, d.inp, s)
+
+
+def scaled(train: np.ndarray, test: np.ndarray, d: Data, s: dict[str, Any]) -> np.ndarray:
+    """The shipped heads with the embedding block's weight (against the dense block) as a
+    setting, not fixed at 3."""
+    x = d.x.copy()
+    x[:, d.n_dense :] *= s["scale"] / 3.0
+    rows = np.nonzero(train)[0]
+    xb = np.hstack([x, np.ones((len(x), 1))])
+    w = rm.balanced(d.ds[rows])
+    w = w / w.sum()
+    a = xb[rows].T @ (xb[rows] * w[:, None])
+    pen = np.full(xb.shape[1], s["alpha"])
+    pen[-1] = 0.0
+    a[np.diag_indices_from(a)] += pen
+    beta = np.linalg.solve(a, xb[rows].T @ (w * d.gain[rows]))
+    return xb[test] @ beta  # type: ignore[no-any-return]
+
+
+def cheap(train: np.ndarray, test: np.ndarray, d: Data, s: dict[str, Any]) -> np.ndarray:
+    return rm._cheap(train, test, d.inp, s)
+
+
+def knn(train: np.ndarray, test: np.ndarray, d: Data, s: dict[str, Any]) -> np.ndarray:
+    return rm._knn(train, test, d.inp, s)
+
+
+def _z(v: np.ndarray) -> np.ndarray:
+    return (v - v.mean()) / (v.std() or 1.0)
+
+
+def ensemble(train: np.ndarray, test: np.ndarray, d: Data, s: dict[str, Any]) -> np.ndarray:
+    """z-scored average of the within-dataset heads and the kNN."""
+    a = fe(train, test, d, {"alpha": s["alpha"], "y": s["y"]})
+    b = knn(train, test, d, {"k": s["k"], "tau": 0.1})
+    return _z(a) + s["w"] * _z(b)
+
+
+def logistic(train: np.ndarray, test: np.ndarray, d: Data, s: dict[str, Any]) -> np.ndarray:
+    """Weighted logistic regression of "strong beats weak" (ties dropped), features centred
+    within each training dataset."""
+    rows = np.nonzero(train)[0]
+    keep = rows[d.gain[rows] != 0]
+    xc = _centred(d, d.x, keep)
+    y = (d.gain[keep] > 0).astype(float)
+    w = rm.balanced(d.ds[keep])
+    w = w / w.sum()
+    beta = np.zeros(xc.shape[1])
+    b = 0.0
+    for _ in range(60):  # Newton steps
+        z = xc @ beta + b
+        p = 1 / (1 + np.exp(-z))
+        r = w * (p - y)
+        g = np.append(xc.T @ r + s["alpha"] * beta, r.sum())
+        h_w = w * p * (1 - p)
+        xb = np.hstack([xc, np.ones((len(xc), 1))])
+        h = xb.T @ (xb * h_w[:, None])
+        h[np.diag_indices(xc.shape[1])] += s["alpha"]
+        step = np.linalg.solve(h, g)
+        beta -= step[:-1]
+        b -= step[-1]
+        if np.abs(step).max() < 1e-6:
+            break
+    return d.x[test] @ beta  # type: ignore[no-any-return]
+
+
+ALPHAS = (0.1, 1.0, 3.0, 10.0, 30.0, 100.0)
+VARIANTS: dict[str, tuple[Fit, list[dict[str, Any]]]] = {
+    "heads": (heads, [{"alpha": a} for a in ALPHAS]),
+    "cheap": (cheap, [{"alpha": a} for a in ALPHAS]),
+    "scaled": (scaled, [{"alpha": a, "scale": c} for a in ALPHAS for c in (0.0, 1.0, 3.0, 10.0)]),
+    "fe_raw": (fe, [{"alpha": a, "y": "raw"} for a in ALPHAS]),
+    "fe_std": (fe, [{"alpha": a, "y": "std"} for a in ALPHAS]),
+    "fe_rank": (fe, [{"alpha": a, "y": "rank"} for a in ALPHAS]),
+    "fe_y": (fe, [{"alpha": a, "y": y} for a in ALPHAS for y in ("raw", "std", "rank")]),
+    "std_nocentre": (fe, [{"alpha": a, "y": "std", "centre_x": False} for a in ALPHAS]),
+    "fe_pca": (
+        fe,
+        [{"alpha": a, "y": "std", "pca": k} for a in (0.1, 1.0, 10.0) for k in (8, 32, 96)],
+    ),
+    "logistic": (logistic, [{"alpha": a} for a in (0.001, 0.01, 0.1)]),
+    "ensemble": (
+        ensemble,
+        [{"alpha": 1.0, "y": "std", "k": k, "w": w} for k in (100, 400) for w in (0.5, 1.0)],
+    ),
+}
+
+
+def apgr(d: Data, score: np.ndarray, m: np.ndarray) -> float:
+    return rm.apgr(score, d.weak[m], d.strong[m])
+
+
+def select(fit: Fit, grid: list[dict[str, Any]], train: np.ndarray, d: Data) -> dict[str, Any]:
+    if len(grid) == 1:
+        return grid[0]
+    best, chosen = -np.inf, grid[0]
+    for s in grid:
+        found = []
+        for inner in sorted(set(d.ds[train].tolist())):
+            te = train & (d.ds == inner)
+            tr = train & (d.ds != inner)
+            found.append(apgr(d, fit(tr, te, d, s), te))
+        if np.mean(found) > best:
+            best, chosen = float(np.mean(found)), s
+    return chosen
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--embeddings", type=Path, default=rd.DEFAULT_CACHE)
+    parser.add_argument("--only", default=",".join(VARIANTS))
+    parser.add_argument("--bootstrap", type=int, default=0)
+    args = parser.parse_args()
+    d = Data(args.embeddings)
+    rng = np.random.default_rng(0)
+    print(f"embeddings: {args.embeddings.name}")
+    for name in args.only.split(","):
+        fit, grid = VARIANTS[name]
+        t0 = time.perf_counter()
+        row, chosen = [], {}
+        for held in DATASETS:
+            test = d.ds == held
+            s = select(fit, grid, ~test, d)
+            score = fit(~test, test, d, s)
+            chosen[held] = s
+            if args.bootstrap:
+                r = rm.with_intervals(
+                    score,
+                    d.weak[test],
+                    d.strong[test],
+                    np.ones(test.sum()),
+                    np.full(test.sum(), 2.0),
+                    args.bootstrap,
+                    rng,
+                )
+                lo, hi = r["apgr_ci95"]
+                row.append(f"{held} {r['apgr']:.3f} [{lo:.3f}, {hi:.3f}]")
+            else:
+                row.append(f"{held} {apgr(d, score, test):.3f}")
+        print(
+            f"{name:14s} " + "  ".join(row) + f"  ({time.perf_counter() - t0:.0f} s) {chosen}",
+            flush=True,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
