@@ -15,14 +15,16 @@ import numpy as np
 
 from somaagent.llm import cost, tokens
 from somaagent.llm.learned import data as routellm
-from somaagent.llm.learned.embedding import EMBED_TOKENS
+from somaagent.llm.learned.embedding import EMBED_GRAPH_OPTIMIZATION, EMBED_TOKENS
 from somaagent.llm.learned.features import dense_features
 from somaagent.llm.learned.fitting import PublicPrompt
 from somaagent.llm.registry import ModelSpec
 from somaagent.memory.embeddings.local import DEFAULT_MODEL, LocalEmbedder
 
 DEFAULT_CACHE = (
-    Path(tempfile.gettempdir()) / "somaagent-bench" / f"router_embeddings_{EMBED_TOKENS}.npz"
+    Path(tempfile.gettempdir())
+    / "somaagent-bench"
+    / f"router_embeddings_{EMBED_TOKENS}_{EMBED_GRAPH_OPTIMIZATION}.npz"
 )
 ARENA_OUTPUT_TOKENS = 500
 """arena-bench-v1 has no answers: every model's answer is costed at this many tokens."""
@@ -56,7 +58,9 @@ def key(text: str) -> str:
 def local_embedder(threads: int | None = None) -> tuple[LocalEmbedder, Any]:
     """The product's embedder, loaded, and a synchronous texts -> vectors function over it
     (what the gateway hands the router)."""
-    embedder = LocalEmbedder(threads=threads, max_tokens=EMBED_TOKENS)
+    embedder = LocalEmbedder(
+        threads=threads, max_tokens=EMBED_TOKENS, graph_optimization=EMBED_GRAPH_OPTIMIZATION
+    )
     asyncio.run(embedder.load())
 
     def embed(texts: Sequence[str]) -> Any:

@@ -419,11 +419,12 @@ def many_models(
 def decision_latency(registry: Any, texts: Sequence[str], sample: int, rd: Any) -> dict[str, Any]:
     """Process-CPU and wall milliseconds of ``Router.decide`` with the shipped heads, the
     embedding cached and not (a fresh text each time; the embedding is the product's MiniLM,
-    one ONNX Runtime thread; process CPU time counts the runtime's threads too)."""
+    one ONNX Runtime thread, called as the gateway calls it: ``embed_sync`` in the deciding
+    thread; process CPU time counts the runtime's threads too)."""
     from somaagent.llm.router import Router
 
-    _, embed = rd.local_embedder(threads=1)
-    router = Router(registry, embedder=embed)
+    embedder, _ = rd.local_embedder(threads=1)
+    router = Router(registry, embedder=embedder.embed_sync)
     router.warm_up()
     picked = random.Random(0).sample(list(texts), min(sample, len(texts)))
     out: dict[str, Any] = {}

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from somaagent.gateway.settings import Settings
 from somaagent.llm.base import Model
 from somaagent.llm.feedback import RouteFeedback
-from somaagent.llm.learned.embedding import EMBED_TOKENS
+from somaagent.llm.learned.embedding import EMBED_GRAPH_OPTIMIZATION, EMBED_TOKENS
 from somaagent.llm.registry import ModelRegistry
 from somaagent.llm.router import Router
 from somaagent.llm.shadow import ShadowConfig, ShadowJudge
@@ -34,8 +34,10 @@ def _local_embedder() -> Any:
     from somaagent.memory.embeddings.local import LocalEmbedder
 
     # one prompt per decision: one thread is enough; the heads were trained on the first
-    # EMBED_TOKENS tokens
-    embedder = LocalEmbedder(threads=1, max_tokens=EMBED_TOKENS)
+    # EMBED_TOKENS tokens, embedded at this graph optimisation level
+    embedder = LocalEmbedder(
+        threads=1, max_tokens=EMBED_TOKENS, graph_optimization=EMBED_GRAPH_OPTIMIZATION
+    )
 
     def embed(texts: Sequence[str]) -> Any:
         return embedder.embed_sync(texts)

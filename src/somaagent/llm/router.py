@@ -22,14 +22,16 @@ prompt tokens per tokenizer), then looks at every registry model:
    distance to the bar over the predictions' held-out error (:func:`~.policy.decision_confidence`).
    Below 0.6, a ``min_quality`` policy takes the best-predicted eligible model instead.
 
-**How good the predictions are** (``bench/results/router.md``, 2026-12-02): trained on three of
-GSM8K, MMLU, MT-Bench and arena-bench-v1 and tested on the fourth, routing between
-Mixtral-8x7B and GPT-4-1106 recovers APGR 0.571, 0.537, 0.646 and 0.541 of the gap (random:
+**How good the predictions are** (``bench/results/router.md``, 2026-12-02, load 1.7): trained
+on three of GSM8K, MMLU, MT-Bench and arena-bench-v1 and tested on the fourth, routing between
+Mixtral-8x7B and GPT-4-1106 recovers APGR 0.571, 0.537, 0.638 and 0.541 of the gap (random:
 0.5; bootstrap 95% intervals about +-0.02 to +-0.13), and reaches 95% of GPT-4-1106's quality at
-1.22x, 1.28x, 4.41x and 1.22x lower cost than always-GPT-4 (per token). On arena-bench-v1
-among 15 models with prompts held out it reaches the same 95% at $3.29 against the best static
-mix's $3.49. Decision CPU p99: 2.1 ms with the prompt's embedding cached, 15.9 ms without.
-Predictions this weak make most close calls low-confidence, and the reasons say so.
+1.23x, 1.28x, 4.41x and 1.21x lower cost than always-GPT-4 (per token). On arena-bench-v1
+among 15 models with prompts held out it reaches the same 95% at $3.36 against the best static
+mix's $3.49. Decision CPU p99: 2.3 ms with the prompt's embedding cached, 9.8 ms without (the
+prompt's first 64 tokens embedded). Other heads tried did no better held out
+(``bench/results/router_experiments.md``). Predictions this weak make most close calls
+low-confidence, and the reasons say so.
 
 The decision keeps every candidate with its prediction, estimates and the reason it was or
 was not chosen, and the fallback chain (:data:`DEFAULT_FALLBACK_CHAIN` unless configured or

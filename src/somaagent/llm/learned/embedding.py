@@ -13,13 +13,21 @@ import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from typing import Literal
 
-__all__ = ["EMBED_TOKENS", "EmbeddingCache", "PromptEmbedder"]
+__all__ = ["EMBED_GRAPH_OPTIMIZATION", "EMBED_TOKENS", "EmbeddingCache", "PromptEmbedder"]
 
-EMBED_TOKENS = 128
-"""The prompt's first tokens that the router embeds (and the heads were trained on): half of
-MiniLM's 256 halves the uncached decision's CPU p99 (27.6 to 14.1 ms for the embedding alone on
-RouteLLM's prompts, one thread, 2026-12-02); the held-out figures were measured with it."""
+EMBED_TOKENS = 64
+"""The prompt's first tokens that the router embeds (and the heads were trained on). The
+embedding's cost grows with its tokens (one thread, int8: about 4.7 ms at 64, 10 ms at 128),
+and the held-out APGR did not move between 128, 96 and 64 (``bench/router_experiments.py``,
+2026-12-02: 0.571/0.537/0.669/0.534 at 128, 0.571/0.537/0.663/0.534 at 64): the heads lean on
+the dense features and the embedding's gist, which its first 64 tokens carry."""
+
+EMBED_GRAPH_OPTIMIZATION: Literal["basic"] = "basic"
+"""ONNX Runtime's graph optimisation level for the router's embedder: faster than the
+default for the int8 MiniLM on one thread (see ``LocalEmbedder``); the heads are trained on
+vectors computed at it."""
 
 PromptEmbedder = Callable[[Sequence[str]], Sequence[Sequence[float]]]
 """Texts -> one vector each (any sequence of floats: a list, a numpy row)."""

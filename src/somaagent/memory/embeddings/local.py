@@ -143,6 +143,13 @@ class LocalEmbedder(Embedder):
         threads: ONNX Runtime intra-op threads (default: its own choice, one per core).
         batch_size: texts per model run at most (inputs are grouped by token length).
         max_tokens: truncation length in tokens (256, like sentence-transformers).
+        graph_optimization: ONNX Runtime's graph optimisation level, ``"all"`` (its default)
+            or ``"basic"``. On this project's CPU the int8 graph runs faster at ``"basic"``:
+            one 128-token prompt on one thread 10.0 ms against 12.3 (CPU p50, 2026-12-02),
+            32 texts of 64 tokens in one batch 181 against 205 ms; the extended level's
+            fusions cost more than they save here. The vectors differ slightly between
+            levels (cosine 0.998 at 128 tokens), so an index keeps the level it was built
+            with; the router uses ``"basic"`` (its heads are trained on vectors from it).
     """
 
     provider = "local"
@@ -157,7 +164,12 @@ class LocalEmbedder(Embedder):
         threads: int | None = None,
         batch_size: int = 32,
         max_tokens: int = 256,
+        graph_optimization: Literal["all", "basic"] = "all",
     ) -> None:
+        if graph_optimization not in ("all", "basic"):
+            raise ConfigurationError(
+                f"graph_optimization must be 'all' or 'basic', got {graph_optimization!r}"
+            )
         if quantize not in ("int8", "none"):
             raise ConfigurationError(f"quantize must be 'int8' or 'none', got {quantize!r}")
         if model != DEFAULT_MODEL and model_dir is None:
@@ -172,6 +184,7 @@ class LocalEmbedder(Embedder):
         self._model_dir = Path(model_dir) if model_dir is not None else None
         self._data_dir = Path(data_dir) if data_dir is not None else None
         self._threads = threads
+        self._graph_optimization = graph_optimization
         self._session: Any = None
         self._tokenizer: Any = None
         self._load_lock = anyio.Lock()
@@ -221,6 +234,8 @@ class LocalEmbedder(Embedder):
         if self._threads:
             options.intra_op_num_threads = self._threads
         options.log_severity_level = 3
+        if self._graph_optimization == "basic":
+            options.graph_optimization_level = runtime.GraphOptimizationLevel.ORT_ENABLE_BASIC
         # Idle ONNX Runtime threads spin by default; on a CPU shared with the gateway (and
         # anything else) that steals time: measured 1.7x faster at 2 threads without it.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
