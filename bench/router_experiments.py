@@ -53,6 +53,7 @@ class Data:
         self.strong = np.array([p.scores[STRONG] for p in pair])
         self.inp.weak, self.inp.strong = self.weak, self.strong
         self.gain = self.strong - self.weak
+        self.arena_mean = np.array([np.mean(list(p.scores.values())) for p in pair])
         self.x = self.inp.x
         self.n_dense = self.inp.dense.shape[1]
         rm._DS["ds"] = self.ds
@@ -146,6 +147,62 @@ def knn(train: np.ndarray, test: np.ndarray, d: Data, s: dict[str, Any]) -> np.n
     return rm._knn(train, test, d.inp, s)
 
 
+def knn_within(train: np.ndarray, test: np.ndarray, d: Data, s: dict[str, Any]) -> np.ndarray:
+    """The kNN over the gain centred (or standardised) within each training dataset, so a
+    neighbour's dataset base rate does not decide the ranking."""
+    rows = np.nonzero(train)[0]
+    k = min(s["k"], len(rows) - 1)
+    gain = _target(d, rows, s["y"])
+    xt, xq = d.inp.unit[rows], d.inp.unit[test]
+    bw = rm.balanced(d.ds[rows])
+    out = np.empty(len(xq))
+    for a in range(0, len(xq), 2048):
+        sim = xq[a : a + 2048] @ xt.T
+        top = np.argpartition(-sim, k, axis=1)[:, :k]
+        ts = np.take_along_axis(sim, top, 1)
+        wt = np.exp((ts - ts.max(1, keepdims=True)) / s["tau"]) * bw[top]
+        out[a : a + 2048] = (wt * gain[top]).sum(1) / wt.sum(1)
+    return out
+
+
+def arena_difficulty(train: np.ndarray, test: np.ndarray, d: Data, s: dict[str, Any]) -> np.ndarray:
+    """The shipped heads plus one feature: a ridge head's prediction of the prompt's mean
+    score over arena-bench-v1's 15 models (fitted on the arena prompts in training only;
+    without them, the plain heads)."""
+    if not (train & (d.ds == "arena")).any():
+        return heads(train, test, d, s)
+    arena_rows = np.nonzero(train & (d.ds == "arena"))[0]
+    x = d.x
+    xb = np.hstack([x, np.ones((len(x), 1))])
+    y = d.arena_mean[arena_rows]
+    a = xb[arena_rows].T @ xb[arena_rows] / len(arena_rows)
+    pen = np.full(xb.shape[1], s["alpha_d"])
+    pen[-1] = 0.0
+    a[np.diag_indices_from(a)] += pen
+    beta = np.linalg.solve(a, xb[arena_rows].T @ y / len(arena_rows))
+    diff = xb @ beta
+    # arena's own training prompts: out-of-fold, so the feature is as noisy there as elsewhere
+    fold = arena_rows % 5
+    for f in range(5):
+        tr, te = arena_rows[fold != f], arena_rows[fold == f]
+        a = xb[tr].T @ xb[tr] / len(tr)
+        a[np.diag_indices_from(a)] += pen
+        b = np.linalg.solve(a, xb[tr].T @ d.arena_mean[tr] / len(tr))
+        diff[te] = xb[te] @ b
+    diff = (diff - diff[train].mean()) / (diff[train].std() or 1.0)
+    x2 = np.hstack([x, s["w"] * diff[:, None]])
+    w = rm.balanced(d.ds[train])
+    rows = np.nonzero(train)[0]
+    xb2 = np.hstack([x2, np.ones((len(x2), 1))])
+    ww = w / w.sum()
+    a = xb2[rows].T @ (xb2[rows] * ww[:, None])
+    pen = np.full(xb2.shape[1], s["alpha"])
+    pen[-1] = 0.0
+    a[np.diag_indices_from(a)] += pen
+    beta2 = np.linalg.solve(a, xb2[rows].T @ (ww * d.gain[rows]))
+    return xb2[test] @ beta2  # type: ignore[no-any-return]
+
+
 def _z(v: np.ndarray) -> np.ndarray:
     return (v - v.mean()) / (v.std() or 1.0)
 
@@ -198,6 +255,24 @@ VARIANTS: dict[str, tuple[Fit, list[dict[str, Any]]]] = {
     "fe_pca": (
         fe,
         [{"alpha": a, "y": "std", "pca": k} for a in (0.1, 1.0, 10.0) for k in (8, 32, 96)],
+    ),
+    "knn_within": (
+        knn_within,
+        [
+            {"k": k, "tau": t, "y": y}
+            for k in (100, 400)
+            for t in (0.02, 0.1)
+            for y in ("raw", "std")
+        ],
+    ),
+    "arena_difficulty": (
+        arena_difficulty,
+        [
+            {"alpha": a, "alpha_d": ad, "w": w}
+            for a in (1.0, 10.0)
+            for ad in (0.1, 1.0)
+            for w in (1.0, 3.0)
+        ],
     ),
     "logistic": (logistic, [{"alpha": a} for a in (0.001, 0.01, 0.1)]),
     "ensemble": (
