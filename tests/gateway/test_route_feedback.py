@@ -40,6 +40,23 @@ def hashed(texts: Sequence[str]) -> list[list[float]]:
     return out
 
 
+def hashed_router(gateway: Gateway) -> Router:
+    """A router over the gateway's registry whose heads were fitted on 400 vendored public
+    prompts with hashed-word "embeddings" (fast, and enough for heads to learn a topic)."""
+    prompts = public_prompts(DATA / "routellm", DATA / "arena-bench-v1")[:400]
+    dense = np.array([dense_features([{"role": "user", "content": p.prompt}])[0] for p in prompts])
+    heads = build_heads(
+        prompts,
+        dense,
+        np.array(hashed([p.prompt for p in prompts])),
+        alpha=1.0,
+        gain_sd=0.3,
+        embedding_model="hashed (tests)",
+        training={},
+    )
+    return Router(gateway.state.router.registry, heads=heads, embedder=hashed)
+
+
 async def reply_id(gateway: Gateway, client: httpx.AsyncClient, text: str) -> str:
     conv = (await client.post("/v1/conversations", json={})).json()["id"]
     r = await client.post(
@@ -118,18 +135,7 @@ async def test_training_promotes_only_heads_that_do_better(gateway: Gateway) -> 
     """Service level, on the gateway's database: synthetic outcomes whose score follows the
     prompt's topic train heads that beat the router's flat predictions on held-out feedback;
     outcomes the router already predicted exactly are not improved on, so nothing is promoted."""
-    prompts = public_prompts(DATA / "routellm", DATA / "arena-bench-v1")[:400]
-    dense = np.array([dense_features([{"role": "user", "content": p.prompt}])[0] for p in prompts])
-    heads = build_heads(
-        prompts,
-        dense,
-        np.array(hashed([p.prompt for p in prompts])),
-        alpha=1.0,
-        gain_sd=0.3,
-        embedding_model="hashed (tests)",
-        training={},
-    )
-    router = Router(gateway.state.router.registry, heads=heads, embedder=hashed)
+    router = hashed_router(gateway)
     service = RouteFeedback(gateway.state.sessions, router)
     router.quality.tenant_heads = service.heads_for
     spec = router.registry.get("mixtral-8x7b")

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
 from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import select
@@ -23,14 +22,11 @@ from somaagent.errors import ProviderError
 from somaagent.gateway.settings import Settings
 from somaagent.llm.base import ChatMessage
 from somaagent.llm.feedback import RouteFeedback
-from somaagent.llm.learned.features import dense_features
-from somaagent.llm.learned.fitting import build_heads, public_prompts
-from somaagent.llm.router import Router
 from somaagent.llm.shadow import ShadowConfig, ShadowJudge, parse_grade
 from somaagent.llm.tables import RouteOutcome
 from somaagent.sdk import AsyncClient
 from tests.gateway.conftest import Gateway
-from tests.gateway.test_route_feedback import DATA, hashed
+from tests.gateway.test_route_feedback import hashed_router
 
 pytestmark = pytest.mark.anyio
 
@@ -220,18 +216,7 @@ async def test_training_on_shadow_scores_and_the_report_before_and_after(
     """A separate service (hashed embeddings, a judge through the gateway's own provider pool)
     on the gateway's database: the judge alone scores 80 answers, training on them promotes
     tenant heads, and the gateway's report, read with the SDK, splits at their promotion."""
-    prompts = public_prompts(DATA / "routellm", DATA / "arena-bench-v1")[:400]
-    dense = np.array([dense_features([{"role": "user", "content": p.prompt}])[0] for p in prompts])
-    heads = build_heads(
-        prompts,
-        dense,
-        np.array(hashed([p.prompt for p in prompts])),
-        alpha=1.0,
-        gain_sd=0.3,
-        embedding_model="hashed (tests)",
-        training={},
-    )
-    router = Router(gateway.state.router.registry, heads=heads, embedder=hashed)
+    router = hashed_router(gateway)
     shadow = ShadowJudge(
         gateway.state.sessions,
         router.registry,
