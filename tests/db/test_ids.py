@@ -1,11 +1,13 @@
-"""Ids: sortable and unique (``new_id``), unique per process on the hot path (``CountingIds``)."""
+"""Ids: sortable and unique (``new_id``), random only (``random_id``), unique per process on the
+hot path (``CountingIds``)."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
-from somaagent.db.ids import CountingIds, new_id
+from somaagent.db.ids import CountingIds, new_id, random_id
 
 
 def test_new_ids_sort_in_creation_order_and_never_repeat() -> None:
@@ -46,3 +48,12 @@ def test_a_forked_child_counts_from_its_own_start() -> None:
     )
     # The child restarted at a fresh random point (1 in 2**64 to fail); the parent went on.
     assert done.stdout.split() == ["True", "True"]
+
+
+def test_random_ids_carry_no_time_and_do_not_repeat() -> None:
+    ids = [random_id("up") for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    assert all(re.fullmatch(r"up_[0-9a-f]{20}", i) for i in ids)
+    # made in order, yet not sorted: nothing in them grows with time
+    assert ids != sorted(ids)
+    assert re.fullmatch(r"k_[0-9a-f]{8}", random_id("k", 8))

@@ -3,6 +3,8 @@
 :func:`new_id` makes the ids of stored rows (and anything else that needs a sortable,
 unguessable id): ``<prefix>_`` + 12 hex digits of millisecond time, 4 of a counter (so ids made
 in the same millisecond by one process still sort in creation order), and 8 random.
+:func:`random_id` makes ids that must not reveal when they were made (workflow uploads, whose
+wire format fixes 20 hex digits).
 :class:`CountingIds` makes ids that are only unique, for the hot path (request ids, chat
 completion ids).
 """
@@ -15,7 +17,7 @@ import secrets
 import time
 import weakref
 
-__all__ = ["CountingIds", "new_id"]
+__all__ = ["CountingIds", "new_id", "random_id"]
 
 _last = [0, 0]  # the last millisecond an id was made in, and how many were made in it
 
@@ -29,6 +31,12 @@ def new_id(prefix: str) -> str:
         now, _last[1] = now + 1, 0
     _last[0] = now
     return f"{prefix}_{now:012x}{_last[1]:04x}{secrets.token_hex(4)}"
+
+
+def random_id(prefix: str, hex_digits: int = 20) -> str:
+    """An unguessable id with no time in it: ``<prefix>_`` + ``hex_digits`` random hex digits
+    (an even number)."""
+    return f"{prefix}_{secrets.token_hex(hex_digits // 2)}"
 
 
 class CountingIds:

@@ -8,7 +8,6 @@ A run's tenant is DBOS's ``authenticated_user``; who started it and its type are
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +15,7 @@ import dbos._dbos as dbos_core
 from dbos import DBOS, DBOSContextSetAuth, SetWorkflowAttributes, SetWorkflowID
 from dbos._error import DBOSConflictingWorkflowError
 
+from somaagent.db.ids import new_id
 from somaagent.errors import ConfigurationError, ConflictError
 from somaagent.types.workflows import FINISHED, WorkflowRun
 from somaagent.workflows import _convert as conv
@@ -42,7 +42,7 @@ async def start(
         await spec.accept(body, engine.services, tenant)
     data = body.model_dump(mode="json")
     await engine.ensure_open()
-    run_id = id or "wr_" + uuid.uuid4().hex[:20]
+    run_id = id or new_id("wr")
     internal = conv.engine_id(tenant, run_id)
     existing = await DBOS.get_workflow_status_async(internal)
     if existing is None:
@@ -136,8 +136,8 @@ async def fork(engine: DBOSEngine, tenant: str, run_id: str, from_step: int) -> 
     ``from_step``."""
     status = await _queries.run_status(engine, tenant, run_id)
     run = conv.run_of(status, tenant, engine.app_version)
-    new_id = "wr_" + uuid.uuid4().hex[:20]
-    with SetWorkflowID(conv.engine_id(tenant, new_id)):
+    fork_id = new_id("wr")
+    with SetWorkflowID(conv.engine_id(tenant, fork_id)):
         await DBOS.fork_workflow_async(
             conv.engine_id(tenant, run_id),
             from_step,
@@ -145,4 +145,4 @@ async def fork(engine: DBOSEngine, tenant: str, run_id: str, from_step: int) -> 
             queue_name=QUEUE,
         )
     engine.metrics.run_started(run.type)
-    return await engine.get(tenant, new_id)
+    return await engine.get(tenant, fork_id)

@@ -17,7 +17,6 @@ embedded again).
 from __future__ import annotations
 
 import hashlib
-import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import PurePosixPath, PureWindowsPath
@@ -27,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from somaagent.db import utcnow
+from somaagent.db.ids import random_id
 from somaagent.errors import ConflictError, ValidationError
 from somaagent.types.memory import DocumentIn
 from somaagent.types.workflows import UploadedFile, WorkflowUpload
@@ -54,7 +54,7 @@ def upload_id_for(tenant: str, key: str | None) -> str:
     """A fresh id, or one derived from the request's ``Idempotency-Key`` (a retried upload
     then answers the upload already stored)."""
     if not key:
-        return "up_" + secrets.token_hex(10)
+        return random_id("up", 20)
     return "up_" + hashlib.sha256(f"{tenant}\n{key}".encode()).hexdigest()[:20]
 
 
