@@ -1,6 +1,8 @@
 """An ``Idempotency-Key`` whose request is known dead is retryable at once (issue 14): here a
 streaming client hangs up mid-answer (real uvicorn on loopback); the kill -9 case is in
-``test_crash.py``. A request still running keeps its key: a concurrent retry is a 409."""
+``test_crash.py``. A request still running keeps its key: a concurrent retry is a 409. Runs on
+SQLite and PostgreSQL (``database_url``): the claim is taken over by one conditional update,
+which each database must honour."""
 
 from __future__ import annotations
 
@@ -18,10 +20,11 @@ from tests.gateway.conftest import make_settings
 pytestmark = pytest.mark.slow
 
 
-def test_a_hung_up_stream_frees_its_key(tmp_path: Path, fake_openai: Any) -> None:
+def test_a_hung_up_stream_frees_its_key(
+    tmp_path: Path, database_url: str, fake_openai: Any
+) -> None:
     keys: list[str] = []
-    url = f"sqlite+aiosqlite:///{tmp_path / 'soma.db'}"
-    app = create_app(make_settings(tmp_path, url, fake_openai), on_admin_key=keys.append)
+    app = create_app(make_settings(tmp_path, database_url, fake_openai), on_admin_key=keys.append)
     with run_asgi(app, lifespan="on") as base:
         client = httpx.Client(
             base_url=base, headers={"Authorization": f"Bearer {keys[0]}"}, timeout=30
