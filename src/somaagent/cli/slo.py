@@ -3,7 +3,7 @@
 ``status`` and ``report`` ask Prometheus directly (``--prometheus``, else
 ``SOMA_PROMETHEUS_URL``, else ``http://127.0.0.1:9090``); ``rules`` and ``dashboards`` need no
 server at all; ``prometheus`` runs one on this machine, scraping the local gateway with the
-SLO rules loaded. ``--specs FILE`` swaps the eight default SLOs for a YAML file of one's own.
+SLO rules loaded. ``--specs FILE`` swaps the nine default SLOs for a YAML file of one's own.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ specs_option = click.option(
     "--specs",
     "specs_file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="A YAML file of SLO specs (default: the eight shipped SLOs).",
+    help="A YAML file of SLO specs (default: the nine shipped SLOs).",
 )
 
 

@@ -3,7 +3,7 @@
 The Prometheus base URL comes from the ``SOMA_PROMETHEUS_URL`` setting; without one the
 answer is a 503 problem naming it. Prometheus failing is not an error here: the SLOs it could
 not judge come back with status ``unknown`` and the reason. ``SOMA_SLO_FILE`` may name a YAML
-file of SLO specs to use instead of the eight defaults.
+file of SLO specs to use instead of the nine defaults.
 """
 
 from __future__ import annotations

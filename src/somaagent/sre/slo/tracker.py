@@ -2,7 +2,7 @@
 
 ::
 
-    with SLOTracker("http://127.0.0.1:9090") as tracker:      # the eight default SLOs
+    with SLOTracker("http://127.0.0.1:9090") as tracker:      # the nine default SLOs
         for slo in tracker.status():
             print(slo.name, slo.status, slo.budget.remaining)
         run = tracker.burn("gateway-error-rate", start, end)   # budget burned by a test run
@@ -44,7 +44,7 @@ class SLOTracker(TrackerBase):
 
     Args:
         prometheus: the server's base URL, or a :class:`PrometheusClient` to use.
-        specs: the SLOs to judge; the eight defaults when ``None``.
+        specs: the SLOs to judge; the nine defaults when ``None``.
         timeout: seconds per query, when the tracker makes its own client.
     """
 
