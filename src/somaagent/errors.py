@@ -10,6 +10,7 @@
     │   ├── PermissionDeniedError     403  wrong scope
     │   ├── NotFoundError             404  unknown, or another tenant's object
     │   ├── ConflictError             409
+    │   │   └── BusyError                 409  passes by itself: retried after ``retry_after``
     │   ├── PayloadTooLargeError      413
     │   ├── UnsupportedMediaTypeError 415  a body in a content type the endpoint does not take
     │   ├── ValidationError           422  invalid input; ``errors`` names the fields
@@ -122,6 +123,15 @@ class NotFoundError(APIError):
 
 class ConflictError(APIError):
     status, slug, title = 409, "conflict", "Conflict"
+
+
+class BusyError(ConflictError):
+    """A conflict that passes by itself: an earlier request with the same ``Idempotency-Key``
+    still being answered, a run still stopping, a concurrent save. The one kind of 409 that
+    trying again (after ``retry_after`` seconds) can cure, so the only one the SDK retries."""
+
+    slug, title = "busy", "Busy: try again shortly"
+    retry_after: float | None = 1.0
 
 
 class PayloadTooLargeError(APIError):
@@ -442,6 +452,7 @@ _BY_STATUS: dict[int, type[APIError]] = {
 
 
 _BY_TYPE: dict[tuple[int, str], type[APIError]] = {
+    (BusyError.status, PROBLEM_BASE + BusyError.slug): BusyError,
     (BudgetExceededError.status, PROBLEM_BASE + BudgetExceededError.slug): BudgetExceededError,
     (
         WorkflowTypeUnavailableError.status,

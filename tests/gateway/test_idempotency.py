@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 import pytest
 
 from tests.gateway.conftest import Gateway
@@ -56,3 +59,37 @@ async def test_streamed_send_replays_as_stream(gateway: Gateway) -> None:
     assert second[-1]["event"] == "message.completed"
     stored = (await gateway.client.get(url)).json()["data"]
     assert len(stored) == 2
+
+
+async def test_a_request_still_running_is_a_busy_409_that_says_when_to_retry(
+    gateway: Gateway,
+) -> None:
+    # The one 409 that passes by itself: the SDK retries it (after Retry-After), and no other.
+    conv = (await gateway.client.post("/v1/conversations", json={})).json()
+    url = f"/v1/conversations/{conv['id']}/messages"
+    headers = {"Idempotency-Key": "send-busy"}
+    body = {"content": "take your time [[stall]]"}
+    first = asyncio.create_task(gateway.client.post(url, json=body, headers=headers))
+    try:
+        busy = None
+        for _ in range(100):  # until the first request has claimed the key
+            await asyncio.sleep(0.05)
+            r = await gateway.client.post(url, json=body, headers=headers)
+            if r.status_code == 409:
+                busy = r
+                break
+        assert busy is not None and not first.done()
+        assert busy.json()["type"] == "urn:somaagent:problem:busy"
+        assert busy.headers["retry-after"] == "1"
+    finally:
+        first.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await first
+    other = await gateway.client.post(url, json={"content": "b"}, headers={"Idempotency-Key": "x"})
+    assert other.status_code == 201
+    changed = await gateway.client.post(
+        url, json={"content": "c"}, headers={"Idempotency-Key": "x"}
+    )
+    assert changed.status_code == 409
+    assert changed.json()["type"] == "urn:somaagent:problem:conflict"
+    assert "retry-after" not in changed.headers

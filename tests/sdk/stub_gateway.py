@@ -88,6 +88,7 @@ class _Fault:
     remaining: int
     retry_after: float | None
     path: str | None
+    error: type[errors.APIError] | None = None
 
 
 @dataclass
@@ -170,10 +171,12 @@ class StubGateway:
         *,
         retry_after: float | None = None,
         path: str | None = None,
+        error: type[errors.APIError] | None = None,
     ) -> None:
-        """Answer the next ``count`` requests (to ``path`` only, if given) with ``status``."""
+        """Answer the next ``count`` requests (to ``path`` only, if given) with ``status``, as
+        the problem of ``error`` (default: the status's own class)."""
         with self._lock:
-            self._faults.append(_Fault(status, count, retry_after, path))
+            self._faults.append(_Fault(status, count, retry_after, path, error))
 
     def reset(self) -> None:
         """Forget requests, faults and data."""
@@ -209,7 +212,7 @@ class StubGateway:
             await send(message)
 
         if fault is not None:
-            cls = errors.error_class_for_status(fault.status)
+            cls = fault.error or errors.error_class_for_status(fault.status)
             exc = cls(f"injected {fault.status}", status_code=fault.status)
             response = _problem(exc, request_id, retry_after=fault.retry_after)
             await response(scope, receive, send_with_id)

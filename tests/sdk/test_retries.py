@@ -14,7 +14,9 @@ from somaagent import (
     AsyncClient,
     AuthenticationError,
     BadRequestError,
+    BusyError,
     Client,
+    ConflictError,
     NotFoundError,
     RateLimitError,
     ServiceUnavailableError,
@@ -26,7 +28,7 @@ from somaagent.sdk._base import RetryPolicy, parse_retry_after
 from tests.sdk.stub_gateway import ALICE_KEY, StubGateway
 
 
-@pytest.mark.parametrize("status", [408, 409, 429, 500, 502, 503, 504])
+@pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504])
 def test_retryable_statuses_are_retried_until_success(
     client: Client, stub: StubGateway, sleeps: list[float], status: int
 ) -> None:
@@ -34,6 +36,28 @@ def test_retryable_statuses_are_retried_until_success(
     assert client.me()["tenant"] == "acme"
     assert len(stub.requests_to("/v1/me")) == 3
     assert len(sleeps) == 2
+
+
+def test_a_busy_conflict_is_retried_after_its_retry_after(
+    client: Client, stub: StubGateway, sleeps: list[float]
+) -> None:
+    # an earlier request with the same Idempotency-Key still in flight: passes by itself
+    stub.fail_next(2, 409, error=BusyError, retry_after=1)
+    assert client.me()["tenant"] == "acme"
+    assert len(stub.requests_to("/v1/me")) == 3
+    assert sleeps == [1.0, 1.0]
+
+
+def test_any_other_conflict_is_raised_at_once(
+    client: Client, stub: StubGateway, sleeps: list[float]
+) -> None:
+    # a finished run cancelled, a changed capsule without a version bump: the same every time
+    stub.fail_next(2, 409)
+    with pytest.raises(ConflictError) as info:
+        client.me()
+    assert not isinstance(info.value, BusyError)
+    assert len(stub.requests_to("/v1/me")) == 1
+    assert sleeps == []
 
 
 def test_backoff_doubles_with_jitter(

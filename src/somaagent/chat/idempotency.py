@@ -32,7 +32,7 @@ from somaagent import types
 from somaagent.accounts.keys import Principal
 from somaagent.chat.tables import IdempotencyRecord
 from somaagent.db import new_id, utcnow
-from somaagent.errors import ConflictError, ValidationError
+from somaagent.errors import BusyError, ConflictError, ValidationError
 
 STALE_IN_FLIGHT = timedelta(minutes=10)
 FAILED = 0  # status of a record whose user message is stored but whose model call failed
@@ -119,7 +119,7 @@ async def claim(
             await session.flush()
         except IntegrityError as exc:
             await session.rollback()
-            raise ConflictError("a request with this Idempotency-Key is still in progress") from exc
+            raise BusyError("a request with this Idempotency-Key is still in progress") from exc
         _hold(record.id)
         return record.id, None
     if record.request_hash != digest:
@@ -127,7 +127,7 @@ async def claim(
     if record.status_code is not None and record.status_code != FAILED:
         return types.MessageExchange.model_validate(record.response)
     if record.status_code is None and not _known_dead(record):
-        raise ConflictError("a request with this Idempotency-Key is still in progress")
+        raise BusyError("a request with this Idempotency-Key is still in progress")
     previous = (record.response or {}).get("message_id")
     await _take_over(session, record, previous)
     _hold(record.id)
@@ -153,7 +153,7 @@ async def _take_over(
     )
     if getattr(taken, "rowcount", 1) != 1:
         await session.rollback()
-        raise ConflictError("a request with this Idempotency-Key is still in progress")
+        raise BusyError("a request with this Idempotency-Key is still in progress")
     await session.refresh(record)
 
 

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from somaagent import types
 from somaagent.db import new_id, utcnow
 from somaagent.db.pagination import decode_cursor, encode_cursor
-from somaagent.errors import ConflictError, NotFoundError, ValidationError
+from somaagent.errors import BusyError, ConflictError, NotFoundError, ValidationError
 from somaagent.prompts import _rows as rows
 from somaagent.prompts.schemas import PromptDiff, PromptLabels, PromptSummary, PromptVersion
 from somaagent.prompts.tables import PromptLabel as Label
@@ -96,7 +96,7 @@ class PromptStore:
                     await session.rollback()
                     continue
                 return rows.public(row, []), True
-        raise ConflictError(f"prompt {spec.name!r} is being saved concurrently; try again")
+        raise BusyError(f"prompt {spec.name!r} is being saved concurrently; try again")
 
     async def get(
         self, tenant: str, ref: str | PromptRef, *, loc: Sequence[str | int] = ("path", "ref")

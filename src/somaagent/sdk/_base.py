@@ -26,6 +26,7 @@ from somaagent.errors import (
     APIConnectionError,
     APIError,
     APITimeoutError,
+    BusyError,
     ConfigurationError,
     SomaAgentError,
     error_for_status,
@@ -39,9 +40,10 @@ DEFAULT_BASE_URL = "http://127.0.0.1:8080"
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_MAX_RETRIES = 2
 
-# 408 and 409 are retried too: with the same Idempotency-Key a repeated POST is safe, and the
-# gateway answers 409 while an earlier attempt with that key is still in flight.
-_RETRYABLE_STATUSES = frozenset({408, 409, 429})
+# 408 is retried too: with the same Idempotency-Key a repeated POST is safe. Of the 409s only
+# BusyError is (an earlier attempt with that key still in flight, a run still stopping): any
+# other conflict is the same on every try.
+_RETRYABLE_STATUSES = frozenset({408, 429})
 
 T = TypeVar("T")
 
@@ -134,7 +136,8 @@ class RequestArgs(TypedDict):
 class RetryPolicy:
     """When to retry, and how long to wait first.
 
-    Connection errors, timeouts, 408, 409, 429 and 5xx are retried up to ``max_retries``
+    Connection errors, timeouts, 408, 429, 5xx and the 409s that pass by themselves
+    (:class:`~somaagent.errors.BusyError`) are retried up to ``max_retries``
     times. The wait doubles from ``initial_delay`` up to ``max_delay``, less up to a quarter of
     random jitter so that many clients do not retry in lock step. A ``Retry-After`` header is
     honoured exactly; one longer than ``max_retry_after`` is not waited for: the error is
@@ -208,7 +211,11 @@ def is_retryable(error: SomaAgentError) -> bool:
     if isinstance(error, APIConnectionError):
         return True
     if isinstance(error, APIError):
-        return error.status_code in _RETRYABLE_STATUSES or error.status_code >= 500
+        return (
+            isinstance(error, BusyError)
+            or error.status_code in _RETRYABLE_STATUSES
+            or error.status_code >= 500
+        )
     return False
 
 

@@ -16,7 +16,7 @@ from dbos import DBOS, DBOSContextSetAuth, SetWorkflowAttributes, SetWorkflowID
 from dbos._error import DBOSConflictingWorkflowError
 
 from somaagent.db.ids import new_id
-from somaagent.errors import ConfigurationError, ConflictError
+from somaagent.errors import BusyError, ConfigurationError, ConflictError
 from somaagent.types.workflows import FINISHED, WorkflowRun
 from somaagent.workflows import _convert as conv
 from somaagent.workflows import _queries, _runtime
@@ -72,14 +72,23 @@ async def start(
 
 
 async def cancel(engine: DBOSEngine, tenant: str, run_id: str) -> WorkflowRun:
-    """Cancel a queued or running run; 409 when it has finished."""
+    """Cancel a queued or running run; 409 when it has finished.
+
+    The run's event stream gets a last ``run.finished`` event with status ``cancelled``, so
+    whoever follows it sees the end (the run itself writes nothing once cancelled).
+    """
     status = await _queries.run_status(engine, tenant, run_id)
     run = conv.run_of(status, tenant, engine.app_version)
     if run.status in FINISHED:
         raise ConflictError(f"run {run_id!r} has already finished ({run.status})")
-    await DBOS.cancel_workflow_async(conv.engine_id(tenant, run_id))
-    engine.metrics.run_finished(run.type, "cancelled")
-    return await engine.get(tenant, run_id)
+    internal = conv.engine_id(tenant, run_id)
+    await DBOS.cancel_workflow_async(internal)
+    after = await engine.get(tenant, run_id)
+    # DBOS leaves a run that finished meanwhile as it is; it has written its own end.
+    if after.status == "cancelled":
+        await _runtime.append_event(internal, "run.finished", status="cancelled")
+        engine.metrics.run_finished(run.type, "cancelled")
+    return after
 
 
 async def resume(engine: DBOSEngine, tenant: str, run_id: str) -> WorkflowRun:
@@ -127,7 +136,7 @@ async def settle(workflow_id: str, timeout_s: float = 10.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout_s
     while workflow_id in instance._active_workflows_set.activeList():
         if asyncio.get_running_loop().time() > deadline:
-            raise ConflictError("the run is still stopping; try again in a moment")
+            raise BusyError("the run is still stopping; try again in a moment")
         await asyncio.sleep(0.02)
 
 
