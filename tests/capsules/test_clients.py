@@ -73,6 +73,10 @@ def test_cli_done_when(soma: CliRunner, tmp_path: Path) -> None:
     assert "evaluate" in shown.stdout and "sha256" in shown.stdout
     failed = soma.invoke(main, ["capsule", "execute", "calculator", "--arg", "expression=1/0"])
     assert failed.exit_code == 1 and "division by zero" in failed.output
+    unread = soma.invoke(main, ["capsule", "execute", "calculator", "--input", "nope.json"])
+    assert unread.exit_code == 1, unread.output
+    assert "error: --input nope.json: cannot read it" in unread.output
+    assert "Traceback" not in unread.output
     removed = soma.invoke(main, ["capsule", "remove", "mytool", "--json"])
     assert removed.exit_code == 0 and json.loads(removed.stdout) == {"removed": "mytool"}
     scaffold = soma.invoke(main, ["capsule", "init", "other", "--json"])

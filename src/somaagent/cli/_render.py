@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from somaagent.errors import (
+    PROBLEM_BASE,
     APIError,
     AuthenticationError,
     NotFoundError,
@@ -53,9 +54,19 @@ class CliError(click.ClickException):
         error(self.format_message())
 
 
+def _refused_key(exc: SomaAgentError) -> bool:
+    """A 401, or a 403 about the key's scope; not a 403 of its own kind (a capsule whose
+    permissions the sandbox cannot enforce has nothing to do with the key)."""
+    if isinstance(exc, AuthenticationError):
+        return True
+    return isinstance(exc, PermissionDeniedError) and exc.problem_type == (
+        PROBLEM_BASE + PermissionDeniedError.slug
+    )
+
+
 def exit_code_for(exc: SomaAgentError) -> int:
     """4 for a refused key, 3 for something unknown, 1 for anything else."""
-    if isinstance(exc, AuthenticationError | PermissionDeniedError):
+    if _refused_key(exc):
         return EXIT_AUTH
     if isinstance(exc, NotFoundError):
         return EXIT_NOT_FOUND
@@ -68,7 +79,7 @@ def describe(exc: SomaAgentError) -> str:
         extra = f"HTTP {exc.status_code}"
         if exc.request_id:
             extra += f", request {exc.request_id}"
-        hint = " (check the key, or run `soma login`)" if exit_code_for(exc) == EXIT_AUTH else ""
+        hint = " (check the key, or run `soma login`)" if _refused_key(exc) else ""
         return f"{exc.message} ({extra}){hint}"
     return str(exc)
 

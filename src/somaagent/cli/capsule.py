@@ -192,7 +192,10 @@ def _arguments(
 ) -> dict[str, Any]:
     arguments: dict[str, Any] = {}
     if input_file is not None:
-        text = sys.stdin.read() if input_file == "-" else Path(input_file).read_text()
+        try:
+            text = sys.stdin.read() if input_file == "-" else Path(input_file).read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CliError(f"--input {input_file}: cannot read it ({exc})") from exc
         try:
             loaded = json.loads(text)
         except ValueError as exc:
