@@ -152,6 +152,74 @@ async def test_runs_of_another_version_are_listed_stranded_not_resumed(tmp_path:
         await new.aclose()
 
 
+async def test_cancel_ends_the_event_stream_with_a_cancelled_event(tmp_path: Path) -> None:
+    eng = engine(tmp_path)
+    await eng.open()
+    try:
+        await eng.start("t", "flaky", {"block": True}, id="c")
+        seen: list[Any] = []
+
+        async def follow() -> None:
+            async for event in eng.events("t", "c"):
+                seen.append(event)
+
+        follower = asyncio.create_task(follow())
+        for _ in range(500):  # blocked in its last step, the follower waiting for more
+            if len(await eng.steps("t", "c")) >= 5 and len(seen) >= 6:
+                break
+            await asyncio.sleep(0.02)
+        assert not follower.done()
+        assert (await eng.cancel("t", "c")).status == "cancelled"
+        await asyncio.wait_for(follower, 10)
+        assert seen[-1].type == "run.finished" and seen[-1].data == {"status": "cancelled"}
+        assert [e.seq for e in seen] == list(range(len(seen)))
+        stored = [e async for e in eng.events("t", "c", follow=False)]
+        assert [e.type for e in stored] == [e.type for e in seen]  # written once, kept
+        release.set()
+        # a fork copies the events of the steps it reuses, never the cancel's
+        fork = await eng.fork("t", "c", 3)
+        assert (await finished(eng, fork.id)).status == "succeeded"
+        ends = [
+            e.data["status"] async for e in eng.events("t", fork.id) if e.type == "run.finished"
+        ]
+        assert ends == ["succeeded"]
+    finally:
+        release.clear()
+        await eng.aclose()
+
+
+async def test_a_follower_waits_briefly_for_a_cancel_event_written_late(tmp_path: Path) -> None:
+    from dbos import DBOS
+
+    from somaagent.workflows import _convert, _runtime
+
+    eng = engine(tmp_path)
+    await eng.open()
+    try:
+        await eng.start("t", "flaky", {"block": True}, id="late")
+        for _ in range(500):
+            if len(await eng.steps("t", "late")) >= 5:
+                break
+            await asyncio.sleep(0.02)
+        internal = _convert.engine_id("t", "late")
+        # the cancel's two writes with a gap: DBOS ends a follower once the run is inactive
+        await DBOS.cancel_workflow_async(internal)
+        follower = asyncio.create_task(_collect(eng.events("t", "late")))
+        await asyncio.sleep(0.3)
+        assert not follower.done()
+        await _runtime.append_event(internal, "run.finished", status="cancelled")
+        seen = await asyncio.wait_for(follower, 5)
+        assert seen[-1].type == "run.finished" and seen[-1].data["status"] == "cancelled"
+    finally:
+        release.set()
+        release.clear()
+        await eng.aclose()
+
+
+async def _collect(events: Any) -> list[Any]:
+    return [e async for e in events]
+
+
 async def test_an_unreachable_database_at_start_is_a_clear_error(tmp_path: Path) -> None:
     config = EngineConfig(
         system_database_url="postgresql+psycopg://soma:secret@127.0.0.1:1/nowhere",

@@ -161,6 +161,32 @@ def test_cli_start_follow_status_list_logs_cancel(invoke: Any, tmp_path: Path) -
     assert missing.exit_code != 0
 
 
+def test_cli_logs_follow_of_a_cancelled_run_says_so_and_exits_1(
+    invoke: Any, served: Served
+) -> None:
+    body = {"collection": "stopped", "documents": documents(6), "batch_size": 1}
+    with served.client() as client:
+        run = client.workflows.start("document_ingest", body, id="cli-cancel")
+        assert client.workflows.cancel(run.id).status == "cancelled"
+        events = list(client.workflows.stream_events(run.id))
+        assert events[-1].type == "run.finished" and events[-1].data["status"] == "cancelled"
+    followed = invoke("workflow", "logs", run.id, "--follow")
+    assert followed.exit_code == 1, followed.output
+    assert followed.output.splitlines()[-1].endswith("run.finished cancelled")
+    waited = invoke(
+        "workflow",
+        "start",
+        "document_ingest",
+        "--id",
+        run.id,
+        "--input",
+        "-",
+        "--wait",
+        input=json.dumps(body),
+    )
+    assert waited.exit_code == 1 and "cancelled" in waited.output
+
+
 def test_cli_jsonl_batch_and_stdin(invoke: Any, tmp_path: Path) -> None:
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text('{"prompt": "one"}\n{"prompt": "two"}\n')

@@ -33,6 +33,8 @@ STATUS_STYLE = {
     "failed": "red",
     "cancelled": "magenta",
 }
+UNSUCCESSFUL = ("failed", "cancelled")
+"""How a run may end that makes a command that waited for it exit 1."""
 
 
 def _workflows(client: Client) -> Workflows:
@@ -158,6 +160,10 @@ def _event_line(event: WorkflowEvent) -> str:
         return f"{event.seq} step {data.get('name')} {data.get('status')}{extra}: {detail}"
     if event.type == "run.progress":
         return f"{event.seq} progress {data.get('done')}/{data.get('total')}"
+    if event.type == "run.finished":
+        rest = {k: v for k, v in data.items() if k != "status" and v is not None}
+        detail = f" {json.dumps(rest, default=str)}" if rest else ""
+        return f"{event.seq} run.finished {data.get('status')}{detail}"
     return f"{event.seq} {event.type} {json.dumps(data, default=str)}"
 
 
@@ -166,7 +172,7 @@ def _finish(run: WorkflowRun, as_json: bool) -> None:
         _render.as_json(run)
     else:
         _detail(run)
-    if run.status == "failed":
+    if run.status in UNSUCCESSFUL:
         raise SystemExit(1)
 
 
@@ -248,7 +254,7 @@ def start(
         run = _follow(workflows, run.id, as_json=as_json) if follow else workflows.wait(run.id)
     if as_json and follow:
         _render.json_line(run)
-        if run.status == "failed":
+        if run.status in UNSUCCESSFUL:
             raise SystemExit(1)
         return
     _finish(run, as_json)
@@ -380,17 +386,23 @@ def delete_upload(state: CliState, upload_id: str, as_json: bool) -> None:
 @json_option
 @pass_state
 def logs(state: CliState, run_id: str, follow: bool, after: int, as_json: bool) -> None:
-    """Print a run's events (steps, progress, start and end)."""
+    """Print a run's events (steps, progress, start and end); with --follow, exit 1 when the
+    run ends failed or cancelled."""
     with state.resolve().client() as client:
         workflows = _workflows(client)
         if follow and not as_json and _render.is_terminal():
             _finish(_follow(workflows, run_id, as_json=False), False)
             return
+        ended = None
         for event in workflows.stream_events(run_id, after=after, follow=follow):
+            if event.type == "run.finished":
+                ended = event.data.get("status")
             if as_json:
                 _render.json_line(event)
             else:
                 click.echo(_event_line(event))
+    if follow and ended in UNSUCCESSFUL:
+        raise SystemExit(1)
 
 
 __all__ = ["read_input", "workflow"]

@@ -9,6 +9,8 @@ is a 404.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -25,6 +27,8 @@ if TYPE_CHECKING:
     from somaagent.workflows.dbos import DBOSEngine
 
 MAX_LIST = 200
+CANCEL_GRACE_S = 2.0
+"""How long after a cancel a follower waits for its ``run.finished`` event."""
 
 
 async def run_status(engine: DBOSEngine, tenant: str, run_id: str) -> Any:
@@ -124,11 +128,38 @@ async def step_values(
 async def run_events(
     engine: DBOSEngine, tenant: str, run_id: str, *, after_seq: int, follow: bool
 ) -> AsyncIterator[WorkflowEvent]:
-    """The run's events after ``after_seq``; with ``follow``, until its stream closes."""
+    """The run's events after ``after_seq``; with ``follow``, until its stream closes.
+
+    DBOS ends a follower's stream as soon as the run is no longer active, which for a cancelled
+    run can come before the cancel has written its ``run.finished`` event; so a follower of a
+    run cancelled less than :data:`CANCEL_GRACE_S` ago waits that long for it.
+    """
     await run_status(engine, tenant, run_id)
-    seq = max(after_seq + 1, 0)
+    internal = conv.engine_id(tenant, run_id)
+    seq, last = max(after_seq + 1, 0), None
+    async for event in _read_events(engine, internal, seq, follow=follow):
+        seq, last = event.seq + 1, event.type
+        yield event
+    if not follow or last == "run.finished":
+        return
+    status = await DBOS.get_workflow_status_async(internal)
+    if status is None or status.status != "CANCELLED":
+        return
+    deadline = (status.updated_at or 0) / 1000 + CANCEL_GRACE_S
+    while time.time() < deadline:
+        async for event in _read_events(engine, internal, seq, follow=False):
+            seq = event.seq + 1
+            yield event
+            if event.type == "run.finished":
+                return
+        await asyncio.sleep(engine.config.polling_interval_s)
+
+
+async def _read_events(
+    engine: DBOSEngine, workflow_id: str, seq: int, *, follow: bool
+) -> AsyncIterator[WorkflowEvent]:
     values = DBOS.read_stream_async(
-        conv.engine_id(tenant, run_id),
+        workflow_id,
         conv.EVENTS,
         offset=seq,
         polling_interval_sec=engine.config.polling_interval_s,

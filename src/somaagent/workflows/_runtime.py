@@ -21,8 +21,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mappi
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+import dbos._dbos as dbos_core
 from dbos import DBOS
 from dbos._error import DBOSWorkflowCancelledError
+from dbos._serialization import WorkflowSerializationFormat
 
 from somaagent.errors import APIError, WorkflowStepError
 from somaagent.workflows._convert import EVENTS, WORKFLOW_PREFIX, public_id
@@ -33,6 +35,10 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 SUMMARY_CHARS = 200
+OUTSIDE_FUNCTION_ID = 2**31 - 1
+"""The step number recorded with an event written from outside the run (on cancel): above any
+real step, so a fork, which copies the events of the steps before its ``from_step``, never
+copies it."""
 
 _active: DBOSEngine | None = None
 """The engine of this process (DBOS itself is one per process)."""
@@ -252,6 +258,28 @@ class DBOSRunContext(RunContext):
 
     async def emit(self, type: str, **data: Any) -> None:
         await DBOS.write_stream_async(EVENTS, {"type": type, "data": data, "at": _now()})
+
+
+async def append_event(workflow_id: str, type: str, **data: Any) -> None:
+    """Write an event to a run's stream from outside the run (the run does not execute here,
+    or has been cancelled and writes nothing more): at the stream's next free sequence number,
+    in the shape :meth:`DBOSRunContext.emit` writes.
+
+    DBOS offers stream writes only inside a workflow or step, so this goes to its system
+    database the way a step's write does.
+    """
+    instance = dbos_core._dbos_global_instance
+    if instance is None:
+        raise RuntimeError("DBOS does not run in this process")
+    value = {"type": type, "data": data, "at": _now()}
+    await asyncio.to_thread(
+        instance._sys_db.write_stream_from_step,
+        workflow_id,
+        OUTSIDE_FUNCTION_ID,
+        EVENTS,
+        value,
+        serialization_type=WorkflowSerializationFormat.DEFAULT,
+    )
 
 
 async def _execute(workflow_type: str, meta: dict[str, Any], data: dict[str, Any]) -> Any:
