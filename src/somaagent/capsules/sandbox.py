@@ -34,6 +34,7 @@ import contextlib
 import functools
 import itertools
 import json
+import logging
 import os
 import shutil
 import stat
@@ -60,6 +61,8 @@ __all__ = [
     "sweep_uid",
     "take_uid",
 ]
+
+log = logging.getLogger(__name__)
 
 Tier = Literal["bwrap", "landlock", "rlimits"]
 CODE_DIR = "/capsule"
@@ -293,7 +296,8 @@ def build_command(spec: SandboxSpec, tier: Tier) -> list[str]:
     return [*limits, *args, "--", *argv]
 
 
-def _probe(tier: Tier, root: Path) -> bool:
+def _probe(tier: Tier, root: Path) -> str | None:
+    """Run ``/bin/true`` in ``tier``; ``None`` when it works, else why not (one line)."""
     work = root / f"probe-{tier}"
     work.mkdir(parents=True, exist_ok=True)
     root.chmod(0o711)
@@ -311,21 +315,57 @@ def _probe(tier: Tier, root: Path) -> bool:
             timeout=10,
             check=False,
         )
-    except (OSError, subprocess.SubprocessError):
-        return False
+    except (OSError, subprocess.SubprocessError) as exc:
+        return str(exc) or type(exc).__name__
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return done.returncode == 0
+    if done.returncode == 0:
+        return None
+    said = done.stderr.decode(errors="replace").strip().splitlines()
+    return f"exit {done.returncode}: {said[-1] if said else 'no message'}"
+
+
+def _untraversable(root: Path) -> Path | None:
+    """The first folder above ``root`` that other users cannot pass through (no ``o+x``):
+    executions run as their own uids, so a sandbox root under it is out of their reach."""
+    for folder in [*reversed(root.resolve().parents), root.resolve()]:
+        try:
+            if not folder.stat().st_mode & stat.S_IXOTH:
+                return folder
+        except OSError:
+            return folder
+    return None
 
 
 @functools.cache
 def detect_tier(root: Path) -> Tier:
-    """The strongest tier that works here (probed once per sandbox root)."""
-    if shutil.which("bwrap") and _probe("bwrap", root):
-        return "bwrap"
-    if _probe("landlock", root):
-        return "landlock"
-    return "rlimits"
+    """The strongest tier that works here (probed once per sandbox root), logged with the
+    reason each stronger one was passed over, so a weaker tier is never chosen silently."""
+    passed_over: list[str] = []
+    blocked = _untraversable(root) if os.geteuid() == 0 else None
+    if blocked is not None:
+        passed_over.append(
+            f"{blocked} is not searchable by other users (mode o+x missing), so executions, "
+            f"which run as their own uids, cannot reach the sandbox root {root}; set "
+            "SOMA_CAPSULES_DIR to a folder outside it"
+        )
+    tier: Tier = "rlimits"
+    if not shutil.which("bwrap"):
+        passed_over.append("bwrap: not installed (Debian package 'bubblewrap')")
+    elif (why := _probe("bwrap", root)) is None:
+        tier = "bwrap"
+    else:
+        passed_over.append(f"bwrap: {why}")
+    if tier == "rlimits":
+        if (why := _probe("landlock", root)) is None:
+            tier = "landlock"
+        else:
+            passed_over.append(f"landlock: {why}")
+    if passed_over:
+        log.warning("capsule sandbox tier: %s (%s)", tier, "; ".join(passed_over))
+    else:
+        log.info("capsule sandbox tier: %s", tier)
+    return tier
 
 
 def sweep_uid(uid: int | None) -> None:
