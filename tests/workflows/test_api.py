@@ -200,3 +200,13 @@ async def test_cancel_resume_and_fork(client: httpx.AsyncClient, embedder: HashE
     assert embedder.calls == calls
     bad = await client.post(f"/v1/workflow-runs/{run['id']}/fork", json={"from_step": 0})
     assert bad.status_code == 422
+    past = await client.post(
+        f"/v1/workflow-runs/{run['id']}/fork", json={"from_step": last["step_id"] + 999}
+    )
+    assert past.status_code == 422, past.text
+    assert past.headers["content-type"].startswith("application/problem+json")
+    assert [e["loc"] for e in past.json()["errors"]] == [["body", "from_step"]]
+    assert f"it has {len(steps)} steps" in past.json()["detail"]
+    assert f"up to {max(s['step_id'] for s in steps) + 1}" in past.json()["detail"]
+    listed = (await client.get("/v1/workflow-runs")).json()["data"]
+    assert len(listed) == 2  # the run and the one good fork: the refused fork made no run

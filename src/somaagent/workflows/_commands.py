@@ -16,7 +16,7 @@ from dbos import DBOS, DBOSContextSetAuth, SetWorkflowAttributes, SetWorkflowID
 from dbos._error import DBOSConflictingWorkflowError
 
 from somaagent.db.ids import new_id
-from somaagent.errors import BusyError, ConfigurationError, ConflictError
+from somaagent.errors import BusyError, ConfigurationError, ConflictError, ValidationError
 from somaagent.types.workflows import FINISHED, WorkflowRun
 from somaagent.workflows import _convert as conv
 from somaagent.workflows import _queries, _runtime
@@ -142,9 +142,22 @@ async def settle(workflow_id: str, timeout_s: float = 10.0) -> None:
 
 async def fork(engine: DBOSEngine, tenant: str, run_id: str, from_step: int) -> WorkflowRun:
     """A new run on this version with the same input, reusing the steps before
-    ``from_step``."""
+    ``from_step``, which may be at most one past the run's last recorded step (a 422 naming
+    ``from_step`` otherwise: DBOS would copy the whole run and run nothing again)."""
     status = await _queries.run_status(engine, tenant, run_id)
     run = conv.run_of(status, tenant, engine.app_version)
+    steps = await _queries.run_steps(engine, tenant, run_id)
+    last = max((s.step_id for s in steps), default=0)
+    if from_step > last + 1:
+        has = f"{len(steps)} steps, the last with step_id {last}" if steps else "no steps yet"
+        message = (
+            f"from_step {from_step} is past the end of run {run_id!r}: it has {has}; "
+            f"fork from a step_id up to {last + 1}"
+        )
+        raise ValidationError(
+            message,
+            errors=[{"loc": ["body", "from_step"], "msg": message, "type": "value_error"}],
+        )
     fork_id = new_id("wr")
     with SetWorkflowID(conv.engine_id(tenant, fork_id)):
         await DBOS.fork_workflow_async(
