@@ -33,6 +33,10 @@ Source = Literal["tenant", "default"]
 (those are version 0)."""
 
 MAX_CHAIN = 20
+MAX_VERSION = 999_999_999
+"""The largest version number a request may name: nine digits, as in ``NAME@VERSION``. Versions
+are stored in 32-bit ``INTEGER`` columns, where PostgreSQL refuses larger values (a 500 before
+this bound; SQLite stores them)."""
 
 
 class _Request(BaseModel):
@@ -114,8 +118,8 @@ class LabelUpdate(_Request):
             a 409 otherwise. ``0`` means "only if the label does not exist yet".
     """
 
-    version: int = Field(ge=1)
-    expected_version: int | None = Field(default=None, ge=0)
+    version: int = Field(ge=1, le=MAX_VERSION)
+    expected_version: int | None = Field(default=None, ge=0, le=MAX_VERSION)
 
 
 class PromptLabels(_Response):
