@@ -26,7 +26,7 @@ from somaagent.llm.feedback import RouteFeedback
 from somaagent.llm.policy import RoutingDecision
 from somaagent.llm.specs import ModelSpec
 
-__all__ = ["CallRecorder", "Turn", "fail", "finish", "record_attempts"]
+__all__ = ["CallRecorder", "Turn", "charge", "fail", "finish", "record_attempts"]
 
 
 class CallRecorder(Protocol):
@@ -86,17 +86,9 @@ async def finish(
         The stored exchange (the user's message and the reply).
     """
     tokens = completion.usage
-    price = cost.cost_usd(spec, tokens)
     seconds = time.perf_counter() - turn.started
     record_attempts(calls, attempts, spec, seconds, tokens)
-    usage.record(
-        who,
-        endpoint="conversations",
-        model=spec.name,
-        provider=spec.provider,
-        usage=tokens,
-        cost_usd=price,
-    )
+    price = charge(usage, who, spec, tokens, endpoint="conversations")
     extra: dict[str, Any] = {"route": _route_summary(turn.decision, spec, attempts)}
     if turn.sources is not None:
         extra["sources"] = turn.sources
@@ -141,6 +133,23 @@ async def finish(
             answer=completion.content,
         )
     return exchange
+
+
+def charge(
+    ledger: UsageLedger, who: Principal, spec: ModelSpec, tokens: types.Usage, *, endpoint: str
+) -> float:
+    """Charge ``who``'s key for a call ``spec`` answered with ``tokens`` (recorded under
+    ``endpoint``); returns what it cost."""
+    price = cost.cost_usd(spec, tokens)
+    ledger.record(
+        who,
+        endpoint=endpoint,
+        model=spec.name,
+        provider=spec.provider,
+        usage=tokens,
+        cost_usd=price,
+    )
+    return price
 
 
 def record_attempts(

@@ -7,7 +7,7 @@ when the provider reported no usage).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import aclosing
 from typing import Any
 
@@ -17,11 +17,11 @@ from somaagent.chat.events import TurnEvent
 from somaagent.chat.settle import Turn
 from somaagent.errors import APIError, ProviderError
 from somaagent.llm import tokens
-from somaagent.llm.base import Completion, StreamChunk
+from somaagent.llm.base import ChatMessage, Completion, StreamChunk
 from somaagent.llm.fallback import Attempt, FallbackStream
 from somaagent.llm.specs import ModelSpec
 
-__all__ = ["Fail", "Finish", "replay", "turn_events"]
+__all__ = ["Fail", "Finish", "counted_usage", "replay", "turn_events"]
 
 Finish = Callable[
     [Turn, ModelSpec, Completion, tuple[Attempt, ...]], Awaitable[types.MessageExchange]
@@ -67,13 +67,7 @@ async def turn_events(
     spec = opened.spec
     content = "".join(parts)
     if usage is None:
-        prompt = tokens.count_messages(turn.request.messages, spec)
-        completion_tokens = tokens.count_text(content, spec)
-        usage = types.Usage(
-            prompt_tokens=prompt,
-            completion_tokens=completion_tokens,
-            total_tokens=prompt + completion_tokens,
-        )
+        usage = counted_usage(spec, turn.request.messages, content)
     completion = Completion(
         content=content,
         model=spec.provider_model_id,
@@ -83,6 +77,17 @@ async def turn_events(
     )
     exchange = await finish(turn, spec, completion, opened.attempts)
     yield TurnEvent("message.completed", {"message": _dump(exchange.reply)})
+
+
+def counted_usage(spec: ModelSpec, messages: Sequence[ChatMessage], answer: str) -> types.Usage:
+    """A streamed call's usage counted as ``spec`` would, for a provider that reported none."""
+    prompt = tokens.count_messages(messages, spec)
+    completion_tokens = tokens.count_text(answer, spec)
+    return types.Usage(
+        prompt_tokens=prompt,
+        completion_tokens=completion_tokens,
+        total_tokens=prompt + completion_tokens,
+    )
 
 
 async def replay(exchange: types.MessageExchange) -> AsyncIterator[TurnEvent]:

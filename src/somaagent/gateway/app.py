@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from somaagent._version import __version__
 from somaagent.accounts import keys
 from somaagent.accounts.usage import UsageLedger
+from somaagent.chat.completions import ChatCompletions
 from somaagent.chat.conversations import ConversationService
 from somaagent.chat.grounding import ground
 from somaagent.chat.providers import ProviderPool
@@ -128,6 +129,8 @@ def create_app(
             lambda: app.state.gateway.memory,
             max_history=settings.max_history_messages,
         )
+        # one fallback config for conversation turns and OpenAI-style completions alike
+        fallback = FallbackConfig(attempt_timeout_s=settings.provider_timeout_s)
         app.state.gateway = GatewayState(
             settings=settings,
             engine=engine,
@@ -147,10 +150,19 @@ def create_app(
                 usage,
                 metrics,
                 default_max_tokens=settings.default_max_tokens,
-                fallback=FallbackConfig(attempt_timeout_s=settings.provider_timeout_s),
+                fallback=fallback,
                 grounder=lambda *args, **kwargs: ground(
                     app.state.gateway.memory, *args, prompts=prompts, **kwargs
                 ),
+                outcomes=route_feedback,
+            ),
+            completions=ChatCompletions(
+                pool,
+                router,
+                usage,
+                metrics,
+                prompts,
+                fallback=fallback,
                 outcomes=route_feedback,
             ),
             faults=fault_points,

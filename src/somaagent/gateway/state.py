@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from somaagent.accounts.keys import Principal
 from somaagent.accounts.usage import UsageLedger
+from somaagent.chat.completions import ChatCompletions
 from somaagent.chat.conversations import ConversationService
 from somaagent.chat.providers import ProviderPool
 from somaagent.chat.turns import ChatTurns
@@ -39,6 +40,7 @@ class GatewayState:
     router: Router
     usage: UsageLedger
     turns: ChatTurns
+    completions: ChatCompletions
     faults: FaultPoints | None = None
     """The fault points, when fault injection is on (``local`` mode by default)."""
     key_cache: dict[str, tuple[Principal, float]] = field(default_factory=dict)

@@ -12,22 +12,23 @@ validates goes straight to the endpoint, with the caller authenticated by one pl
 anything else (another content type, a body that does not parse or validate, dependency
 overrides) takes FastAPI's own path, so errors and their problem+json bodies are FastAPI's,
 word for word. The route is declared as usual, so the OpenAPI document is unchanged.
+
+The completion itself (budget, routing, the fallback chain, metrics, charging the key, outcome
+records) is :class:`~somaagent.chat.completions.ChatCompletions`; this module translates the
+wire to its calls and its answers and events to OpenAI's payload, chunks and headers.
 """
 
 from __future__ import annotations
 
-import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 from fastapi import APIRouter, Response
 from fastapi.responses import StreamingResponse
 
-from somaagent.accounts.keys import Principal
-from somaagent.chat.context import check_max_tokens
-from somaagent.chat.events import Route
-from somaagent.errors import APIError, ProviderError
+from somaagent.chat.completions import CompletionAnswer, CompletionEvent
 from somaagent.gateway.auth import CurrentPrincipal, State
 from somaagent.gateway.headers import model_headers, route_headers
 from somaagent.gateway.lean_route import LeanJSONRoute, json_response
@@ -39,221 +40,64 @@ from somaagent.gateway.routes._openai_wire import (
     usage_json,
 )
 from somaagent.gateway.routes._openai_wire import completion_id as new_completion_id
-from somaagent.gateway.state import GatewayState
 from somaagent.gateway.streaming import SSE_HEADERS, SSE_MEDIA_TYPE, sse_data
-from somaagent.llm import cost, tokens
-from somaagent.llm.base import ChatMessage, ChatRequest
-from somaagent.llm.fallback import FallbackStream, complete_with_fallback, stream_with_fallback
-from somaagent.llm.policy import RoutingDecision
-from somaagent.llm.specs import ModelSpec
-from somaagent.types import Usage
-
-log = logging.getLogger("somaagent.gateway")
 
 router = APIRouter(prefix="/v1", tags=["openai"])
-
-
-def _soma_headers(spec: ModelSpec, usage: Usage | None) -> dict[str, str]:
-    return model_headers(spec.name, cost.cost_usd(spec, usage) if usage is not None else None)
 
 
 async def chat_completions(
     body: ChatCompletionRequest, who: CurrentPrincipal, state: State
 ) -> Response:
     """Create a chat completion, OpenAI-style (``model: "auto"`` or a ``policy`` routes)."""
-    await state.usage.check_budget(who)
-    routed = body.model == "auto" or body.policy is not None
-    spec = None if routed else state.pool.resolve(body.model)
-    stop = [body.stop] if isinstance(body.stop, str) else body.stop
-    messages = to_chat_messages(body.messages)
-    if body.prompt is not None:
-        rendered = await state.prompts.render(
-            who.tenant,
-            body.prompt.name,
-            body.prompt.variables,
-            loc=("body", "prompt", "variables"),
-            ref_loc=("body", "prompt", "name"),
-        )
-        messages.insert(0, {"role": rendered.role, "content": rendered.content})
-    max_tokens = body.max_completion_tokens or body.max_tokens
-    if spec is None:
-        return await _routed(state, who, body, messages, max_tokens=max_tokens, stop=stop)
-    check_max_tokens(spec, max_tokens)
-    request = ChatRequest(
-        messages=messages,
-        model=spec.provider_model_id,
-        max_tokens=max_tokens,
-        temperature=body.temperature,
-        stop=stop,
-    )
-    adapter = await state.pool.adapter(spec)
-    now = time.time()
-    completion_id = new_completion_id(now)
-    created = int(now)
-    if body.stream:
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        # Opened before the answer starts: a failure before the first token is a real error
-        # status (and retried like any model call), not a 200 followed by an error event.
-        opened = await _open_stream(state, (spec,), request)
-        chunks = _stream(
-            state, who, spec, request, completion_id, created, include_usage, opened=opened
-        )
-        return StreamingResponse(
-            chunks, media_type=SSE_MEDIA_TYPE, headers={**SSE_HEADERS, **_soma_headers(spec, None)}
-        )
-    started = time.perf_counter()
-    try:
-        completion = await adapter.complete(request)
-    except ProviderError as exc:
-        state.metrics.record_model_call(
-            provider=spec.provider,
-            model=spec.name,
-            seconds=time.perf_counter() - started,
-            error_type=type(exc).__name__,
-        )
-        raise
-    state.metrics.record_model_call(
-        provider=spec.provider,
-        model=spec.name,
-        seconds=time.perf_counter() - started,
-        input_tokens=completion.usage.prompt_tokens,
-        output_tokens=completion.usage.completion_tokens,
-    )
-    _charge(state, who, spec, completion.usage)
-    return json_response(
-        completion_payload(completion_id, created, spec, completion),
-        _soma_headers(spec, completion.usage),
-    )
-
-
-def _charge(state: GatewayState, who: Principal, spec: ModelSpec, usage: Usage) -> None:
-    state.usage.record(
+    completions = state.completions
+    spec = await completions.admit(who, body.model, body.policy)
+    call = await completions.prepare(
         who,
-        endpoint="chat.completions",
-        model=spec.name,
-        provider=spec.provider,
-        usage=usage,
-        cost_usd=cost.cost_usd(spec, usage),
-    )
-
-
-async def _routed(
-    state: GatewayState,
-    who: Principal,
-    body: ChatCompletionRequest,
-    messages: list[ChatMessage],
-    *,
-    max_tokens: int | None,
-    stop: list[str] | None,
-) -> Response:
-    """``model: "auto"`` or a policy: the router's choice, down its fallback chain."""
-    decision = state.turns.decide(
-        "auto",
-        body.policy,
-        messages,
-        max_tokens=max_tokens,
-        stream=body.stream,
-        tenant=who.tenant,
-    )
-    request = ChatRequest(
-        messages=messages,
-        model=decision.spec.provider_model_id,
-        max_tokens=max_tokens,
+        spec,
+        to_chat_messages(body.messages),
+        policy=body.policy,
+        prompt=body.prompt,
+        max_tokens=body.max_completion_tokens or body.max_tokens,
         temperature=body.temperature,
-        stop=stop,
+        stop=[body.stop] if isinstance(body.stop, str) else body.stop,
+        stream=body.stream,
     )
     now = time.time()
     completion_id, created = new_completion_id(now), int(now)
     if body.stream:
-        opened = await _open_stream(state, decision.chain, request)
+        # Opened before the answer starts: a failure before the first token is a real error
+        # status (and retried like any model call), not a 200 followed by an error event.
+        opened = await completions.open_stream(who, call)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        chunks = _stream(
-            state,
-            who,
-            opened.spec,
-            request,
+        chunks = _chunks(
+            opened.events(outcome_id=completion_id),
             completion_id,
             created,
+            opened.spec.name,
             include_usage,
-            opened=opened,
-            decision=decision,
         )
-        headers = {**SSE_HEADERS, **route_headers(Route.of(decision, opened.spec, None))}
-        return StreamingResponse(chunks, media_type=SSE_MEDIA_TYPE, headers=headers)
-    try:
-        result = await complete_with_fallback(
-            decision.chain,
-            request,
-            adapter_for=state.pool.adapter,
-            health=state.router.health,
-            config=state.turns.fallback,
+        route = opened.route
+        headers = model_headers(opened.spec.name) if route is None else route_headers(route)
+        return StreamingResponse(
+            chunks, media_type=SSE_MEDIA_TYPE, headers={**SSE_HEADERS, **headers}
         )
-    except ProviderError as exc:
-        _record_failures(state, getattr(exc, "attempts", ()))
-        raise
-    _record_failures(state, result.attempts)
-    spec, completion = result.spec, result.completion
-    state.metrics.record_model_call(
-        provider=spec.provider,
-        model=spec.name,
-        seconds=time.time() - now,
-        input_tokens=completion.usage.prompt_tokens,
-        output_tokens=completion.usage.completion_tokens,
-    )
-    _charge(state, who, spec, completion.usage)
-    payload = completion_payload(completion_id, created, spec, completion)
-    if state.route_feedback is not None:  # the outcome record that feedback can rate later
-        await state.route_feedback.record(
-            who.tenant,
-            completion_id,
-            decision,
-            spec,
-            prompt_tokens=completion.usage.prompt_tokens,
-            completion_tokens=completion.usage.completion_tokens,
-            cost_usd=float(cost.cost_usd(spec, completion.usage)),
-            messages=messages,
-            answer=completion.content,
-        )
-    payload["soma_route"] = {
-        "model": spec.name,
-        "reason": decision.reason,
-        "estimated_cost_usd": decision.estimated_cost_usd,
-        "attempts": [a.describe() for a in result.attempts],
+    answer = await completions.complete(who, call, outcome_id=completion_id)
+    payload = completion_payload(completion_id, created, answer.spec, answer.completion)
+    if answer.route is None:
+        return json_response(payload, model_headers(answer.spec.name, answer.cost_usd))
+    payload["soma_route"] = _soma_route(answer)
+    return json_response(payload, route_headers(answer.route))
+
+
+def _soma_route(answer: CompletionAnswer) -> dict[str, Any]:
+    """The payload's ``soma_route``: the model, the router's reason and every try."""
+    assert answer.decision is not None
+    return {
+        "model": answer.spec.name,
+        "reason": answer.decision.reason,
+        "estimated_cost_usd": answer.decision.estimated_cost_usd,
+        "attempts": [a.describe() for a in answer.attempts],
     }
-    headers = route_headers(Route.of(decision, spec, cost.cost_usd(spec, completion.usage)))
-    return json_response(payload, headers)
-
-
-async def _open_stream(
-    state: GatewayState, chain: Sequence[ModelSpec], request: ChatRequest
-) -> FallbackStream:
-    """The chain's stream, once its first token is in; every failed try is counted."""
-    try:
-        opened = await stream_with_fallback(
-            chain,
-            request,
-            adapter_for=state.pool.adapter,
-            health=state.router.health,
-            config=state.turns.fallback,
-        )
-    except ProviderError as exc:
-        _record_failures(state, getattr(exc, "attempts", ()))
-        raise
-    _record_failures(state, opened.attempts)
-    return opened
-
-
-def _record_failures(state: GatewayState, attempts: Sequence[Any]) -> None:
-    """Count each failed try of a chain as a failed model call (the call that answers is
-    counted when its answer is complete), so the metrics agree with what the providers saw."""
-    for attempt in attempts:
-        if attempt.outcome == "failed":
-            state.metrics.record_model_call(
-                provider=attempt.provider,
-                model=attempt.model,
-                seconds=attempt.latency_ms / 1000,
-                error_type=attempt.error_type or "error",
-            )
 
 
 router.add_api_route(
@@ -265,102 +109,56 @@ router.add_api_route(
 )
 
 
-async def _stream(
-    state: GatewayState,
-    who: Principal,
-    spec: ModelSpec,
-    request: ChatRequest,
+async def _chunks(
+    events: AsyncGenerator[CompletionEvent, None],
     completion_id: str,
     created: int,
+    model: str,
     include_usage: bool,
-    *,
-    opened: FallbackStream | None = None,
-    decision: RoutingDecision | None = None,
 ) -> AsyncIterator[bytes]:
-    """The answer as OpenAI's chunks; a routed one (``decision``) that completes leaves its
-    outcome record before the finishing chunk, so its id can be rated once ``[DONE]`` is in."""
+    """The answer's events as OpenAI's chunks, then ``[DONE]``; a failure part-way is an
+    ``error`` object with no ``[DONE]`` after it."""
 
     def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
         return {
             "id": completion_id,
             "object": "chat.completion.chunk",
             "created": created,
-            "model": spec.name,
+            "model": model,
             "choices": [
                 {"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
             ],
         }
 
-    started = time.perf_counter()
-    usage: Usage | None = None
-    finish_reason = "stop"
-    parts: list[str] = []
     yield sse_data(chunk({"role": "assistant", "content": ""}))
-    try:
-        pieces = opened if opened is not None else (await state.pool.adapter(spec)).stream(request)
-        async for piece in pieces:
-            if piece.delta:
-                parts.append(piece.delta)
-                yield sse_data(chunk({"content": piece.delta}))
-            if piece.usage is not None:
-                usage = piece.usage
-            if piece.finish_reason is not None:
-                finish_reason = piece.finish_reason
-    except (ProviderError, APIError) as exc:
-        state.metrics.record_model_call(
-            provider=spec.provider,
-            model=spec.name,
-            seconds=time.perf_counter() - started,
-            error_type=type(exc).__name__,
-        )
-        problem = problem_body(to_api_error(exc), None)
-        # OpenAI's clients raise on an ``error`` object in the stream; no [DONE] follows,
-        # so the stream cannot pass for a complete answer.
-        yield sse_data(
-            {
-                "error": {
-                    "message": problem["detail"],
-                    "type": problem["type"],
-                    "code": problem["status"],
-                }
-            }
-        )
-        return
-    if usage is None:
-        prompt = tokens.count_messages(request.messages, spec)
-        completion_tokens = tokens.count_text("".join(parts), spec)
-        usage = Usage(
-            prompt_tokens=prompt,
-            completion_tokens=completion_tokens,
-            total_tokens=prompt + completion_tokens,
-        )
-    state.metrics.record_model_call(
-        provider=spec.provider,
-        model=spec.name,
-        seconds=time.perf_counter() - started,
-        input_tokens=usage.prompt_tokens,
-        output_tokens=usage.completion_tokens,
-    )
-    _charge(state, who, spec, usage)
-    if decision is not None and state.route_feedback is not None:
-        await state.route_feedback.record(
-            who.tenant,
-            completion_id,
-            decision,
-            spec,
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
-            cost_usd=float(cost.cost_usd(spec, usage)),
-            messages=request.messages,
-            answer="".join(parts),
-        )
-    yield sse_data(chunk({}, finish_reason))
-    if include_usage:
-        final = chunk({})
-        final["choices"] = []
-        final["usage"] = usage_json(usage)
-        yield sse_data(final)
-    yield sse_data("[DONE]")
+    async with aclosing(events) as settled:
+        async for event in settled:
+            if event.kind == "delta":
+                yield sse_data(chunk({"content": event.delta}))
+            elif event.kind == "error":
+                assert event.error is not None
+                problem = problem_body(to_api_error(event.error), None)
+                # OpenAI's clients raise on an ``error`` object in the stream; no [DONE]
+                # follows, so the stream cannot pass for a complete answer.
+                yield sse_data(
+                    {
+                        "error": {
+                            "message": problem["detail"],
+                            "type": problem["type"],
+                            "code": problem["status"],
+                        }
+                    }
+                )
+                return
+            else:
+                assert event.usage is not None
+                yield sse_data(chunk({}, event.finish_reason))
+                if include_usage:
+                    final = chunk({})
+                    final["choices"] = []
+                    final["usage"] = usage_json(event.usage)
+                    yield sse_data(final)
+                yield sse_data("[DONE]")
 
 
 @router.get("/models")
