@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -104,9 +105,9 @@ def client(proc: Proc, key: str) -> httpx.Client:
     return httpx.Client(base_url=proc.url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
 
 
-def docs(count: int) -> list[dict[str, Any]]:
+def docs(count: int, prefix: str = "") -> list[dict[str, Any]]:
     return [
-        {"id": f"doc-{i}", "text": f"doc-{i} says fact {i} about topic {i % 3}."}
+        {"id": f"doc-{i}", "text": f"{prefix}doc-{i} says fact {i} about topic {i % 3}."}
         for i in range(count)
     ]
 
@@ -236,7 +237,12 @@ def test_postgres_two_gateways_share_the_queue_and_take_over_a_dead_ones_runs(
             for i in range(6):
                 body = {
                     "id": f"pg-{i}",
-                    "input": {"collection": f"c{i}", "documents": docs(8), "batch_size": 1},
+                    # each run's texts its own, so the embed logs tell the runs apart
+                    "input": {
+                        "collection": f"c{i}",
+                        "documents": docs(8, f"r{i}-"),
+                        "batch_size": 1,
+                    },
                 }
                 assert (
                     http_a.post("/v1/workflows/document_ingest/runs", json=body).status_code == 202
@@ -251,10 +257,23 @@ def test_postgres_two_gateways_share_the_queue_and_take_over_a_dead_ones_runs(
                     break
                 time.sleep(0.1)
             assert {"gw-a", "gw-b"} <= running, runs
+            # Kill gw-a once it has finished a batch or two, so some are done and some not.
+            while time.monotonic() < deadline:
+                batches = sum(
+                    s["name"].startswith("batch-")
+                    for r in runs
+                    if r["executor_id"] == "gw-a" and r["status"] == "running"
+                    for s in http_b.get(f"/v1/workflow-runs/{r['id']}/steps").json()["data"]
+                )
+                if batches >= 2:
+                    break
+                time.sleep(0.1)
+            runs = [http_b.get(f"/v1/workflow-runs/{i}").json() for i in ids]
             a_runs = [
                 r["id"] for r in runs if r["executor_id"] == "gw-a" and r["status"] == "running"
             ]
             a.kill()
+            killed_ms = time.time() * 1000  # gw-a recorded every step it finished before this
             # gw-b sees gw-a's lock released and puts its runs back in the queue.
             finished = [wait_status(http_b, i, timeout=90) for i in ids]
             assert [r["status"] for r in finished] == ["succeeded"] * 6, [
@@ -266,3 +285,20 @@ def test_postgres_two_gateways_share_the_queue_and_take_over_a_dead_ones_runs(
                 assert collection["document_count"] == 8
             taken = [r for r in finished if r["id"] in a_runs]
             assert taken and all(r["executor_id"] == "gw-b" for r in taken)
+            # No batch finished before the kill was embedded again (batch-k/8 holds doc-(k-1)).
+            done_before = set()
+            for i in ids:
+                for step in http_b.get(f"/v1/workflow-runs/{i}/steps").json()["data"]:
+                    at = datetime.fromisoformat(step["finished_at"]).timestamp() * 1000
+                    if step["name"].startswith("batch-") and at < killed_ms:
+                        k = int(step["name"].split("-")[1].split("/")[0])
+                        done_before.add(f"r{i[3:]}-doc-{k - 1}")
+    by_doc: dict[str, list[int]] = {}
+    for entry in embedded(tmp_path / "a") + embedded(tmp_path / "b"):
+        by_doc.setdefault(doc_of(entry["text"]), []).append(entry["pid"])
+    assert len(by_doc) == 6 * 8  # every document of every run was embedded
+    twice = {d: pids for d, pids in by_doc.items() if len(pids) > 1}
+    assert done_before and not set(twice) & done_before, (twice, done_before)
+    # at most the batch the kill cut short, once per taken-over run, by gw-a then gw-b
+    assert len(twice) <= len(taken), twice
+    assert all(pids == [a.popen.pid, b.popen.pid] for pids in twice.values()), twice
