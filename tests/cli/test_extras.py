@@ -103,6 +103,20 @@ def test_a_missing_database_driver_names_the_postgres_extra(
     assert "secret" not in line
 
 
+def test_serve_with_an_unreachable_database_is_one_line_without_the_password(
+    tmp_path: Path,
+) -> None:
+    from tests.fakes._server import free_port
+
+    port = free_port()  # nothing listens there
+    env = {"SOMA_DATABASE_URL": f"postgresql+asyncpg://soma:secret@127.0.0.1:{port}/soma"}
+    line = _one_error_line(_soma("", "serve", cwd=tmp_path, env=env))
+    assert line.startswith(
+        f"error: could not connect to the database postgresql+asyncpg://soma:***@127.0.0.1:{port}"
+    )
+    assert "secret" not in line
+
+
 def test_the_client_commands_need_no_extra(tmp_path: Path) -> None:
     # Everything but the SDK's own dependencies is missing: help and a client command work.
     result = _soma(f"{SERVER},{SRE}", "--help", cwd=tmp_path)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import click
 
 from somaagent.cli._extras import load_settings, missing_extra
@@ -19,15 +21,24 @@ def serve(host: str | None, port: int | None, log_level: str | None) -> None:
     try:
         import uvicorn
 
-        from somaagent.db.engine import make_engine
+        from somaagent.db.engine import make_engine, migrate
         from somaagent.gateway.app import create_app
     except ModuleNotFoundError as exc:
         raise missing_extra(exc, command="serve") from None
+
+    async def prepare_database() -> None:
+        engine = make_engine(settings.resolved_database_url)
+        try:
+            await migrate(engine)
+        finally:
+            await engine.dispose()
+
     try:
-        # Fails fast on a missing database driver (asyncpg: the postgres extra), which the
-        # app would otherwise meet in its lifespan, under a uvicorn traceback. It connects to
-        # nothing.
-        make_engine(settings.resolved_database_url)
+        # A missing database driver (asyncpg: the postgres extra), an unreachable database or
+        # one whose schema cannot be migrated is met here, as one line, rather than in the
+        # app's lifespan under a uvicorn traceback (the lifespan's own migration then finds
+        # nothing to do).
+        asyncio.run(prepare_database())
         app = create_app(settings)
     except SomaAgentError as exc:
         raise CliError(str(exc)) from None

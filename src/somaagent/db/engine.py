@@ -14,8 +14,10 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.util.exc import CommandError
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -96,6 +98,31 @@ def _upgrade(connection: Connection) -> None:
 
 
 async def migrate(engine: AsyncEngine) -> None:
-    """Bring the schema to the latest migration (idempotent)."""
-    async with engine.begin() as connection:
-        await connection.run_sync(_upgrade)
+    """Bring the schema to the latest migration (idempotent).
+
+    Raises:
+        ConfigurationError: the database cannot be reached, or its schema cannot be brought up
+            to date (one line naming the URL, its password hidden, and why).
+    """
+    url = engine.url.render_as_string(hide_password=True)
+    try:
+        connection = await engine.connect()
+    except (OSError, SQLAlchemyError) as exc:  # refused, unknown host, timeout, bad login
+        raise ConfigurationError(
+            f"could not connect to the database {url}: {_reason(exc)}; check SOMA_DATABASE_URL "
+            "and that the database server runs"
+        ) from exc
+    try:
+        async with connection.begin():
+            await connection.run_sync(_upgrade)
+    except (OSError, SQLAlchemyError, CommandError) as exc:
+        raise ConfigurationError(f"could not migrate the database {url}: {_reason(exc)}") from exc
+    finally:
+        await connection.close()
+
+
+def _reason(exc: BaseException) -> str:
+    """The error's own first line (a driver's message can run to several), else its type."""
+    cause = exc.orig if isinstance(exc, SQLAlchemyError) and hasattr(exc, "orig") else exc
+    text = str(cause).strip().splitlines()
+    return text[0] if text else type(cause).__name__
