@@ -194,6 +194,24 @@ def test_cli_jsonl_batch_and_stdin(invoke: Any, tmp_path: Path) -> None:
     assert done.exit_code == 0, done.output
     run = json.loads(done.output)
     assert run["status"] == "succeeded" and run["output"]["items"] == 2
+    # the result file, printed and written; the steps that made it
+    printed = invoke("workflow", "result", run["id"])
+    assert printed.exit_code == 0, printed.output
+    rows = [json.loads(line) for line in printed.stdout.splitlines()]
+    assert [r["index"] for r in rows] == [0, 1]
+    assert [r["content"] for r in rows] == ["Echo: one", "Echo: two"]
+    saved = tmp_path / "out" / "result.jsonl"
+    saved.parent.mkdir()
+    written = invoke("workflow", "result", run["id"], "-o", str(saved))
+    assert written.exit_code == 0 and "wrote 2 results" in written.output
+    assert saved.read_text() == printed.stdout
+    steps = invoke("workflow", "steps", run["id"], "--json")
+    assert steps.exit_code == 0, steps.output
+    listed = json.loads(steps.stdout)
+    assert listed and all(s["status"] == "succeeded" for s in listed)
+    assert [s["step_id"] for s in listed] == sorted(s["step_id"] for s in listed)
+    table = invoke("workflow", "steps", run["id"])
+    assert all(s["name"] in table.stdout for s in listed)
     body = json.dumps({"collection": "stdin", "documents": documents(1)})
     queued = invoke("workflow", "start", "document_ingest", "--input", "-", "--json", input=body)
     assert json.loads(queued.output)["status"] in ("queued", "running", "succeeded")

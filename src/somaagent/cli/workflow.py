@@ -274,6 +274,63 @@ def status(state: CliState, run_id: str, as_json: bool) -> None:
         _detail(run)
 
 
+@workflow.command("steps")
+@click.argument("run_id", metavar="ID")
+@json_option
+@pass_state
+def steps(state: CliState, run_id: str, as_json: bool) -> None:
+    """List a run's finished steps (their ids are what `fork --from-step` takes)."""
+    with state.resolve().client() as client:
+        done = _workflows(client).steps(run_id)
+    if as_json:
+        _render.as_json([s.model_dump(mode="json") for s in done])
+        return
+    if not done:
+        _render.note(f"no finished steps yet: soma workflow logs {run_id} --follow")
+        return
+    table = Table(show_edge=False, header_style="bold")
+    for column in ("Step", "Name", "Status", "Attempts", "ms", "Cost", "Output"):
+        table.add_column(column)
+    for step in done:
+        summary = step.output_summary or ""
+        if step.error:
+            summary = f"{step.error.type}: {step.error.message}"
+        table.add_row(
+            str(step.step_id),
+            escape(step.name),
+            _status(step.status),
+            str(step.attempts),
+            "" if step.duration_ms is None else f"{step.duration_ms:.0f}",
+            "" if step.cost_usd is None else f"${step.cost_usd:.6f}",
+            escape(summary[:80]),
+        )
+    _render.table_console().print(table)
+
+
+@workflow.command("result")
+@click.argument("run_id", metavar="ID")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write the JSONL here instead of printing it.",
+)
+@pass_state
+def result(state: CliState, run_id: str, output: str | None) -> None:
+    """A finished run's result file, one JSON object per line (batch_chat: one per item)."""
+    with state.resolve().client() as client:
+        items = _workflows(client).result(run_id)
+    lines = "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in items)
+    if output is None:
+        click.echo(lines, nl=False)
+        return
+    try:
+        Path(output).write_text(lines, encoding="utf-8")
+    except OSError as exc:
+        raise _render.CliError(f"--output {output}: cannot write it ({exc})") from exc
+    _render.success(f"wrote {len(items)} results to {output}")
+
+
 @workflow.command("list")
 @click.option("--status", "status_", type=click.Choice(RUN_STATUSES), help="Only this status.")
 @click.option("--type", "type_name", metavar="TYPE", help="Only this workflow type.")
