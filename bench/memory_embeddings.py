@@ -24,7 +24,8 @@ Reported: documents/s (median of the rounds) per thread count, the ratio to sent
 at the same thread count and best against best, and the cosine of each vector to
 sentence-transformers' vector for the same text (mean, minimum, 1st percentile).
 Target (issue 4): at least 1.8x sentence-transformers with cosine at least 0.99.
-Figures go to ``bench/results/memory_embeddings.{json,md}``.
+Figures go to ``bench/results/memory_embeddings.{json,md}``, with the machine and the load
+average before and after.
 
 Usage::
 
@@ -218,6 +219,7 @@ def main() -> None:
 
     from somaagent.memory.embeddings.local import LocalEmbedder, find_model_dir
 
+    load_before = [round(x, 2) for x in os.getloadavg()]
     texts = load_texts(args.n, args.data)
     sets = {"short": texts["short"], "long": texts["long"]}
     thread_counts = [int(n) for n in str(args.threads).split(",")]
@@ -282,7 +284,13 @@ def main() -> None:
     finally:
         if peer is not None:
             peer.close()
-    report: dict[str, Any] = {"runs": [], "best": {}}
+    # The machine is shared: the load average says how much else ran beside the measurement.
+    report: dict[str, Any] = {
+        "runs": [],
+        "best": {},
+        "load_before": load_before,
+        "load_after": [round(x, 2) for x in os.getloadavg()],
+    }
     median = {key: {n: statistics.median(v) for n, v in by.items()} for key, by in speeds.items()}
     for (label, threads), by_set in speeds.items():
         for name, values in by_set.items():
@@ -340,6 +348,8 @@ def write(
         "documents": sizes,
         "settings": {"threads": args.threads, "rounds": args.rounds, "batch": BATCH},
         "peer": peer,
+        "load_before": report.pop("load_before"),
+        "load_after": report.pop("load_after"),
     }
     (RESULTS / "memory_embeddings.json").write_text(
         json.dumps({**meta, "results": report}, indent=2)
@@ -349,6 +359,7 @@ def write(
         "",
         f"{meta['when']}; {meta['machine']}; Python {meta['python']}; onnxruntime "
         f"{meta['onnxruntime']}; peer: {peer}",
+        f"Load average (1, 5, 15 min) {meta['load_before']} before, {meta['load_after']} after.",
         f"Data: {source}; {sizes['short']} short (~20 words), {sizes['long']} long (~200 words); "
         f"threads {args.threads}, batches of {BATCH}, median of {args.rounds} interleaved rounds.",
         "",

@@ -18,8 +18,9 @@ for development; at scale SomaAgent points Qdrant at a server.)
    clients (8) at once, recording each query's latency: p50/p95/p99, queries/s, and
    recall@10 against the exact answer.
 
-Figures go to ``bench/results/memory_search.{json,md}`` with the machine, versions and
-settings. The issue's target: p95 <= 10 ms at 100k x 384 with recall@10 >= 0.95.
+Figures go to ``bench/results/memory_search.{json,md}`` (``--out`` names another) with the
+machine, versions, settings and the load average before and after. The issue's target:
+p95 <= 10 ms at 100k x 384 with recall@10 >= 0.95.
 
 Usage::
 
@@ -225,7 +226,9 @@ def versions() -> dict[str, str]:
     return found
 
 
-def write(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
+def write(
+    results: list[dict[str, Any]], args: argparse.Namespace, load_before: list[float]
+) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     meta: dict[str, Any] = {
         "benchmark": "memory_search",
@@ -234,6 +237,10 @@ def write(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
         "python": platform.python_version(),
         "versions": versions(),
         "settings": {key: value for key, value in vars(args).items() if key != "out"},
+        # The machine is shared: the load average says how much else ran beside the measurement
+        # ("after" is when this file was written, after the last back-end measured so far).
+        "load_before": load_before,
+        "load_after": [round(x, 2) for x in os.getloadavg()],
         "notes": "chroma: HNSW M=16, ef_construction=200, ef_search=100 (SomaAgent's defaults); "
         "qdrant local mode (in memory) searches exactly (brute force in NumPy). Latency is per "
         "store.search call through SomaAgent's async interface (worker threads).",
@@ -244,6 +251,7 @@ def write(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
         "",
         f"{meta['when']}; {meta['machine']}; Python {meta['python']}; "
         + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
+        f"Load average (1, 5, 15 min) {meta['load_before']} before, {meta['load_after']} after.",
         "",
         "| back-end | dim | load (vectors/s) | clients | p50 ms | p95 ms | p99 ms | queries/s "
         "| recall@10 |",
@@ -287,6 +295,7 @@ async def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", default="memory_search", help="results file name")
     args = parser.parse_args()
+    load_before = [round(x, 2) for x in os.getloadavg()]
     folder = Path(tempfile.mkdtemp(prefix="soma-bench-search-"))
     results = []
     try:
@@ -294,7 +303,7 @@ async def main() -> None:
             dims = [384] if args.data == "scifact" else [int(d) for d in args.dims.split(",")]
             for dim in dims:
                 results.append(await bench_one(backend, dim, args, folder))
-                write(results, args)
+                write(results, args, load_before)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     print((RESULTS / f"{args.out}.md").read_text())
