@@ -15,7 +15,9 @@ batched by similar length, and mean-pooled over the attention mask inside the gr
 
 Measured on this project's shared 2-core machine (``bench/memory_embeddings.py``: 512
 ~20-word and 128 ~200-word SciFact abstracts, each candidate at its best thread count, cosine
-to sentence-transformers' own vectors for the same texts):
+to sentence-transformers' own vectors for the same texts), in an earlier and quieter run than
+the one ``bench/results/memory_embeddings.md`` now holds (2026-12-02 at load 5.7-6.8: int8
+2.5x and 2.4x, the same cosines); the ratios shrink as the machine gets busier:
 
 =============================== ============ ============ ================
 candidate                       20-word /s   200-word /s  cosine mean (min)
