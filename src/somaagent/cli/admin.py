@@ -10,7 +10,7 @@ from typing import TypeVar
 
 import click
 
-from somaagent.cli._extras import load_settings, missing_extra
+from somaagent.cli._extras import missing_extra
 from somaagent.cli._render import CliError
 from somaagent.errors import SomaAgentError
 
@@ -22,9 +22,13 @@ def _run(action: Callable[..., Awaitable[T]]) -> T:
         from sqlalchemy.ext.asyncio import AsyncSession
 
         from somaagent.db.engine import make_engine, make_sessionmaker, migrate
+        from somaagent.gateway.settings_errors import load_settings
     except ModuleNotFoundError as exc:
         raise missing_extra(exc, command="admin") from None
-    settings = load_settings("admin")
+    try:
+        settings = load_settings()
+    except SomaAgentError as exc:
+        raise CliError(str(exc)) from None
 
     async def main() -> T:
         engine = make_engine(settings.resolved_database_url)

@@ -6,7 +6,7 @@ import asyncio
 
 import click
 
-from somaagent.cli._extras import load_settings, missing_extra
+from somaagent.cli._extras import missing_extra
 from somaagent.cli._render import CliError
 from somaagent.errors import SomaAgentError
 
@@ -17,7 +17,14 @@ from somaagent.errors import SomaAgentError
 @click.option("--log-level", default=None, help="uvicorn log level (default SOMA_LOG_LEVEL).")
 def serve(host: str | None, port: int | None, log_level: str | None) -> None:
     """Run the SomaAgent gateway."""
-    settings = load_settings("serve")  # first: a bad setting is the likelier mistake
+    try:
+        from somaagent.gateway.settings_errors import load_settings
+    except ModuleNotFoundError as exc:
+        raise missing_extra(exc, command="serve") from None
+    try:
+        settings = load_settings()  # first: a bad setting is the likelier mistake
+    except SomaAgentError as exc:
+        raise CliError(str(exc)) from None
     try:
         import uvicorn
 
