@@ -24,7 +24,8 @@ def test_a_documented_reason_is_allowed_only_while_its_prerequisite_is_missing()
 def test_data_outside_the_repo_is_never_a_reason() -> None:
     for reason in (
         "RouteLLM data not present",
-        "the Chaos Mesh CRDs are not at ../shared/data/chaos-mesh-crds (set SOMA_CHAOS_CRDS)",
+        # a reason naming data beside the checkout (this test reads no such data)
+        "the Chaos Mesh CRDs are not in the reference data folder (set SOMA_CHAOS_CRDS)",
     ):
         problem = problem_with(reason)
         assert problem is not None and "not a documented reason" in problem
