@@ -13,13 +13,10 @@ from somaagent.capsules.hosted import HostServices, address_allowed, host_allowe
 from somaagent.capsules.package import from_folder
 from somaagent.capsules.service import CapsuleService, SandboxPolicy
 from somaagent.errors import PermissionDeniedError
-from somaagent.memory.chunking import Chunker
-from somaagent.memory.keyword import KeywordIndex
-from somaagent.memory.rag import RAGPipeline
 from somaagent.memory.service import MemoryService
-from tests.capsules.conftest import SANDBOX_ROOT, Gateway
+from tests.capsules.conftest import SANDBOX_ROOT
 from tests.fakes.fixtures import FakeVendor
-from tests.memory.rag_fakes import ExactStore, HashEmbedder
+from tests.gateway.conftest import Gateway, swapped_memory
 
 pytestmark = pytest.mark.anyio
 sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -27,18 +24,8 @@ sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 @pytest.fixture
 async def memory(gateway: Gateway) -> AsyncIterator[MemoryService]:
-    pipeline = RAGPipeline(
-        HashEmbedder(),
-        ExactStore(),
-        KeywordIndex(gateway.settings.data_dir / "keyword"),
-        chunker=Chunker(chunk_size=48, overlap=8),
-    )
-    service = MemoryService(gateway.state.sessions, pipeline)
-    original = gateway.state.memory
-    gateway.state.memory = service
-    yield service
-    gateway.state.memory = original
-    await service.aclose()
+    async with swapped_memory(gateway) as service:
+        yield service
 
 
 @sqlite_only

@@ -3,6 +3,7 @@ and an OpenAI-wire fake upstream for the model calls."""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -129,3 +130,31 @@ async def gateway(
             await client.aclose()
             for extra in gw.extra_clients:
                 await extra.aclose()
+
+
+@contextlib.asynccontextmanager
+async def swapped_memory(
+    gateway: Gateway, *, chunk_size: int = 48, store: Any = None
+) -> AsyncIterator[Any]:
+    """The app's memory service swapped for one on the test embedder and an exact store (or
+    ``store``), for as long as the block runs; the original is put back after."""
+    from somaagent.memory.chunking import Chunker
+    from somaagent.memory.keyword import KeywordIndex
+    from somaagent.memory.rag import RAGPipeline
+    from somaagent.memory.service import MemoryService
+    from tests.memory.rag_fakes import ExactStore, HashEmbedder
+
+    pipeline = RAGPipeline(
+        HashEmbedder(),
+        store if store is not None else ExactStore(),
+        KeywordIndex(gateway.settings.data_dir / "keyword"),
+        chunker=Chunker(chunk_size=chunk_size, overlap=8),
+    )
+    service = MemoryService(gateway.state.sessions, pipeline)
+    original = gateway.state.memory
+    gateway.state.memory = service
+    try:
+        yield service
+    finally:
+        gateway.state.memory = original
+        await service.aclose()

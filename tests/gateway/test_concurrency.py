@@ -13,30 +13,15 @@ from typing import Any
 import httpx
 import pytest
 
-from somaagent.memory.chunking import Chunker
-from somaagent.memory.keyword import KeywordIndex
-from somaagent.memory.rag import RAGPipeline
-from somaagent.memory.service import MemoryService
-from tests.gateway.conftest import Gateway
-from tests.memory.rag_fakes import ExactStore, HashEmbedder
+from tests.gateway.conftest import Gateway, swapped_memory
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 
 @pytest.fixture
 async def memory(gateway: Gateway) -> Any:
-    pipeline = RAGPipeline(
-        HashEmbedder(),
-        ExactStore(),
-        KeywordIndex(gateway.settings.data_dir / "keyword"),
-        chunker=Chunker(chunk_size=48, overlap=8),
-    )
-    service = MemoryService(gateway.state.sessions, pipeline)
-    original = gateway.state.memory
-    gateway.state.memory = service
-    yield service
-    gateway.state.memory = original
-    await service.aclose()
+    async with swapped_memory(gateway) as service:
+        yield service
 
 
 async def test_concurrent_indexing_into_one_collection(gateway: Gateway, memory: Any) -> None:

@@ -17,14 +17,11 @@ import pytest
 
 from somaagent.chat.grounding import ground
 from somaagent.errors import NotFoundError
-from somaagent.memory.chunking import Chunker
-from somaagent.memory.keyword import KeywordIndex
-from somaagent.memory.rag import RAGPipeline
 from somaagent.memory.service import MemoryService
 from somaagent.prompts.service import PromptService
 from somaagent.types import Message
-from tests.gateway.conftest import Gateway
-from tests.memory.rag_fakes import ExactStore, FaultyStore, HashEmbedder
+from tests.gateway.conftest import Gateway, swapped_memory
+from tests.memory.rag_fakes import ExactStore, FaultyStore
 
 pytestmark = pytest.mark.anyio
 
@@ -46,18 +43,8 @@ DOCS = [
 @pytest.fixture
 async def memory(gateway: Gateway) -> AsyncIterator[MemoryService]:
     """The app's memory service, on the test embedder and a store that can fail on demand."""
-    pipeline = RAGPipeline(
-        HashEmbedder(),
-        FaultyStore(ExactStore()),
-        KeywordIndex(gateway.settings.data_dir / "keyword"),
-        chunker=Chunker(chunk_size=48, overlap=8),
-    )
-    service = MemoryService(gateway.state.sessions, pipeline)
-    original = gateway.state.memory
-    gateway.state.memory = service
-    yield service
-    gateway.state.memory = original
-    await service.aclose()
+    async with swapped_memory(gateway, store=FaultyStore(ExactStore())) as service:
+        yield service
 
 
 @pytest.fixture

@@ -17,12 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from somaagent.memory.chunking import Chunker
-from somaagent.memory.keyword import KeywordIndex
-from somaagent.memory.rag import RAGPipeline
 from somaagent.memory.service import MemoryService
-from tests.gateway.conftest import FAKE_MODEL, Gateway
-from tests.memory.rag_fakes import ExactStore, HashEmbedder
+from tests.gateway.conftest import FAKE_MODEL, Gateway, swapped_memory
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -209,18 +205,8 @@ def gateway_openapi() -> dict[str, Any]:
 
 @pytest.fixture
 async def memory(gateway: Gateway) -> AsyncIterator[MemoryService]:
-    pipeline = RAGPipeline(
-        HashEmbedder(),
-        ExactStore(),
-        KeywordIndex(gateway.settings.data_dir / "keyword"),
-        chunker=Chunker(chunk_size=200, overlap=8),
-    )
-    service = MemoryService(gateway.state.sessions, pipeline)
-    original = gateway.state.memory
-    gateway.state.memory = service
-    yield service
-    gateway.state.memory = original
-    await service.aclose()
+    async with swapped_memory(gateway, chunk_size=200) as service:
+        yield service
 
 
 async def _readable(client: httpx.AsyncClient, conv: str) -> None:
