@@ -9,7 +9,10 @@ Usage::
     nice -n 10 .venv/bin/python bench/router_experiments.py [--embeddings PATH] [--only a,b]
 
 Prints, per variant, the held-out APGR on each dataset (and its bootstrap 95% interval with
-``--bootstrap``) and the settings chosen for each fold.
+``--bootstrap``) and the settings chosen for each fold. ``--in-dataset`` instead trains and
+tests inside each dataset (5-fold CV), the reference for what the features can do on a dataset
+whose labels the router has seen; ``--arena-reference`` routes arena-bench-v1 by the other
+models' scores on each prompt.
 """
 
 from __future__ import annotations
@@ -242,6 +245,102 @@ def logistic(train: np.ndarray, test: np.ndarray, d: Data, s: dict[str, Any]) ->
     return d.x[test] @ beta  # type: ignore[no-any-return]
 
 
+def _weighted_ridge(d: Data, rows: np.ndarray, w: np.ndarray, alpha: float) -> np.ndarray:
+    """Ridge of the gain on the features plus an unpenalised intercept; coefficients."""
+    xb = np.hstack([d.x, np.ones((len(d.x), 1))])
+    w = w / w.sum()
+    a = xb[rows].T @ (xb[rows] * w[:, None])
+    pen = np.full(xb.shape[1], alpha)
+    pen[-1] = 0.0
+    a[np.diag_indices_from(a)] += pen
+    return np.linalg.solve(a, xb[rows].T @ (w * d.gain[rows]))
+
+
+_DOMAIN: dict[tuple[bytes, bytes, float], np.ndarray] = {}
+
+
+def domain_log_odds(train: np.ndarray, test: np.ndarray, d: Data, l2: float) -> np.ndarray:
+    """Per prompt, the log-odds that it comes from the test prompts rather than the training
+    ones: an L2 logistic domain classifier on the standardised features, the two sides
+    weighted equally, fitted by Newton steps. It reads the test *prompts*, never their
+    labels."""
+    key = (train.tobytes(), test.tobytes(), l2)
+    if key in _DOMAIN:
+        return _DOMAIN[key]
+    rows = np.nonzero(train | test)[0]
+    mu, sd = d.x[rows].mean(0), d.x[rows].std(0) + 1e-6
+    xs = (d.x - mu) / sd
+    xb = np.hstack([xs[rows], np.ones((len(rows), 1))])
+    y = test[rows].astype(float)
+    w = np.where(y > 0, 0.5 / y.sum(), 0.5 / (1 - y).sum())
+    beta = np.zeros(xb.shape[1])
+    for _ in range(25):
+        p = 1 / (1 + np.exp(-np.clip(xb @ beta, -30, 30)))
+        g = xb.T @ (w * (p - y))
+        g[:-1] += l2 * beta[:-1]
+        h = xb.T @ (xb * (w * p * (1 - p))[:, None])
+        h[np.diag_indices(xb.shape[1] - 1)] += l2
+        step = np.linalg.solve(h + 1e-9 * np.eye(len(h)), g)
+        beta -= step
+        if np.abs(step).max() < 1e-6:
+            break
+    out = xs @ beta[:-1] + beta[-1]
+    _DOMAIN[key] = out
+    return out  # type: ignore[no-any-return]
+
+
+def importance(train: np.ndarray, test: np.ndarray, d: Data, s: dict[str, Any]) -> np.ndarray:
+    """Covariate-shift reweighting: the gain's ridge with each training prompt's dataset weight
+    times (p(test | x) / p(train | x)) ** gamma, clipped at e**5. Transductive: it needs the
+    test prompts (not their labels) before training, as a router adapting the public data to a
+    tenant's recorded traffic would; gamma 0 is the plain ridge."""
+    z = domain_log_odds(train, test, d, s["l2"])
+    rows = np.nonzero(train)[0]
+    w = rm.balanced(d.ds[rows]) * np.exp(s["gamma"] * np.clip(z[rows], -5.0, 5.0))
+    beta = _weighted_ridge(d, rows, w, s["alpha"])
+    return np.hstack([d.x[test], np.ones((int(test.sum()), 1))]) @ beta  # type: ignore[no-any-return]
+
+
+def mlp(train: np.ndarray, test: np.ndarray, d: Data, s: dict[str, Any]) -> np.ndarray:
+    """One ReLU hidden layer over the standardised features, two sigmoid outputs (the weak
+    and the strong model's quality), dataset-balanced cross-entropy, Adam, full batch; MMLU
+    sampled to 4,000 prompts. Predicted gain: strong minus weak."""
+    rng = np.random.default_rng(0)
+    idx = np.nonzero(train)[0]
+    mmlu = idx[d.ds[idx] == "mmlu"]
+    if len(mmlu) > 4000:
+        keep = set(rng.choice(mmlu, 4000, replace=False).tolist())
+        idx = np.array([i for i in idx if d.ds[i] != "mmlu" or i in keep])
+    mu, sd = d.x[idx].mean(0), d.x[idx].std(0) + 1e-6
+    xs = (d.x - mu) / sd
+    x, y = xs[idx], np.stack([d.weak[idx], d.strong[idx]], 1)
+    bw = rm.balanced(d.ds[idx])
+    bw = bw / bw.sum()
+    n_in, hidden = x.shape[1], s["hidden"]
+    params = [
+        rng.normal(0, 1 / np.sqrt(n_in), (n_in, hidden)),
+        np.zeros(hidden),
+        rng.normal(0, 1 / np.sqrt(hidden), (hidden, 2)),
+        np.zeros(2),
+    ]
+    m1 = [np.zeros_like(p) for p in params]
+    m2 = [np.zeros_like(p) for p in params]
+    for t in range(1, s["steps"] + 1):
+        w1, b1, w2, b2 = params
+        a = x @ w1 + b1
+        r = np.maximum(a, 0)
+        g = (1 / (1 + np.exp(-(r @ w2 + b2))) - y) * bw[:, None]
+        gr = g @ w2.T * (a > 0)
+        grads = [x.T @ gr + s["wd"] * w1, gr.sum(0), r.T @ g + s["wd"] * w2, g.sum(0)]
+        for i, gg in enumerate(grads):
+            m1[i] = 0.9 * m1[i] + 0.1 * gg
+            m2[i] = 0.999 * m2[i] + 0.001 * gg * gg
+            params[i] -= 0.003 * (m1[i] / (1 - 0.9**t)) / (np.sqrt(m2[i] / (1 - 0.999**t)) + 1e-8)
+    w1, b1, w2, b2 = params
+    p = 1 / (1 + np.exp(-(np.maximum(xs[test] @ w1 + b1, 0) @ w2 + b2)))
+    return p[:, 1] - p[:, 0]  # type: ignore[no-any-return]
+
+
 ALPHAS = (0.1, 1.0, 3.0, 10.0, 30.0, 100.0)
 VARIANTS: dict[str, tuple[Fit, list[dict[str, Any]]]] = {
     "heads": (heads, [{"alpha": a} for a in ALPHAS]),
@@ -274,6 +373,20 @@ VARIANTS: dict[str, tuple[Fit, list[dict[str, Any]]]] = {
             for w in (1.0, 3.0)
         ],
     ),
+    "importance": (
+        importance,
+        [
+            {"alpha": a, "gamma": g, "l2": l2}
+            for a in (1.0, 10.0, 30.0, 100.0)
+            for g in (0.0, 0.5, 1.0, 2.0)
+            for l2 in (0.1, 1.0)
+        ],
+    ),
+    "mlp": (
+        mlp,
+        [{"hidden": 32, "wd": wd, "steps": st} for wd in (1e-3, 1e-2) for st in (150, 400)],
+    ),
+    "knn": (knn, [{"k": k, "tau": t} for k in (20, 100) for t in (0.02, 0.1)]),
     "logistic": (logistic, [{"alpha": a} for a in (0.001, 0.01, 0.1)]),
     "ensemble": (
         ensemble,
@@ -301,24 +414,93 @@ def select(fit: Fit, grid: list[dict[str, Any]], train: np.ndarray, d: Data) -> 
     return chosen
 
 
+def _fold(d: Data, start: int) -> np.ndarray:
+    return np.array([int(rd.key(t)[start : start + 8], 16) % 5 for t in d.inp.texts])
+
+
+def in_dataset(fit: Fit, grid: list[dict[str, Any]], held: str, d: Data) -> np.ndarray:
+    """Scores for one dataset's prompts from routers trained on *that dataset only*: 5 folds
+    by prompt hash, settings by an inner 5-fold CV inside the training folds, each fold's
+    scores z-scored so that fold offsets do not order the pooled ranking. What the features
+    can do when the router has seen the dataset's own labels: a reference for LODO."""
+    mine = d.ds == held
+    outer, inner = _fold(d, 0), _fold(d, 8)
+    score = np.zeros(len(d.ds))
+    for f in range(5):
+        te, tr = mine & (outer == f), mine & (outer != f)
+        best, chosen = -np.inf, grid[0]
+        for s in grid if len(grid) > 1 else []:
+            found = [
+                apgr(d, fit(tr & (inner != g), tr & (inner == g), d, s), tr & (inner == g))
+                for g in range(5)
+            ]
+            if np.mean(found) > best:
+                best, chosen = float(np.mean(found)), s
+        sc = fit(tr, te, d, chosen)
+        score[te] = (sc - sc.mean()) / (sc.std() or 1.0)
+    return score[mine]  # type: ignore[no-any-return]
+
+
+def arena_reference(d: Data, reps: int, rng: np.random.Generator) -> None:
+    """Is the arena gain a property of the prompt at all? Route arena-bench-v1's prompts by
+    what *other* models scored on them (not available at routing time: a reference for what a
+    representation that knew each prompt's difficulty could reach)."""
+    prompts = [p for p in public_prompts() if p.dataset == "arena"]
+    models = sorted({m for p in prompts for m in p.scores})
+    full = [p for p in prompts if all(m in p.scores for m in models)]
+    q = np.array([[p.scores[m] for m in models] for p in full])
+    weak, strong = q[:, models.index(WEAK)], q[:, models.index(STRONG)]
+    others = [k for k, m in enumerate(models) if m not in (WEAK, STRONG)]
+    small = [k for k, m in enumerate(models) if "7B" in m or m in ("openchat_3.5", "llama-13b")]
+    rows = {
+        f"the other {len(others)} models' mean score, lowest first": -q[:, others].mean(1),
+        "gpt-4-0314 minus the 7B/13B models' mean": q[:, models.index("gpt-4-0314")]
+        - q[:, small].mean(1),
+        "gpt-4-0314 minus gpt-3.5-turbo": q[:, models.index("gpt-4-0314")]
+        - q[:, models.index("gpt-3.5-turbo")],
+    }
+    print(f"arena-bench-v1, {len(full)} prompts scored for all {len(models)} models")
+    for label, score in rows.items():
+        r = rm.with_intervals(
+            score, weak, strong, np.ones(len(full)), np.full(len(full), 2.0), reps, rng
+        )
+        print(f"  {label}: APGR {r['apgr']:.3f} {r['apgr_ci95']}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--embeddings", type=Path, default=rd.DEFAULT_CACHE)
     parser.add_argument("--only", default=",".join(VARIANTS))
     parser.add_argument("--bootstrap", type=int, default=0)
+    parser.add_argument(
+        "--in-dataset",
+        action="store_true",
+        help="train and test inside each dataset (5-fold CV) instead of leaving it out",
+    )
+    parser.add_argument(
+        "--arena-reference",
+        action="store_true",
+        help="route arena-bench-v1 by other models' scores (a reference) and exit",
+    )
     args = parser.parse_args()
     d = Data(args.embeddings)
     rng = np.random.default_rng(0)
-    print(f"embeddings: {args.embeddings.name}")
+    if args.arena_reference:
+        arena_reference(d, args.bootstrap or 1000, rng)
+        return 0
+    print(f"embeddings: {args.embeddings.name}" + (" (in-dataset CV)" if args.in_dataset else ""))
     for name in args.only.split(","):
         fit, grid = VARIANTS[name]
         t0 = time.perf_counter()
         row, chosen = [], {}
         for held in DATASETS:
             test = d.ds == held
-            s = select(fit, grid, ~test, d)
-            score = fit(~test, test, d, s)
-            chosen[held] = s
+            if args.in_dataset:
+                score = in_dataset(fit, grid, held, d)
+            else:
+                s = select(fit, grid, ~test, d)
+                score = fit(~test, test, d, s)
+                chosen[held] = s
             if args.bootstrap:
                 r = rm.with_intervals(
                     score,
