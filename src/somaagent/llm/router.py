@@ -30,7 +30,8 @@ Mixtral-8x7B and GPT-4-1106 recovers APGR 0.571, 0.537, 0.638 and 0.541 of the g
 among 15 models with prompts held out it reaches the same 95% at $3.36 against the best static
 mix's $3.49. Decision CPU p99: 2.3 ms with the prompt's embedding cached, 9.8 ms without (the
 prompt's first 64 tokens embedded). Other heads tried did no better held out
-(``bench/results/router_experiments.md``). Predictions this weak make most close calls
+(``bench/results/router_experiments.md``), and on arena-bench-v1 the features stay near random
+(0.517) even when trained and tested inside it. Predictions this weak make most close calls
 low-confidence, and the reasons say so.
 
 The decision keeps every candidate with its prediction, estimates and the reason it was or

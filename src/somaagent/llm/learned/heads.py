@@ -7,13 +7,14 @@ embedding]`` (``s`` = :attr:`QualityHeads.embedding_scale`), fitted by ridge reg
 (Mixtral-8x7B-Instruct, GPT-4-1106-preview, on GSM8K, MMLU and MT-Bench) and arena-bench-v1's
 15; :attr:`QualityHeads.registry` maps the ones that are registry models (the same snapshot).
 
-Why these heads (``bench/results/router.md``, 2026-12-02: leave-one-dataset-out over GSM8K,
-MMLU, MT-Bench and arena-bench-v1, hyper-parameters chosen by cross-validation inside the
-training datasets, APGR with bootstrap 95% intervals): these heads reach 0.571 [0.532, 0.613],
-0.537 [0.520, 0.555], 0.646 [0.516, 0.776] and 0.541 [0.492, 0.587] on the held-out dataset;
-a similarity-weighted kNN over the embeddings 0.543/0.492/0.506/0.509, a rank-16 matrix
-factorisation in the style of RouteLLM's ``mf`` 0.500/0.543/0.597/0.530, the earlier
-hashed-word heads 0.528/0.566/0.653/0.538. Honestly: the same linear heads on the cheap
+Why these heads (``bench/results/router.md``, 2026-12-02 15:12 UTC: leave-one-dataset-out over
+GSM8K, MMLU, MT-Bench and arena-bench-v1, hyper-parameters chosen by cross-validation inside
+the training datasets, APGR with bootstrap 95% intervals): these heads reach 0.571 [0.532,
+0.613], 0.537 [0.520, 0.554], 0.638 [0.506, 0.767] and 0.541 [0.492, 0.587] on the held-out
+dataset; a similarity-weighted kNN over the embeddings 0.532/0.508/0.442/0.520, a rank-16
+matrix factorisation in the style of RouteLLM's ``mf`` 0.483/0.554/0.572/0.527, the earlier
+hashed-word heads 0.528/0.566/0.653/0.538, and a one-layer MLP 0.484/0.524/0.470/0.476
+(``bench/results/router_experiments.md``). Honestly: the same linear heads on the cheap
 features alone do as well held out (0.573/0.555/0.650/0.541; every difference here is inside
 the intervals) -- the embedding carries little across these four datasets. They ship with the
 embedding because it costs nothing held out, helps in distribution (MT-Bench out-of-fold 0.755
