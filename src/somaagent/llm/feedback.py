@@ -7,11 +7,11 @@ message or completion id (:meth:`RouteFeedback.feedback`: a score in [0, 1], or 
 down = 0); another tenant's id, or an unknown one, is a 404.
 
 :meth:`RouteFeedback.train` fits the tenant's own heads once enough rated outcomes exist
-(:data:`MIN_RATED`, and :data:`MIN_PER_MODEL` for a model to get a head): a ridge regression
-of the score on ``x`` pulled towards the public head of the same model (:mod:`.learned.fitting`),
-fitted on four fifths of the rated outcomes (by a hash of the id) and judged on the other fifth
-against the predictions the router made at the time (Brier score: mean squared error of the
-predicted quality). The heads are promoted only when they do better there; the router then
+(:data:`MIN_RATED`, and :data:`MIN_PER_MODEL` for a model to get a head), with
+:func:`~.tenant_heads.fit_tenant_heads`: a ridge regression of the score on ``x`` pulled towards
+the public head of the same model, fitted on four fifths of the rated outcomes (by a hash of the
+id) and judged on the other fifth against the predictions the router made at the time (Brier
+score). The heads are promoted only when they do better there; the router then
 uses them for that tenant (evidence "learned from tenant data"). :meth:`RouteFeedback.report`
 gives per-model win rates, the savings realised against the reference, and the quality held,
 before and after the tenant's heads (:mod:`.route_report`).
@@ -23,11 +23,9 @@ scores train the heads like ratings do, and a tenant's rating always replaces th
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -36,14 +34,21 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from somaagent.db.base import utcnow
 from somaagent.errors import NotFoundError, ValidationError
 from somaagent.llm.base import ChatMessage
-from somaagent.llm.learned.heads import Head, QualityHeads, pack_f16, unpack_f16
-from somaagent.llm.learned.quality import EVIDENCE_TENANT
+from somaagent.llm.learned.heads import QualityHeads, pack_f16, unpack_f16
 from somaagent.llm.policy import RoutingDecision
 from somaagent.llm.registry import ModelSpec
 from somaagent.llm.route_report import build_report
 from somaagent.llm.router import Router
 from somaagent.llm.shadow import ShadowJudge
 from somaagent.llm.tables import RouteOutcome, TenantRouteHeads
+from somaagent.llm.tenant_heads import (
+    MIN_PER_MODEL,
+    MIN_RATED,
+    PROBLEM_NOT_ENOUGH_FEEDBACK,
+    Rated,
+    fit_tenant_heads,
+    not_enough_feedback,
+)
 
 __all__ = [
     "MIN_PER_MODEL",
@@ -54,15 +59,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-MIN_RATED = 30
-"""Rated outcomes a training run needs at least (a fifth of them are held out)."""
-MIN_PER_MODEL = 10
-"""Rated training outcomes a model needs for a tenant head of its own."""
-TENANT_ALPHA = 1.0
-"""Ridge pull towards the public head (the weights are normalised: about MIN_PER_MODEL's
-worth of evidence before the tenant's data dominates)."""
-PROBLEM_NOT_ENOUGH_FEEDBACK = "urn:somaagent:problem:not-enough-feedback"
 
 
 def score_of(score: float | None, verdict: str | None) -> float:
@@ -87,19 +83,6 @@ def _invalid(field: str, message: str) -> ValidationError:
     return ValidationError(
         message, errors=[{"loc": ["body", field], "msg": message, "type": "value_error"}]
     )
-
-
-def _held_out(outcome_id: str) -> bool:
-    return int(hashlib.sha1(outcome_id.encode()).hexdigest()[:8], 16) % 5 == 0
-
-
-@dataclass(frozen=True, slots=True)
-class _Rated:
-    id: str
-    model: str
-    x: tuple[float, ...] | None
-    predicted: float
-    score: float
 
 
 class RouteFeedback:
@@ -254,7 +237,7 @@ class RouteFeedback:
 
     # -- training ---------------------------------------------------------------------------
 
-    async def _rated(self, tenant: str) -> list[_Rated]:
+    async def _rated(self, tenant: str) -> list[Rated]:
         async with self.sessions() as session:
             rows = (
                 await session.scalars(
@@ -268,7 +251,7 @@ class RouteFeedback:
             x = None
             if r.features and "x_f16" in r.features:
                 x = unpack_f16(r.features["x_f16"], int(r.features["n"]), f"outcome {r.id}")
-            rated.append(_Rated(r.id, r.model, x, r.predicted_quality, float(r.score or 0.0)))
+            rated.append(Rated(r.id, r.model, x, r.predicted_quality, float(r.score or 0.0)))
         return rated
 
     async def train(self, tenant: str) -> dict[str, Any]:
@@ -279,108 +262,28 @@ class RouteFeedback:
                 no public heads to start from (the router has no embedder or artifact).
         """
         public = self.router.heads
-        everything = await self._rated(tenant)
-        rated = [r for r in everything if r.x is not None]
-        train = [r for r in rated if not _held_out(r.id)]
-        held = [r for r in rated if _held_out(r.id)]
-        per_model: dict[str, list[_Rated]] = {}
-        for r in train:
-            per_model.setdefault(r.model, []).append(r)
-        fitted = {m: rows for m, rows in per_model.items() if len(rows) >= MIN_PER_MODEL}
-        if len(everything) >= MIN_RATED and (public is None or self.router.embeddings is None):
+        rated = await self._rated(tenant)
+        if len(rated) >= MIN_RATED and (public is None or self.router.embeddings is None):
             raise ValidationError(
                 "tenant training needs the router's embedding quality heads, which this gateway "
                 "is running without (see the route reasons' 'fell back' note)",
                 errors=[{"loc": ["body"], "msg": "no quality heads", "type": "unavailable"}],
             )
-        if len(rated) < MIN_RATED or not held or not fitted or public is None:
-            message = (
-                f"not enough feedback to train: {len(rated)} rated routed answers, at least "
-                f"{MIN_RATED} are needed (a fifth held out to judge the result), with "
-                f"{MIN_PER_MODEL} or more for a model to get a head of its own; rate answers "
-                "with POST /v1/feedback or soma feedback ID up|down"
-            )
-            raise ValidationError(
-                message,
-                errors=[{"loc": ["body"], "msg": message, "type": "not_enough_feedback"}],
-                problem_type=PROBLEM_NOT_ENOUGH_FEEDBACK,
-            )
-        heads = self._fit(public, fitted)
-        before = _brier([(r.predicted, r.score) for r in held])
-        after = _brier(
-            [
-                (
-                    heads.heads[r.model].predict(r.x)
-                    if r.model in heads.heads and r.x
-                    else r.predicted,
-                    r.score,
-                )
-                for r in held
-            ]
-        )
-        promoted = after < before
-        report = {
-            "tenant": tenant,
-            "rated": len(rated),
-            "trained_on": len(train),
-            "held_out": len(held),
-            "models": {m: len(rows) for m, rows in sorted(fitted.items())},
-            "before": {
-                "brier": round(before, 4),
-                "evidence": "the router's predictions at the time",
-            },
-            "after": {"brier": round(after, 4), "evidence": EVIDENCE_TENANT},
-            "promoted": promoted,
-            "message": (
-                "promoted: the tenant heads predicted the held-out feedback better"
-                if promoted
-                else "not promoted: the tenant heads did not beat the current predictions on "
-                "the held-out feedback; the current heads stay"
-            ),
-        }
+        if public is None:  # too little data as well: say what is missing first
+            raise not_enough_feedback(sum(r.x is not None for r in rated))
+        fit = fit_tenant_heads(tenant, public, rated)
+        heads, report, promoted = fit.heads, fit.report, fit.promoted
         if promoted:
             async with self.sessions() as session:
                 row = await session.get(TenantRouteHeads, tenant)
                 if row is None:
                     row = TenantRouteHeads(tenant_id=tenant)
                     session.add(row)
-                row.heads, row.report, row.outcomes = heads.to_dict(), report, len(rated)
+                row.heads, row.report, row.outcomes = heads.to_dict(), report, report["rated"]
                 row.trained_at = utcnow()
                 await session.commit()
             self._heads[tenant] = heads
         return report
-
-    @staticmethod
-    def _fit(public: QualityHeads, fitted: dict[str, list[_Rated]]) -> QualityHeads:
-        import numpy as np
-
-        from somaagent.llm.learned.fitting import fit_head
-
-        heads: dict[str, Head] = {}
-        for model, rows in fitted.items():
-            x = np.array([r.x for r in rows], dtype=np.float64)
-            y = np.array([r.score for r in rows])
-            data_name = public.by_registry.get(model)
-            prior = public.heads[data_name] if data_name else None
-            heads[model] = fit_head(x, y, np.ones(len(rows)), TENANT_ALPHA, prior)
-        spread = math.sqrt(
-            sum(
-                (heads[m].predict(r.x or ()) - r.score) ** 2 for m, rs in fitted.items() for r in rs
-            )
-            / max(1, sum(len(rs) for rs in fitted.values()))
-        )
-        return QualityHeads(
-            heads=heads,
-            registry={m: m for m in heads},
-            dense_mean=public.dense_mean,
-            dense_std=public.dense_std,
-            embedding_model=public.embedding_model,
-            embedding_dim=public.embedding_dim,
-            embedding_scale=public.embedding_scale,
-            gain_sd=max(spread, 0.05),
-            evidence=EVIDENCE_TENANT,
-            training={"models": {m: len(rs) for m, rs in fitted.items()}},
-        )
 
     # -- the report -------------------------------------------------------------------------
 
@@ -399,7 +302,3 @@ class RouteFeedback:
         """Stop: cancel the shadow judgements in flight."""
         if self.shadow is not None:
             await self.shadow.aclose()
-
-
-def _brier(pairs: Sequence[tuple[float, float]]) -> float:
-    return sum((p - y) ** 2 for p, y in pairs) / max(1, len(pairs))
