@@ -8,6 +8,7 @@ grade of 8 (score 7/9), and a prompt without one makes a reply with no readable 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 from collections.abc import Sequence
@@ -197,6 +198,84 @@ async def test_unreadable_or_failing_judges_and_the_budget(gateway: Gateway) -> 
     await complete(client, prompt)
     await shadow.drain()
     assert (await shadow.status("thrifty"))["over_budget"] == 2  # exhausted: no more judging
+
+
+@pytest.mark.parametrize("settings_overrides", [SHADOW_ON])
+async def test_the_counts_come_from_the_database(gateway: Gateway) -> None:
+    """Another gateway process (or this one after a restart) reports the same counts, and a
+    judgement still running is counted as in flight."""
+    shadow = shadow_of(gateway)
+    client = await gateway.client_for(await gateway.new_key(tenant="durable"))
+    await complete(client, "Describe the river [[6]]")
+    await shadow.drain()
+    release = asyncio.Event()
+    real = shadow.adapter_for
+
+    async def slow(spec: Any) -> Any:
+        await release.wait()
+        return await real(spec)
+
+    shadow.adapter_for = slow
+    await complete(client, "Describe the lake [[4]]")
+    elsewhere = ShadowJudge(
+        gateway.state.sessions, shadow.registry, real, dataclasses.replace(shadow.config)
+    )
+    for _ in range(100):  # until the background task has marked its outcome
+        if (await elsewhere.status("durable"))["in_flight"] == 1:
+            break
+        await asyncio.sleep(0.01)
+    status = await elsewhere.status("durable")
+    assert (status["sampled"], status["judged"], status["in_flight"]) == (2, 1, 1)
+    release.set()
+    await shadow.drain()
+    shadow.adapter_for = real
+    status = await elsewhere.status("durable")
+    assert (status["sampled"], status["judged"], status["in_flight"]) == (2, 2, 0)
+    assert (await elsewhere.status("default"))["sampled"] == 0
+
+
+@pytest.mark.parametrize("settings_overrides", [SHADOW_ON])
+async def test_a_judgement_that_ends_during_the_budget_check_is_counted(gateway: Gateway) -> None:
+    """The budget check reads the day's spend, then the reservations in flight: a judgement
+    that commits its cost and drops its reservation between the two must still count."""
+    shadow = shadow_of(gateway)
+    client = await gateway.client_for(await gateway.new_key(tenant="racy"))
+    prompt = "Describe the hill [[9]]"
+    worst = shadow.estimate_usd([{"role": "user", "content": prompt}], f"Echo: {prompt}")
+    spent = await shadow.spent_today("racy")
+    shadow.config = dataclasses.replace(shadow.config, budget_usd=spent + worst * 1.01)
+    release = asyncio.Event()
+    real_adapter, real_spent = shadow.adapter_for, shadow.spent_today
+
+    async def slow(spec: Any) -> Any:
+        await release.wait()
+        return await real_adapter(spec)
+
+    shadow.adapter_for = slow
+    first = await complete(client, prompt)
+    for _ in range(200):  # until the first judgement holds its reservation
+        if shadow._reserved.get("racy"):
+            break
+        await asyncio.sleep(0.01)
+    assert shadow._reserved.get("racy")
+
+    async def spend_read_as_the_first_ends(tenant: str) -> float:
+        value = await real_spent(tenant)  # read before the first judgement's cost lands
+        release.set()
+        while shadow._reserved.get("racy"):  # it commits, then drops its reservation
+            await asyncio.sleep(0.01)
+        return value
+
+    shadow.spent_today = spend_read_as_the_first_ends  # type: ignore[method-assign]
+    second = await shadow.judge(
+        "racy", "no-such-outcome", [{"role": "user", "content": prompt}], f"Echo: {prompt}"
+    )
+    shadow.spent_today = real_spent  # type: ignore[method-assign]
+    shadow.adapter_for = real_adapter
+    await shadow.drain()
+    assert (await outcome(gateway, "racy", first)).score == pytest.approx(8 / 9)
+    assert second is None  # over budget: the first judgement's spend was counted
+    assert await shadow.spent_today("racy") <= shadow.config.budget_usd
 
 
 def test_grades_are_read_from_the_judges_last_bracketed_number() -> None:

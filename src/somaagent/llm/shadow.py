@@ -20,9 +20,10 @@ worst case stays within the budget. Processes judging at the same instant may ea
 without the other's in-flight spend, so several processes can overshoot by their in-flight
 judgements at most.
 
-A judge that fails, or a reply with no readable grade, is logged and counted (per tenant, since
-the process started; shown by ``soma route report``), never raised. An unreadable reply's cost
-is still charged.
+A judge that fails, or a reply with no readable grade, is logged, never raised. Each sampled
+answer's outcome record keeps its ``shadow_status`` (in flight, judged, unparseable, failed or
+over budget), so ``soma route report`` counts them from the database: the same figures from
+every gateway process, and across restarts. An unreadable reply's cost is still charged.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ import asyncio
 import logging
 import random
 import re
-from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -52,6 +52,14 @@ __all__ = ["JUDGE_MAX_CHARS", "ShadowConfig", "ShadowJudge", "judge_messages", "
 logger = logging.getLogger(__name__)
 
 JUDGE_MAX_CHARS = 8000
+SAMPLED, JUDGED, UNPARSEABLE, FAILED, OVER_BUDGET = (
+    "sampled",
+    "judged",
+    "unparseable",
+    "failed",
+    "over_budget",
+)
+"""An outcome record's ``shadow_status``: picked and in flight, then how its judgement ended."""
 """The most characters of the prompt, and of the answer, shown to the judge (bounds its cost)."""
 
 _SYSTEM = (
@@ -140,7 +148,6 @@ class ShadowJudge:
         self._tasks: set[asyncio.Task[None]] = set()
         self._reserved: dict[str, float] = {}
         self._lock = asyncio.Lock()
-        self._counts: dict[str, Counter[str]] = {}
 
     # -- sampling ---------------------------------------------------------------------------
 
@@ -171,7 +178,6 @@ class ShadowJudge:
         """
         if not self.eligible(spec) or self._rng.random() >= self.config.rate:
             return False
-        self._count(tenant, "sampled")
         task = asyncio.get_running_loop().create_task(
             self._run(tenant, outcome_id, list(messages), answer)
         )
@@ -183,10 +189,14 @@ class ShadowJudge:
         self, tenant: str, outcome_id: str, messages: list[ChatMessage], answer: str
     ) -> None:
         try:
+            await self._mark(tenant, outcome_id, SAMPLED)
             await self.judge(tenant, outcome_id, messages, answer)
         except Exception as exc:  # the background task must never raise
-            self._count(tenant, "failed")
             logger.warning("shadow judgement of %s failed: %s", outcome_id, exc)
+            try:
+                await self._mark(tenant, outcome_id, FAILED)
+            except Exception as mark_exc:
+                logger.warning("shadow status of %s not kept: %s", outcome_id, mark_exc)
 
     # -- judging ----------------------------------------------------------------------------
 
@@ -219,14 +229,18 @@ class ShadowJudge:
         """
         judge = self.judge_spec()
         if judge is None:
-            self._count(tenant, "failed")
+            await self._mark(tenant, outcome_id, FAILED)
             logger.warning("shadow judge %r is not in the registry", self.config.judge)
             return None
         worst = self.estimate_usd(messages, answer)
         async with self._lock:  # one budget check at a time, so reservations add up
-            spent = await self.spent_today(tenant) + self._reserved.get(tenant, 0.0)
+            # The reservations are read before the spend: a judgement that ends during the
+            # query commits its cost before it drops its reservation, so it is counted at least
+            # once (read after, it could be in neither).
+            reserved = self._reserved.get(tenant, 0.0)
+            spent = await self.spent_today(tenant) + reserved
             if spent + worst > self.config.budget_usd:
-                self._count(tenant, "over_budget")
+                await self._mark(tenant, outcome_id, OVER_BUDGET)
                 return None
             self._reserved[tenant] = self._reserved.get(tenant, 0.0) + worst
         try:
@@ -251,21 +265,18 @@ class ShadowJudge:
         try:
             completion = await (await self.adapter_for(judge)).complete(request)
         except Exception as exc:
-            self._count(tenant, "failed")
+            await self._mark(tenant, outcome_id, FAILED)
             logger.warning("shadow judge %s failed on %s: %s", judge.name, outcome_id, exc)
             return None
         spent = float(cost.cost_usd(judge, completion.usage))
         score = parse_grade(completion.content)
         if score is None:
-            self._count(tenant, "unparseable")
             logger.warning(
                 "shadow judge %s gave no readable 1-10 grade for %s: %.200r",
                 judge.name,
                 outcome_id,
                 completion.content,
             )
-        else:
-            self._count(tenant, "judged")
         await self._keep(tenant, outcome_id, score, spent)
         return score
 
@@ -273,7 +284,13 @@ class ShadowJudge:
         where = (RouteOutcome.tenant_id == tenant, RouteOutcome.id == outcome_id)
         async with self.sessions() as session:
             await session.execute(
-                update(RouteOutcome).where(*where).values(shadow_score=score, judge_cost_usd=spent)
+                update(RouteOutcome)
+                .where(*where)
+                .values(
+                    shadow_score=score,
+                    judge_cost_usd=spent,
+                    shadow_status=UNPARSEABLE if score is None else JUDGED,
+                )
             )
             if score is not None:
                 # never over an explicit rating, even one given while the judge worked
@@ -292,19 +309,41 @@ class ShadowJudge:
 
     # -- bookkeeping ------------------------------------------------------------------------
 
-    def _count(self, tenant: str, what: str) -> None:
-        self._counts.setdefault(tenant, Counter())[what] += 1
+    async def _mark(self, tenant: str, outcome_id: str, status: str) -> None:
+        async with self.sessions() as session:
+            await session.execute(
+                update(RouteOutcome)
+                .where(RouteOutcome.tenant_id == tenant, RouteOutcome.id == outcome_id)
+                .values(shadow_status=status)
+            )
+            await session.commit()
 
     async def status(self, tenant: str) -> dict[str, Any]:
-        """The settings, the tenant's spend today and its counts since the process started."""
-        counts = self._counts.get(tenant, Counter())
+        """The settings, and the tenant's spend and counts today (UTC), from the database:
+        ``sampled`` answers, and how many of them were ``judged``, had no readable grade
+        (``unparseable``), ``failed``, went ``over_budget`` or are still ``in_flight``."""
+        async with self.sessions() as session:
+            rows = (
+                await session.execute(
+                    select(RouteOutcome.shadow_status, func.count())
+                    .where(
+                        RouteOutcome.tenant_id == tenant,
+                        RouteOutcome.shadow_status.is_not(None),
+                        RouteOutcome.created_at >= _day_start(utcnow()),
+                    )
+                    .group_by(RouteOutcome.shadow_status)
+                )
+            ).all()
+        counts = {str(status): int(n) for status, n in rows}
         return {
             "rate": self.config.rate,
             "judge": self.config.judge,
             "judge_in_registry": self.judge_spec() is not None,
             "budget_usd": self.config.budget_usd,
             "spent_today_usd": round(await self.spent_today(tenant), 6),
-            **{k: counts[k] for k in ("sampled", "judged", "unparseable", "failed", "over_budget")},
+            "sampled": sum(counts.values()),
+            **{k: counts.get(k, 0) for k in (JUDGED, UNPARSEABLE, FAILED, OVER_BUDGET)},
+            "in_flight": counts.get(SAMPLED, 0),
         }
 
     async def drain(self) -> None:

@@ -41,6 +41,7 @@ class RouteOutcome(Base):
     comment: Mapped[str | None] = mapped_column(Text, nullable=True)
     shadow_score: Mapped[float | None] = mapped_column(Float, nullable=True)
     judge_cost_usd: Mapped[float | None] = mapped_column(Float, nullable=True)
+    shadow_status: Mapped[str | None] = mapped_column(String(20), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     feedback_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
