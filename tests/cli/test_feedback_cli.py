@@ -116,3 +116,28 @@ def test_report_shows_cost_and_quality_before_and_after_the_heads(
         assert periods["comparison"]["cost_per_answer_change"] is not None
         code, out = soma("route", "report")
         assert code == 0 and "heads trained" in out and "cost per answer" in out, out
+
+
+def test_the_shadow_line_gives_todays_counts() -> None:
+    from somaagent.cli.feedback import _shadow
+    from somaagent.sdk._feedback import RouteReport
+
+    status = {
+        "rate": 0.1,
+        "judge": "gpt-4o",
+        "judge_in_registry": True,
+        "budget_usd": 5.0,
+        "spent_today_usd": 0.25,
+        "sampled": 9,
+        "judged": 5,
+        "unparseable": 1,
+        "failed": 1,
+        "over_budget": 0,
+        "in_flight": 2,
+    }
+    report = RouteReport(routed=90, rated=5, judge_cost_usd=1.5, shadow=status)
+    assert _shadow(report) == (
+        "10% of cheaper answers judged by gpt-4o; $0.250000 of $5.00 today (5 judged, "
+        "1 unreadable, 1 failed, 0 over budget, 2 in flight), $1.500000 in all"
+    )
+    assert _shadow(RouteReport(routed=1, rated=0, judge_cost_usd=0.5)).startswith("off")

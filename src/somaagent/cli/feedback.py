@@ -158,10 +158,10 @@ def _shadow(result: RouteReport) -> str:
         return f"off (judge spend so far ${result.judge_cost_usd:.6f})"
     return (
         f"{shadow['rate']:.0%} of cheaper answers judged by {shadow['judge']}; "
-        f"${shadow['spent_today_usd']:.6f} of ${shadow['budget_usd']:.2f} today, "
-        f"${result.judge_cost_usd:.6f} in all; {shadow['judged']} judged, "
-        f"{shadow['unparseable']} unreadable, {shadow['failed']} failed, "
-        f"{shadow['over_budget']} over budget"
+        f"${shadow['spent_today_usd']:.6f} of ${shadow['budget_usd']:.2f} today "
+        f"({shadow['judged']} judged, {shadow['unparseable']} unreadable, "
+        f"{shadow['failed']} failed, {shadow['over_budget']} over budget, "
+        f"{shadow.get('in_flight', 0)} in flight), ${result.judge_cost_usd:.6f} in all"
     )
 
 
