@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
+import os
+import platform
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -49,6 +52,25 @@ ARENA_PRICES: dict[str, tuple[float, float]] = {
     "vicuna-33b-v1.3": (0.8, 0.8),
     "llama-13b": (0.3, 0.3),
 }
+
+
+def machine() -> dict[str, Any]:
+    """Where and under what load a router benchmark ran."""
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "note": "shared machine, several engineers at work",
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def write_results(out: Path, name: str, report: dict[str, Any], markdown: str) -> None:
+    """``<name>.json`` and ``<name>.md`` under ``out``; the markdown is printed too."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
+    (out / f"{name}.md").write_text(markdown)
+    print(markdown)
 
 
 def key(text: str) -> str:
@@ -136,5 +158,7 @@ __all__ = [
     "embeddings",
     "key",
     "local_embedder",
+    "machine",
     "routellm",
+    "write_results",
 ]

@@ -40,8 +40,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from collections.abc import Sequence
@@ -206,13 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = {
         "benchmark": "router",
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "machine": {
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "note": "shared machine, several engineers at work",
-            "load_average": [round(x, 2) for x in os.getloadavg()],
-        },
+        "machine": rd.machine(),
         "settings": {
             "weak": [weak_spec.name, weak_spec.input_cost_per_mtok, weak_spec.output_cost_per_mtok],
             "strong": [
@@ -233,12 +225,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "published": PUBLISHED_NOTE,
         "seconds": round(time.perf_counter() - started, 1),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "router.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
     from _router_report import markdown
 
-    (args.out / "router.md").write_text(markdown(report))
-    print(markdown(report))
+    rd.write_results(args.out, "router", report, markdown(report))
     return 0
 
 

@@ -32,9 +32,6 @@ so and exits 0.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import sys
 import time
 from collections.abc import Sequence
@@ -270,13 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = {
         "benchmark": "router_tenant",
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "machine": {
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "note": "shared machine, several engineers at work",
-            "load_average": [round(x, 2) for x in os.getloadavg()],
-        },
+        "machine": rd.machine(),
         "settings": {
             "orders": ORDERS,
             "bootstrap": args.bootstrap,
@@ -287,10 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "tenants": tenants,
         "seconds": round(time.perf_counter() - started, 1),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "router_tenant.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
-    (args.out / "router_tenant.md").write_text(markdown(report))
-    print(markdown(report))
+    rd.write_results(args.out, "router_tenant", report, markdown(report))
     return 0
 
 
