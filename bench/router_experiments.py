@@ -341,6 +341,43 @@ def mlp(train: np.ndarray, test: np.ndarray, d: Data, s: dict[str, Any]) -> np.n
     return p[:, 1] - p[:, 0]  # type: ignore[no-any-return]
 
 
+def per_dataset(train: np.ndarray, test: np.ndarray, d: Data, s: dict[str, Any]) -> np.ndarray:
+    """The mean of ridge coefficient vectors fitted inside each training dataset on its own
+    (gain centred, or standardised with ``std``); with ``agree``, a coefficient whose sign
+    differs between the datasets is dropped (an "invariant" reading of the features)."""
+    rows = np.nonzero(train)[0]
+    betas = []
+    for name in sorted(set(d.ds[rows].tolist())):
+        r = rows[d.ds[rows] == name]
+        y = d.gain[r] - d.gain[r].mean()
+        if s["std"]:
+            y = y / (y.std() or 1.0)
+        betas.append(_ridge(d.x[r] - d.x[r].mean(0), y, np.ones(len(r)), s["alpha"]))
+    beta = np.mean(betas, 0)
+    if s.get("agree"):
+        signs = np.sign(np.array(betas))
+        beta = np.where(np.all(signs == signs[0], 0), beta, 0.0)
+    return d.x[test] @ beta  # type: ignore[no-any-return]
+
+
+def sign_agreement(train: np.ndarray, test: np.ndarray, d: Data, s: dict[str, Any]) -> np.ndarray:
+    """The within-dataset ridge on the dense features whose correlation with the gain has the
+    same sign in every training dataset, plus the embedding."""
+    rows = np.nonzero(train)[0]
+    signs = []
+    for name in sorted(set(d.ds[rows].tolist())):
+        r = rows[d.ds[rows] == name]
+        dense = d.x[r, : d.n_dense] - d.x[r, : d.n_dense].mean(0)
+        signs.append(np.sign(dense.T @ (d.gain[r] - d.gain[r].mean())))
+    agree = np.all(np.array(signs) == signs[0], 0) & (signs[0] != 0)
+    keep = np.concatenate([agree, np.ones(d.x.shape[1] - d.n_dense, dtype=bool)])
+    x = d.x[:, keep]
+    beta = _ridge(
+        _centred(d, x, rows), _target(d, rows, "raw"), rm.balanced(d.ds[rows]), s["alpha"]
+    )
+    return x[test] @ beta  # type: ignore[no-any-return]
+
+
 ALPHAS = (0.1, 1.0, 3.0, 10.0, 30.0, 100.0)
 VARIANTS: dict[str, tuple[Fit, list[dict[str, Any]]]] = {
     "heads": (heads, [{"alpha": a} for a in ALPHAS]),
@@ -386,6 +423,16 @@ VARIANTS: dict[str, tuple[Fit, list[dict[str, Any]]]] = {
         mlp,
         [{"hidden": 32, "wd": wd, "steps": st} for wd in (1e-3, 1e-2) for st in (150, 400)],
     ),
+    "per_dataset": (
+        per_dataset,
+        [
+            {"alpha": a, "std": st, "agree": ag}
+            for a in (0.1, 1.0, 10.0, 100.0)
+            for st in (False, True)
+            for ag in (False, True)
+        ],
+    ),
+    "sign_agreement": (sign_agreement, [{"alpha": a} for a in (0.1, 1.0, 10.0, 100.0)]),
     "knn": (knn, [{"k": k, "tau": t} for k in (20, 100) for t in (0.02, 0.1)]),
     "logistic": (logistic, [{"alpha": a} for a in (0.001, 0.01, 0.1)]),
     "ensemble": (
