@@ -245,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--arena", type=Path, default=None)
     parser.add_argument("--embeddings", type=Path, default=rd.DEFAULT_CACHE)
     parser.add_argument("--bootstrap", type=int, default=1000)
-    parser.add_argument("--sizes", default="50,100,200,400,800,1600,3200")
+    parser.add_argument("--sizes", default="50,100,200,400,800,1600,3200,6400")
     parser.add_argument("--tenants", default=",".join(TENANTS))
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
