@@ -244,6 +244,8 @@ class ChatTurns:
             if record_id is not None:
                 await idempotency.remember_message(session, record_id, user_message.id)
             await session.commit()
+        if record_id is not None:
+            idempotency.keep_alive(store.sessions, record_id)
         if reused is None:
             store.memory.message_stored(who.tenant, message_public(user_message))
         max_tokens = body.max_tokens or min(self.default_max_tokens, spec.max_output_tokens)

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from somaagent._version import __version__
 from somaagent.accounts import keys
 from somaagent.accounts.usage import UsageLedger
+from somaagent.chat import idempotency
 from somaagent.chat.completions import ChatCompletions
 from somaagent.chat.conversations import ConversationService
 from somaagent.chat.grounding import ground
@@ -88,6 +89,7 @@ def create_app(
         engine = make_engine(settings.resolved_database_url)
         cleanup.push_async_callback(engine.dispose)
         cleanup.push_async_callback(aclose_client)
+        cleanup.push_async_callback(idempotency.stop_heartbeats)  # before the engine goes
         await migrate(engine)
         sessions = make_sessionmaker(engine)
         prompts = PromptService(sessions)
