@@ -9,7 +9,9 @@ a version of the same name.
 
 from __future__ import annotations
 
+import asyncio
 import difflib
+import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -29,7 +31,12 @@ from somaagent.prompts.template import PromptRef, TemplateSpec, dump_template_te
 
 __all__ = ["PromptStore"]
 
-_SAVE_ATTEMPTS = 5
+_SAVE_ATTEMPTS = 32
+"""Tries of a save that keeps losing its version number to concurrent saves of the same name.
+Each loss means another save went through, so N concurrent savers need up to N tries; past
+this many the save is a busy 409 (retryable)."""
+_SAVE_BACKOFF_S = 0.002
+"""Up to this many seconds times the try number, at random, between tries (spreads a herd)."""
 
 
 class PromptStore:
@@ -69,7 +76,9 @@ class PromptStore:
         """
         digest = rows.content_hash(spec)
         variables = [v.model_dump(mode="json") for v in spec.variables]
-        for _ in range(_SAVE_ATTEMPTS):
+        for attempt in range(_SAVE_ATTEMPTS):
+            if attempt:
+                await asyncio.sleep(random.uniform(0, _SAVE_BACKOFF_S * attempt))
             async with self.sessions() as session:
                 latest = await rows.latest(session, tenant, spec.name)
                 if skip_unchanged and latest is not None and latest.sha256 == digest:
