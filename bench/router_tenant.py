@@ -64,6 +64,15 @@ def _predict(heads: QualityHeads, name: str, x: np.ndarray) -> np.ndarray:
     return np.clip(x @ np.array(head.weights) + head.bias, 0.001, 0.999)  # type: ignore[no-any-return]
 
 
+def _quality(
+    tenant: QualityHeads, public: QualityHeads, reg: str, data: str, x: np.ndarray
+) -> np.ndarray:
+    """A model's predicted quality: its tenant head where it got one, else its public head."""
+    if reg in tenant.heads:
+        return _predict(tenant, reg, x)
+    return _predict(public, data, x)
+
+
 def _gain(heads: QualityHeads, weak: str, strong: str, x: np.ndarray) -> np.ndarray:
     return _predict(heads, strong, x) - _predict(heads, weak, x)
 
@@ -148,21 +157,10 @@ def tenant_curve(
             except ValidationError as exc:
                 runs.append({"error": str(exc)})
                 continue
-            heads = fit.heads
-            if fit.promoted and weak_reg in heads.heads and strong_reg in heads.heads:
-                gain = _gain(heads, weak_reg, strong_reg, x)
-            elif fit.promoted:  # one model rated enough: its tenant head, the other's public
-                w = (
-                    _predict(heads, weak_reg, x)
-                    if weak_reg in heads.heads
-                    else _predict(public, WEAK, x)
+            if fit.promoted:  # each model's tenant head where it got one, else its public head
+                gain = _quality(fit.heads, public, strong_reg, STRONG, x) - _quality(
+                    fit.heads, public, weak_reg, WEAK, x
                 )
-                s = (
-                    _predict(heads, strong_reg, x)
-                    if strong_reg in heads.heads
-                    else _predict(public, STRONG, x)
-                )
-                gain = s - w
             else:
                 gain = public_gain
             run: dict[str, Any] = {
